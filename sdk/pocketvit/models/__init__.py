@@ -1,0 +1,47 @@
+"""Model factories: the project's own small students/teachers by name, timm models as `timm:NAME`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any
+
+from pocketvit.errors import RecipeError
+
+LOCAL_ARCHS = ("pocketvit-resnet", "pocketvit-tinyvit")
+
+
+def build_model(arch: str, in_chans: int, num_classes: int, img_size: int, options: dict[str, Any] | None = None):
+    """Build an untrained model. `options` are the architecture's config fields (widths, dims, ...)."""
+    options = dict(options or {})
+    if arch == "pocketvit-resnet":
+        from pocketvit.models.resnet import ResNetConfig, SmallResNet
+
+        return SmallResNet(_config(ResNetConfig, arch, options, in_chans=in_chans, num_classes=num_classes))
+    if arch == "pocketvit-tinyvit":
+        from pocketvit.models.tinyvit import TinyViTConfig, TinyViTStudent
+
+        cfg = _config(TinyViTConfig, arch, options, in_chans=in_chans, num_classes=num_classes, img_size=img_size)
+        return TinyViTStudent(cfg)
+    if arch.startswith("timm:"):
+        import timm
+
+        name = arch.split(":", 1)[1]
+        if name not in timm.list_models():
+            close = timm.list_models(f"*{name[:6]}*")[:5]
+            raise RecipeError(f"unknown timm model '{name}'" + (f" — did you mean one of {close}?" if close else ""))
+        return timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=num_classes, **options)
+    raise RecipeError(f"unknown architecture '{arch}': use one of {', '.join(LOCAL_ARCHS)} or timm:NAME")
+
+
+def _config(cls, arch: str, options: dict[str, Any], **fixed):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise RecipeError(f"{arch}: unknown option(s) {unknown}; known: {sorted(known - set(fixed))}")
+    return cls(**{**options, **fixed})
+
+
+def describe(model) -> dict[str, Any]:
+    """Architecture options of a local model (for the report and for rebuilding it)."""
+    cfg = getattr(model, "cfg", None)
+    return asdict(cfg) if cfg is not None else {}

@@ -1,0 +1,116 @@
+"""One training loop for teachers, students and baselines: AdamW + one-cycle LR, resumable per epoch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from pocketvit.io import atomic_path
+from pocketvit.progress import log, progress_bar
+
+LossFn = Callable[[torch.Tensor, object], torch.Tensor]
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    lr: float
+    weight_decay: float
+    steps_per_epoch: int
+    warmup_frac: float = 0.1
+    grad_clip: float = 5.0
+
+
+def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train(
+    model: nn.Module,
+    batches: Callable[[int], Iterable[tuple[torch.Tensor, object]]],
+    loss_fn: LossFn,
+    settings: TrainSettings,
+    work_dir: Path,
+    description: str,
+    device: torch.device | None = None,
+) -> nn.Module:
+    """Train `model` in place. `batches(epoch)` yields (inputs, target) with inputs already normalized.
+
+    After each epoch the model, optimizer and epoch are saved to work_dir/checkpoint.pt (atomically),
+    so a killed run resumes at the last finished epoch.
+    """
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    opt = torch.optim.AdamW(_param_groups(model, settings.weight_decay), lr=settings.lr)
+    total = settings.epochs * settings.steps_per_epoch
+    warmup = max(1, int(settings.warmup_frac * total))
+    ckpt = work_dir / "checkpoint.pt"
+    start_epoch = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        log(f"[dim]{description}: resuming after epoch {start_epoch}/{settings.epochs}[/dim]")
+    step = start_epoch * settings.steps_per_epoch
+    with progress_bar(description, total) as advance:
+        advance(step)
+        for epoch in range(start_epoch, settings.epochs):
+            model.train()
+            running, seen = 0.0, 0
+            for inputs, target in batches(epoch):
+                for g in opt.param_groups:
+                    g["lr"] = _lr_at(step, total, settings.lr, warmup)
+                inputs = inputs.to(device, non_blocking=True)
+                target = _to(target, device)
+                loss = loss_fn(model(inputs), target)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if settings.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+                opt.step()
+                step += 1
+                running, seen = running + loss.item(), seen + 1
+                advance(1, info=f"epoch {epoch + 1}/{settings.epochs} loss {running / seen:.3f}")
+            with atomic_path(ckpt) as tmp:
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1}, tmp)
+    model.eval()
+    return model
+
+
+def _to(target: object, device: torch.device) -> object:
+    if isinstance(target, torch.Tensor):
+        return target.to(device, non_blocking=True)
+    if isinstance(target, (tuple, list)):
+        return type(target)(_to(t, device) for t in target)
+    return target
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, inputs: Iterable[torch.Tensor], total: int, description: str) -> torch.Tensor:
+    """Eager logits over an iterable of normalized batches, with a progress bar."""
+    device = next(model.parameters()).device
+    model.eval()
+    outs = []
+    with progress_bar(description, total) as advance:
+        for x in inputs:
+            outs.append(model(x.to(device)).float().cpu())
+            advance(len(x))
+    return torch.cat(outs)
