@@ -72,8 +72,8 @@ def augment_batch(images: torch.Tensor, seeds: np.ndarray, cfg: AugmentConfig) -
         yy = torch.arange(h)[None, :, None]
         xx = torch.arange(w)[None, None, :]
         box = (yy >= y0[:, None, None]) & (yy < (y0 + eh)[:, None, None])
-        box &= (xx >= x0[:, None, None]) & (xx < (x0 + ew)[:, None, None])
+        box = box & (xx >= x0[:, None, None]) & (xx < (x0 + ew)[:, None, None])
         erase = torch.from_numpy(_uniforms(seeds + 1, 1)[:, 0] < cfg.erase_prob)
-        box &= erase[:, None, None]
+        box = box & erase[:, None, None]
         out = out.masked_fill(box[:, None], 0)
     return out.contiguous()

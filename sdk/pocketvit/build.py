@@ -1,0 +1,212 @@
+"""`pocketvit build`: data → teacher → teacher cache → distill (+ baseline) → export → verify → bundle + report."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pocketvit import __version__
+from pocketvit.data import input_spec, load_dataset
+from pocketvit.data.augment import AugmentConfig
+from pocketvit.data.datasets import Splits
+from pocketvit.errors import PocketVitError
+from pocketvit.io import hash_config, sha256_file
+from pocketvit.pipeline import StageResult, StageRunner
+from pocketvit.progress import log
+from pocketvit.recipe import Recipe, resolve
+
+
+def _weights_path(where: StageResult | Path, name: str) -> Path:
+    return (where.path if isinstance(where, StageResult) else where) / f"{name}.safetensors"
+
+
+def build_from_meta(meta: dict[str, Any], splits: Splits) -> torch.nn.Module:
+    from pocketvit.models import build_model
+
+    c, h, _ = splits.shape
+    return build_model(meta["arch"], c, len(splits.labels), h, meta["options"])
+
+
+def load_weights(model: torch.nn.Module, path: Path, what: str) -> torch.nn.Module:
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises several types for damaged files
+        raise PocketVitError(f"{what}: cannot read {path} ({e}); rebuild it with --fresh") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise PocketVitError(
+            f"{what}: {path} does not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]}); "
+            "check the recipe's arch/options"
+        )
+    return model.eval()
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from pocketvit.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+
+
+def _model_meta(model: torch.nn.Module, arch: str, options: dict, splits: Splits) -> dict[str, Any]:
+    from pocketvit.models.stats import count_gflops, count_params
+
+    return {"arch": arch, "options": options, "params": count_params(model),
+            "gflops": round(count_gflops(model, splits.shape), 6)}
+
+
+STAGES = ("teacher", "teacher_cache", "distill", "baseline", "export", "verify")
+
+
+def run_build(
+    recipe: Recipe, recipe_path: Path, out_dir: Path, fresh: bool = False, until: str | None = None
+) -> dict[str, Any]:
+    """Run (or resume) every stage of a recipe; returns the report dict (partial when `until` stops early)."""
+    if until is not None and until not in STAGES:
+        raise PocketVitError(f"--until {until!r}: not a stage; use one of {', '.join(STAGES)}")
+    from pocketvit.distill.supervised import evaluate, train_on_labels
+
+    torch.manual_seed(recipe.seed)
+    runner = StageRunner(out_dir, fresh=fresh)
+    aug = AugmentConfig(**recipe.data.augment.model_dump())
+    splits = load_dataset(recipe.data, recipe.seed)
+    log(f"data: {splits.name} train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}")
+    data = StageResult("data", hash_config({"data": recipe.data.model_dump(), "seed": recipe.seed,
+                                            "n": [len(splits.train), len(splits.test)]}),
+                       out_dir, {}, 0.0, True)
+
+    # teacher: trained here, or loaded from a safetensors checkpoint
+    tcfg = recipe.teacher.model_dump()
+    if recipe.teacher.checkpoint:
+        ckpt = resolve(recipe.teacher.checkpoint, recipe_path.parent)
+        tcfg = {k: v for k, v in tcfg.items() if k != "train"} | {"checkpoint_sha256": sha256_file(ckpt)}
+
+    def teacher_stage(path: Path) -> dict[str, Any]:
+        model = build_from_meta(recipe.teacher.model_dump(), splits)
+        if recipe.teacher.checkpoint:
+            load_weights(model, ckpt, "teacher.checkpoint")
+        else:
+            t = recipe.teacher.train
+            train_on_labels(model, splits, aug, recipe.seed, t.epochs, t.batch_size, t.lr, t.weight_decay,
+                            t.label_smoothing, path, "teacher")
+        save_weights(model, _weights_path(path, "teacher"))
+        meta = _model_meta(model, recipe.teacher.arch, recipe.teacher.options, splits)
+        meta["val_top1"] = evaluate(model, splits, splits.val, "teacher val")
+        meta["test_top1"] = evaluate(model, splits, splits.test, "teacher test")
+        return meta
+
+    teacher = runner.run("teacher", tcfg, [data], teacher_stage)
+    log(f"  teacher test top-1 {teacher.meta['test_top1']:.4f}, {teacher.meta['gflops'] * 1e3:.1f} MFLOPs")
+    if until == "teacher":
+        return {"recipe": recipe.name, "teacher": teacher.meta, "teacher_weights": str(_weights_path(teacher, "teacher")),
+                "stages": runner.summary()}
+
+    # teacher cache (TinyViT): sparse top-k probabilities per sample per augmented epoch
+    def cache_stage(path: Path) -> dict[str, Any]:
+        from pocketvit.distill.cache import TeacherCache, write_cache
+
+        model = load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
+        c = recipe.teacher_cache
+        write_cache(model, splits, aug, recipe.seed, c.epochs, c.topk, c.batch_size, path / "cache")
+        return {"epochs": c.epochs, "topk": c.topk, "bytes": TeacherCache(path / "cache", len(splits.train)).size_bytes()}
+
+    cache_cfg = {"cache": recipe.teacher_cache.model_dump(), "augment": recipe.data.augment.model_dump()}
+    cache = runner.run("teacher_cache", cache_cfg, [data, teacher], cache_stage)
+    if until == "teacher_cache":
+        return {"recipe": recipe.name, "stages": runner.summary()}
+
+    # distill: the student learns only from the cache
+    scfg = recipe.student.model_dump()
+    d = recipe.distill
+
+    def distill_stage(path: Path) -> dict[str, Any]:
+        from pocketvit.distill.cache import TeacherCache, sparse_soft_cross_entropy
+        from pocketvit.distill.trainer import TrainSettings, train
+
+        model = build_from_meta(scfg, splits)
+        reader = TeacherCache(cache.path / "cache", len(splits.train))
+        steps = -(-len(splits.train) // d.batch_size)
+        settings = TrainSettings(epochs=d.epochs, lr=d.lr, weight_decay=d.weight_decay, steps_per_epoch=steps)
+        train(model, lambda e: reader.batches(splits, aug, e, d.batch_size, recipe.seed), sparse_soft_cross_entropy,
+              settings, path, "distill student")
+        save_weights(model, _weights_path(path, "student"))
+        meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
+        meta["val_top1"] = evaluate(model, splits, splits.val, "student val")
+        meta["test_top1"] = evaluate(model, splits, splits.test, "student test")
+        return meta
+
+    train_cfg = {"student": scfg, "distill": d.model_dump(exclude={"baseline", "baseline_label_smoothing"})}
+    student = runner.run("distill", train_cfg, [data, cache], distill_stage)
+    log(f"  student (eager) test top-1 {student.meta['test_top1']:.4f}, {student.meta['gflops'] * 1e3:.1f} MFLOPs")
+
+    baseline = None
+    if d.baseline:
+        def baseline_stage(path: Path) -> dict[str, Any]:
+            model = build_from_meta(scfg, splits)
+            train_on_labels(model, splits, aug, recipe.seed, d.epochs, d.batch_size, d.lr, d.weight_decay,
+                            d.baseline_label_smoothing, path, "baseline (labels only)")
+            save_weights(model, _weights_path(path, "student"))
+            meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
+            meta["test_top1"] = evaluate(model, splits, splits.test, "baseline test")
+            return meta
+
+        base_cfg = train_cfg | {"label_smoothing": d.baseline_label_smoothing}
+        baseline = runner.run("baseline", base_cfg, [data], baseline_stage)
+        log(f"  baseline (labels only) test top-1 {baseline.meta['test_top1']:.4f}")
+    if until in ("distill", "baseline"):
+        return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}
+
+    # export + verify per target, measured on each target's own runtime
+    from pocketvit.verify import export_stage_fn, verify_stage_fn
+
+    targets: dict[str, Any] = {}
+    exported: dict[str, StageResult] = {}
+    spec = input_spec(splits)
+    for target in recipe.export.targets:
+        exp = runner.run(f"export-{target}", {"target": target}, [student],
+                         export_stage_fn(target, lambda: _student(student, splits), spec, recipe.name))
+        exported[target] = exp
+        ver = runner.run(f"verify-{target}", recipe.verify.model_dump(), [exp, data],
+                         verify_stage_fn(target, exp, lambda: _student(student, splits), splits, spec, recipe.verify))
+        targets[target] = ver.meta
+    from pocketvit.report import write_bundle_and_report
+
+    report = {
+        "recipe": recipe.name,
+        "version": __version__,
+        "dataset": {"name": splits.name, "train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "teacher": _public(teacher.meta),
+        "student": _public(student.meta),
+        "baseline": {"test_top1": baseline.meta["test_top1"]} if baseline else None,
+        "distill": {"cache_bytes": cache.meta["bytes"], "cache_epochs": cache.meta["epochs"],
+                    "topk": cache.meta["topk"], "student_epochs": d.epochs},
+        "targets": targets,
+        "exits": {},
+        "stages": runner.summary(),
+    }
+    write_bundle_and_report(out_dir, recipe, report, exported, splits, spec)
+    return report
+
+
+def _student(stage: StageResult, splits: Splits) -> torch.nn.Module:
+    return load_weights(build_from_meta(stage.meta, splits), _weights_path(stage.path, "student"), "student")
+
+
+def _public(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: meta[k] for k in ("arch", "params", "gflops", "test_top1") if k in meta}
+
+
+def default_out_dir(recipe: Recipe) -> Path:
+    return Path(os.environ.get("POCKETVIT_RUNS", "runs")) / recipe.name
+
+
+def load_report(out_dir: Path) -> dict[str, Any]:
+    return json.loads((out_dir / "report.json").read_text())

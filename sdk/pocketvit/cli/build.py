@@ -1,0 +1,67 @@
+"""`pocketvit build` and `pocketvit validate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pocketvit.cli.common import err_console, handle_errors
+
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/ and the README's recipe reference).")]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a recipe value, e.g. --set distill.epochs=3 (repeatable; value parsed as YAML)."),
+]
+
+
+@handle_errors
+def build(
+    recipe: RecipeArg,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Build directory (default: runs/<recipe name>).")] = None,
+    set_: SetOpt = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore finished stages and recompute everything.")] = False,
+    until: Annotated[
+        Optional[str], typer.Option("--until", help="Stop after this stage (teacher, teacher_cache, distill, baseline).")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+) -> None:
+    """Run a recipe end to end: teacher, cache, distill, export, verify on each runtime, bundle + report.
+
+    Finished stages are reused; Ctrl-C and the same command again continues where it stopped.
+    """
+    from pocketvit.build import default_out_dir, run_build
+    from pocketvit.recipe import load_recipe
+
+    r = load_recipe(recipe, set_ or [])
+    out_dir = out or default_out_dir(r)
+    report = run_build(r, recipe, out_dir, fresh=fresh, until=until)
+    if until:
+        err_console.print(f"\n[bold green]stopped after {until}[/bold green]: stages in {out_dir / 'stages'}")
+        return
+    err_console.print(f"\n[bold green]done[/bold green]: bundle {out_dir / 'bundle'}, report {out_dir / 'report.md'}")
+    for target, m in report["targets"].items():
+        top1 = m.get("test_top1")
+        err_console.print(f"  {target}: test top-1 " + ("n/a (not executable here)" if top1 is None else f"{top1:.4f}"))
+
+
+@handle_errors
+def validate(
+    recipes: Annotated[list[Path], typer.Argument(help="One or more recipe files to check.")],
+    set_: SetOpt = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+) -> None:
+    """Check recipes without running them: every problem is reported at once, with its key path."""
+    from pocketvit.errors import RecipeError
+    from pocketvit.recipe import load_recipe
+
+    failed = []
+    for path in recipes:
+        try:
+            load_recipe(path, set_ or [])
+            err_console.print(f"[green]ok[/green] {path}")
+        except RecipeError as e:
+            failed.append(str(e))
+    if failed:
+        raise RecipeError("\n".join(failed))

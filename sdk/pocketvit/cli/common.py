@@ -1,0 +1,38 @@
+"""Shared CLI pieces: option types defined once, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Callable, TypeVar
+
+from rich.console import Console
+
+from pocketvit.errors import PocketVitError
+
+F = TypeVar("F", bound=Callable)
+err_console = Console(stderr=True)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("POCKETVIT_DEBUG") == "1" or "--debug" in sys.argv
+
+
+def handle_errors(fn: F) -> F:
+    """Turn PocketVitError into one clear message and its exit code (traceback only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PocketVitError as e:
+            if debug_enabled():
+                raise
+            err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False)
+            raise SystemExit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("\ninterrupted — finished stages are kept; rerun the same command to continue")
+            raise SystemExit(130) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,46 @@
+"""The `pocketvit` command: the root only wires the command modules together."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from pocketvit import __version__
+from pocketvit.cli import build, predict
+
+app = typer.Typer(
+    name="pocketvit",
+    help="Distill, early-exit, quantize and ship vision models — verified on the runtime you ship.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"pocketvit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    """pocketvit: one recipe, one command, a bundle verified on every runtime."""
+
+
+app.command("build")(build.build)
+app.command("validate")(build.validate)
+app.command("predict")(predict.predict)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

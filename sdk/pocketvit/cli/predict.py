@@ -1,0 +1,42 @@
+"""`pocketvit predict`: top-k labels for image files, with the bundle's own preprocessing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pocketvit.cli.common import handle_errors
+
+BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
+TargetOpt = Annotated[
+    Optional[str], typer.Option("--target", "-t", help="Target to run (executorch, litert, onnx, ...); default: first available.")
+]
+
+
+@handle_errors
+def predict(
+    bundle: BundleArg,
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, ...).")],
+    target: TargetOpt = None,
+    topk: Annotated[int, typer.Option("--topk", "-k", help="How many labels to print per image.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+) -> None:
+    """Classify image files with a bundle and print the top-k labels and scores."""
+    from pocketvit.errors import PocketVitError
+    from pocketvit.runtime import load
+
+    predictor = load(bundle, target=target)
+    for path in images:
+        if not path.is_file():
+            raise PocketVitError(f"image {path} not found")
+        r = predictor.predict(str(path), topk=topk)
+        if as_json:
+            print(json.dumps({"image": str(path), "label": r.label, "score": r.score, "topk": r.topk,
+                              "latency_ms": r.latency_ms, "target": predictor.target}))
+        else:
+            tops = ", ".join(f"{lab} {score:.3f}" for lab, score in r.topk)
+            print(f"{path}: {tops}  [{predictor.target}, {r.latency_ms:.2f} ms]")

@@ -1,0 +1,66 @@
+"""The stage graph: each stage's output lives in stages/<name>-<hash>; <hash> covers its config and inputs.
+
+A stage folder counts as finished only once its `done.json` exists (written last, atomically), so a
+rerun skips finished stages, resumes an interrupted one, and recomputes what a changed setting touches.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pocketvit.io import hash_config, write_json
+from pocketvit.progress import log
+
+
+@dataclass
+class StageResult:
+    name: str
+    key: str  # hash of config + inputs
+    path: Path
+    meta: dict[str, Any]
+    seconds: float
+    cached: bool
+
+
+@dataclass
+class StageRunner:
+    out_dir: Path
+    fresh: bool = False
+    results: dict[str, StageResult] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stages_dir = self.out_dir / "stages"
+        if self.fresh and self.stages_dir.exists():
+            shutil.rmtree(self.stages_dir)
+        self.stages_dir.mkdir(parents=True, exist_ok=True)
+
+    def run(
+        self, name: str, config: Any, inputs: list[StageResult], fn: Callable[[Path], dict[str, Any]]
+    ) -> StageResult:
+        key = hash_config({"stage": name, "config": config, "inputs": [i.key for i in inputs]})
+        path = self.stages_dir / f"{name}-{key}"
+        done = path / "done.json"
+        if done.exists():
+            import json
+
+            record = json.loads(done.read_text())
+            result = StageResult(name, key, path, record["meta"], record["seconds"], cached=True)
+            log(f"[green]✓[/green] {name} [dim](cached, {path.name})[/dim]")
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            log(f"[bold]▶ {name}[/bold] [dim]({path.name})[/dim]")
+            start = time.monotonic()
+            meta = fn(path)
+            seconds = time.monotonic() - start
+            write_json(done, {"meta": meta, "seconds": seconds, "config": config})
+            result = StageResult(name, key, path, meta, seconds, cached=False)
+            log(f"[green]✓[/green] {name} [dim]{seconds:.1f}s[/dim]")
+        self.results[name] = result
+        return result
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        return {n: {"seconds": round(r.seconds, 2), "cached": r.cached} for n, r in self.results.items()}

@@ -1,0 +1,104 @@
+"""The recipe: one typed section per stage. Unknown keys and bad values are all reported at once."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+TargetName = Literal[
+    "executorch", "executorch-int8", "litert", "litert-int8", "coreml", "coreml-int8", "onnx", "onnx-int8"
+]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AugmentSection(Section):
+    shift: int = Field(2, ge=0, le=16, description="random translation in pixels (zero padding)")
+    hflip: bool = Field(True, description="random horizontal flip")
+    erase_prob: float = Field(0.0, ge=0, le=1, description="probability of random erasing")
+    erase_max: float = Field(0.3, gt=0, le=1, description="max side of the erased box, fraction of the image")
+
+
+class DataSection(Section):
+    dataset: Literal["fashion-mnist"] = "fashion-mnist"
+    root: str = Field("/usr/share/datasets/fashion-mnist", description="folder with the idx files")
+    val_size: int = Field(5000, ge=1, description="images held out of training for validation")
+    train_limit: Optional[int] = Field(None, ge=1, description="use only this many training images (tests)")
+    test_limit: Optional[int] = Field(None, ge=1, description="use only this many test images (tests)")
+    augment: AugmentSection = AugmentSection()
+
+
+class TrainSection(Section):
+    epochs: int = Field(8, gt=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+
+
+class ModelSection(Section):
+    arch: str = Field(..., description="pocketvit-resnet, pocketvit-tinyvit or timm:NAME")
+    options: dict[str, Any] = Field(default_factory=dict, description="architecture options")
+
+
+class TeacherSection(ModelSection):
+    arch: str = "pocketvit-resnet"
+    checkpoint: Optional[str] = Field(None, description="safetensors weights; trained from scratch when absent")
+    train: TrainSection = TrainSection()
+
+
+class TeacherCacheSection(Section):
+    epochs: int = Field(3, gt=0, description="augmented epochs to record (the student cycles through them)")
+    topk: int = Field(5, gt=0, description="classes kept per sample (TinyViT: 10 of 1k)")
+    batch_size: int = Field(500, gt=0)
+
+
+class StudentSection(ModelSection):
+    arch: str = "pocketvit-tinyvit"
+
+
+class DistillSection(Section):
+    epochs: int = Field(6, gt=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    baseline: bool = Field(True, description="also train the student on labels only, same budget")
+    baseline_label_smoothing: float = Field(0.1, ge=0, lt=1)
+
+
+class ExportSection(Section):
+    targets: list[TargetName] = Field(default_factory=lambda: ["executorch"])
+
+    @field_validator("targets")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one target")
+        return list(dict.fromkeys(v))
+
+
+class Tolerance(Section):
+    max_abs_diff: float = Field(1e-3, gt=0, description="largest allowed |runtime - eager| on the logits")
+    cosine: float = Field(0.999, gt=0, le=1)
+    top1_agreement: float = Field(0.99, gt=0, le=1)
+
+
+class VerifySection(Section):
+    latency_runs: int = Field(50, ge=5, description="timed batch-1 runs per target")
+    threads: int = Field(2, ge=1, description="runtime threads for latency")
+    tolerance: Tolerance = Tolerance()
+
+
+class Recipe(Section):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    data: DataSection = DataSection()
+    teacher: TeacherSection = TeacherSection()
+    teacher_cache: TeacherCacheSection = TeacherCacheSection()
+    student: StudentSection = StudentSection()
+    distill: DistillSection = DistillSection()
+    export: ExportSection = ExportSection()
+    verify: VerifySection = VerifySection()

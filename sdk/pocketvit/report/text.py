@@ -1,0 +1,124 @@
+"""report.md, report.html and the bundle's model card, rendered from report.json."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _ms(lat: Any, key: str) -> str:
+    return "n/a" if not lat else f"{lat[key]:.2f}"
+
+
+def models_table(report: dict[str, Any]) -> list[list[str]]:
+    rows = [["model", "arch", "params", "MFLOPs", "test top-1 (eager)"]]
+    for key in ("teacher", "student"):
+        m = report[key]
+        rows.append([key, m["arch"], f"{m['params']:,}", f"{m['gflops'] * 1e3:.1f}", _pct(m["test_top1"])])
+    if report.get("baseline"):
+        s = report["student"]
+        rows.append(["baseline (labels only)", s["arch"], f"{s['params']:,}", f"{s['gflops'] * 1e3:.1f}",
+                     _pct(report["baseline"]["test_top1"])])
+    return rows
+
+
+def targets_table(report: dict[str, Any]) -> list[list[str]]:
+    rows = [["target", "runtime", "precision", "size (KB)", "test top-1 (on runtime)", "top-1 agreement",
+             "max abs diff", "median ms", "p90 ms"]]
+    for t, m in report["targets"].items():
+        p = m.get("parity") or {}
+        rows.append([
+            t, m["runtime"], m["precision"], f"{m['bytes'] / 1024:.0f}", _pct(m.get("test_top1")),
+            "n/a" if not p else f"{p['top1_agreement']:.4f}", "n/a" if not p else f"{p['max_abs_diff']:.1e}",
+            _ms(m.get("latency_ms"), "median"), _ms(m.get("latency_ms"), "p90"),
+        ])
+    return rows
+
+
+def _md_table(rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
+
+
+def _notes(report: dict[str, Any]) -> list[str]:
+    notes = []
+    for t, m in report["targets"].items():
+        if m.get("note"):
+            notes.append(f"- {t}: {m['note']}")
+        info = m.get("export_info") or {}
+        if "delegate_calls" in info:
+            notes.append(f"- {t}: {info['delegate_calls']} delegate call(s), {info.get('nodes_outside', 0)} node(s) "
+                         "outside the delegate")
+    return notes
+
+
+def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
+    d = report["dataset"]
+    lines = [
+        f"# {report['recipe']}: pocketvit {report['version']} report", "",
+        f"Data: {d['name']} — {d['train']} train / {d['val']} val / {d['test']} test images.", "",
+        "## Models", "", _md_table(models_table(report)), "",
+        "## Targets (every figure measured by running the exported file on its runtime, whole test split)", "",
+        _md_table(targets_table(report)), "",
+    ]
+    notes = _notes(report)
+    if notes:
+        lines += ["Notes:", *notes, ""]
+    dist = report.get("distill") or {}
+    if dist:
+        lines += [f"Teacher cache: {dist['cache_epochs']} augmented epoch(s), top-{dist['topk']} probabilities, "
+                  f"{dist['cache_bytes'] / 1e6:.1f} MB; the student trained {dist['student_epochs']} epoch(s) from it.", ""]
+    for title, key in (("Accuracy vs compute", "accuracy_vs_gflops"), ("Latency per target", "latency")):
+        if key in plots:
+            lines += [f"## {title}", "", f"![{title}]({plots[key]})", ""]
+    lines += ["## Stages", "", _md_table([["stage", "seconds", "cached"]] + [
+        [s, f"{v['seconds']:.1f}", "yes" if v["cached"] else "no"] for s, v in report["stages"].items()]), ""]
+    return "\n".join(lines)
+
+
+def _html_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(report: dict[str, Any], plots: dict[str, str]) -> str:
+    imgs = "".join(f'<p><img src="{html.escape(p)}" alt="{html.escape(k)}"></p>' for k, p in plots.items())
+    notes = "".join(f"<li>{html.escape(n[2:])}</li>" for n in _notes(report))
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(report['recipe'])} — pocketvit</title>
+<style>body{{font-family:sans-serif;max-width:980px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}</style></head><body>
+<h1>{html.escape(report['recipe'])}: pocketvit {html.escape(report['version'])} report</h1>
+<h2>Models</h2>{_html_table(models_table(report))}
+<h2>Targets</h2><p>Every figure measured by running the exported file on its runtime, whole test split.</p>
+{_html_table(targets_table(report))}<ul>{notes}</ul>{imgs}</body></html>
+"""
+
+
+def render_model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
+    t, s, d = report["teacher"], report["student"], report["dataset"]
+    return "\n".join([
+        f"# {manifest['name']} (pocketvit bundle)", "",
+        f"A {manifest['task']} model for {len(manifest['labels'])} classes ({', '.join(manifest['labels'][:10])}).", "",
+        f"- Student: {s['arch']}, {s['params']:,} parameters, {s['gflops'] * 1e3:.1f} MFLOPs per image.",
+        f"- Teacher: {t['arch']}, {t['params']:,} parameters, test top-1 {_pct(t['test_top1'])} (eager).",
+        f"- Data: {d['name']} ({d['train']} training images; figures on the {d['test']}-image test split).",
+        "- Training: TinyViT-style distillation from a sparse (top-k) teacher cache.",
+        "- Licence of the weights: produced by this build from the data above; no third-party weights.", "",
+        "## Measured on each runtime", "", _md_table(targets_table(report)), "",
+        "Accuracy is the exported file run on its own runtime over the whole test split; latency is batch 1, "
+        "median and p90 of timed runs after warm-up, on the machine that ran the build.", "",
+        "## Input contract", "", "```json", _json(manifest["input"]), "```", "",
+        "Load it with `pocketvit.runtime.load(<bundle>, target=...)`; see manifest.json for the files.", "",
+    ])
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2)

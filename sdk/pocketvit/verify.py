@@ -1,0 +1,109 @@
+"""Export and verification stages: every figure comes from running the exported file on its runtime."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from pocketvit.data.datasets import Splits
+from pocketvit.progress import log, progress_bar
+
+ModelFn = Callable[[], torch.nn.Module]
+
+
+def export_stage_fn(target: str, model_fn: ModelFn, spec: dict[str, Any], name: str) -> Callable[[Path], dict]:
+    def run(path: Path) -> dict[str, Any]:
+        from pocketvit.export import export_model
+
+        model = model_fn()
+        example = torch.zeros(1, spec["channels"], spec["height"], spec["width"])
+        f = export_model(model, example, target, path, name="model", model_name=name)
+        return {"file": f.path.name, "runtime": f.runtime, "precision": f.precision, "info": f.info}
+
+    return run
+
+
+def parity(runtime_out: np.ndarray, eager_out: np.ndarray) -> dict[str, float]:
+    a, b = runtime_out.reshape(len(runtime_out), -1).astype(np.float64), eager_out.reshape(len(eager_out), -1)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return {
+        "max_abs_diff": float(np.abs(a - b).max()),
+        "cosine": float(cos.min()),
+        "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+    }
+
+
+def latency(run: Callable[[], Any], runs: int, warmup: int = 5) -> dict[str, float]:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t) * 1e3)
+    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "runs": runs}
+
+
+def runtime_inputs(splits: Splits, spec: dict[str, Any]) -> np.ndarray:
+    """The test split through the bundle's own preprocessing (as an app would run it), one batch."""
+    from pocketvit.runtime.preprocess import preprocess_batch
+
+    images = splits.test.images.permute(0, 2, 3, 1).numpy()  # NHWC uint8 in the model's colour order
+    color = "RGB" if splits.color_order == "RGB" else "GRAY"
+    return preprocess_batch(list(images), spec, input_color=color)
+
+
+def verify_stage_fn(
+    target: str, exported: Any, model_fn: ModelFn, splits: Splits, spec: dict[str, Any], cfg: Any
+) -> Callable[[Path], dict]:
+    def run(path: Path) -> dict[str, Any]:
+        file = exported.path / exported.meta["file"]
+        entry: dict[str, Any] = {
+            "file": exported.meta["file"], "bytes": _size(file), "runtime": exported.meta["runtime"],
+            "precision": exported.meta["precision"], "export_info": exported.meta["info"],
+        }
+        if exported.meta["runtime"] == "coreml" and platform.system() != "Darwin":
+            log(f"  {target}: converted and spec-checked; Core ML models execute only on macOS/iOS — not run here")
+            entry.update(test_top1=None, parity=None, latency_ms=None,
+                         note="Core ML cannot execute on Linux: conversion and spec check only")
+            return entry
+        from pocketvit.runtime import open_backend
+
+        x = runtime_inputs(splits, spec)
+        backend = open_backend(exported.meta["runtime"], str(file), num_threads=cfg.threads)
+        outs = []
+        with progress_bar(f"verify {target} on its runtime", len(x)) as advance:
+            for i in range(len(x)):
+                outs.append(backend.run(x[i : i + 1]))
+                advance(1)
+        out = np.concatenate(outs)
+        model = model_fn()
+        with torch.no_grad():
+            eager = torch.cat([model(torch.from_numpy(x[i : i + 500])) for i in range(0, len(x), 500)]).numpy()
+        labels = splits.test.labels.numpy()
+        entry["test_top1"] = float((out.argmax(1) == labels).mean())
+        entry["eager_test_top1"] = float((eager.argmax(1) == labels).mean())
+        entry["parity"] = parity(out, eager)
+        entry["latency_ms"] = latency(lambda: backend.run(x[:1]), cfg.latency_runs) | {"threads": cfg.threads}
+        tol = cfg.tolerance
+        p = entry["parity"]
+        entry["within_tolerance"] = bool(
+            p["max_abs_diff"] <= tol.max_abs_diff and p["cosine"] >= tol.cosine and p["top1_agreement"] >= tol.top1_agreement
+        )
+        log(f"  {target}: test top-1 {entry['test_top1']:.4f} on {exported.meta['runtime']} "
+            f"(eager {entry['eager_test_top1']:.4f}), agreement {p['top1_agreement']:.4f}, "
+            f"max|Δ| {p['max_abs_diff']:.2e}, median {entry['latency_ms']['median']:.2f} ms")
+        return entry
+
+    return run
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
