@@ -1,0 +1,114 @@
+"""One backend per runtime, behind one small interface. Heavy runtimes are imported lazily.
+
+    b = open_backend("onnx", "model.onnx", num_threads=2)
+    y = b.run(x)                          # first output, numpy
+    ys = b.run_method("seg0", [x])        # every output of a named method / signature
+    b.input_shape                         # (1, 1, 28, 28); None for a dynamic dimension
+    b.close()
+
+Which Python packages each backend needs (none of them needs torch, except ExecuTorch):
+    onnx        onnxruntime
+    litert      ai-edge-litert, or tflite-runtime on devices that only have that
+    executorch  executorch (its Python runtime takes and returns torch tensors, so torch is
+                imported inside this backend; the C++/Android/iOS runtimes do not need it)
+    coreml      coremltools, on macOS only
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from pocketvit.errors import PocketVitError
+
+RUNTIMES = ("onnx", "litert", "executorch", "coreml")
+
+
+class RuntimeUnavailableError(PocketVitError):
+    """The runtime cannot execute on this platform (e.g. Core ML off Apple platforms)."""
+
+    exit_code = 5
+
+
+class Backend:
+    """Base class. Subclasses set ``runtime``, ``path``, ``input_shape``, ``input_dtype``,
+    ``method_names``, ``has_forward`` and implement ``_run_forward(x)`` and ``run_method(name, inputs)``."""
+
+    runtime: str = ""
+    input_shape: tuple | None = None
+    input_dtype: np.dtype | None = None
+    method_names: tuple[str, ...] = ()
+    has_forward: bool = True  # False for a file made only of named methods (early-exit segments)
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
+        self.path = os.fspath(path)
+        self.num_threads = num_threads
+
+    # -- public
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Run the model's main entry point on a batch; returns its first output as numpy.
+
+        When the model was exported with a fixed batch of 1 and ``x`` holds more, the samples
+        are run one by one and the outputs stacked.
+        """
+        x = np.ascontiguousarray(x)
+        fixed = self.input_shape[0] if self.input_shape else None
+        if isinstance(fixed, int) and fixed == 1 and x.shape[0] > 1:
+            return np.concatenate([self._run_forward(x[i : i + 1]) for i in range(x.shape[0])], axis=0)
+        return self._run_forward(x)
+
+    def run_method(self, name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r}, input_shape={self.input_shape})"
+
+    # -- for subclasses
+    def _run_forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _unknown_method(self, name: str) -> PocketVitError:
+        from pocketvit.errors import BundleError
+
+        return BundleError(
+            f"{self.path}: the model has no method/signature {name!r}; it has: "
+            f"{', '.join(self.method_names) or '(none)'}"
+        )
+
+
+def open_backend(runtime: str, path: str | os.PathLike, num_threads: int | None = None, **options) -> Backend:
+    """Open ``path`` with the named runtime (onnx | litert | executorch | coreml).
+
+    ``options`` go to the backend (onnx: ``providers=[...]``).
+    """
+    if runtime == "onnx":
+        from .onnx import OnnxBackend
+
+        return OnnxBackend(path, num_threads=num_threads, **options)
+    if runtime == "litert":
+        from .litert import LiteRTBackend
+
+        return LiteRTBackend(path, num_threads=num_threads, **options)
+    if runtime == "executorch":
+        from .executorch import ExecuTorchBackend
+
+        return ExecuTorchBackend(path, num_threads=num_threads, **options)
+    if runtime == "coreml":
+        from .coreml import CoreMLBackend
+
+        return CoreMLBackend(path, num_threads=num_threads, **options)
+    raise ValueError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+
+
+__all__ = ["RUNTIMES", "Backend", "RuntimeUnavailableError", "open_backend"]

@@ -1,0 +1,98 @@
+"""Core ML backend (package ``coremltools``). Core ML models execute only on macOS / iOS.
+
+On any other platform opening this backend raises RuntimeUnavailableError at once: there is no
+result to give, and pocketvit never fakes one.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from pocketvit.errors import BundleError, MissingExtraError
+
+from . import Backend, RuntimeUnavailableError
+
+
+class CoreMLBackend(Backend):
+    runtime = "coreml"
+
+    def __init__(self, path, num_threads: int | None = None, compute_units: str = "ALL"):
+        super().__init__(path, num_threads)
+        if sys.platform != "darwin":
+            raise RuntimeUnavailableError(
+                f"{self.path}: Core ML models can only execute on macOS or iOS (this is {sys.platform}); "
+                "on this machine use another target of the bundle (onnx, litert or executorch)"
+            )
+        try:
+            import coremltools as ct
+        except ImportError:
+            raise MissingExtraError(
+                "coremltools", "coreml", "needed to run Core ML models on macOS"
+            ) from None
+        try:
+            self.model = ct.models.MLModel(
+                self.path, compute_units=getattr(ct.ComputeUnit, compute_units, ct.ComputeUnit.ALL)
+            )
+        except Exception as e:
+            raise BundleError(f"{self.path}: Core ML cannot load this model ({e})") from None
+        spec = self.model.get_spec()
+        self._inputs = [i.name for i in spec.description.input]
+        self._image_inputs = {
+            i.name for i in spec.description.input if i.type.WhichOneof("Type") == "imageType"
+        }
+        self._outputs = [o.name for o in spec.description.output]
+        shape = None
+        try:
+            arr = spec.description.input[0].type.multiArrayType
+            shape = tuple(int(d) for d in arr.shape) or None
+        except Exception:
+            pass
+        self.input_shape = shape
+        self.input_dtype = np.dtype(np.float32)
+        self.method_names = ("forward",)
+        self._function_models: dict = {}
+
+    def _predict(self, model, inputs: Sequence[np.ndarray], in_names, out_names) -> list[np.ndarray]:
+        if len(inputs) != len(in_names):
+            raise ValueError(f"{self.path}: the model takes {len(in_names)} inputs, got {len(inputs)}")
+        feed = {}
+        for n, x in zip(in_names, inputs):
+            x = np.asarray(x)
+            if n in self._image_inputs:  # ct.ImageType input: Core ML wants a PIL image
+                from PIL import Image
+
+                img = x[0] if x.ndim == 4 else x
+                feed[n] = Image.fromarray(
+                    np.ascontiguousarray(img.squeeze(-1) if img.shape[-1] == 1 else img)
+                )
+            else:
+                feed[n] = x
+        out = model.predict(feed)
+        return [np.asarray(out[n]) for n in out_names]
+
+    def _run_forward(self, x: np.ndarray) -> np.ndarray:
+        return self._predict(self.model, [x], self._inputs, self._outputs[:1])[0]
+
+    def run_method(self, name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if name in ("forward", "main"):
+            return self._predict(self.model, inputs, self._inputs, self._outputs)
+        # A multifunction .mlpackage: one function per early-exit segment.
+        if name not in self._function_models:
+            import coremltools as ct
+
+            try:
+                self._function_models[name] = ct.models.MLModel(self.path, function_name=name)
+            except Exception as e:
+                raise BundleError(f"{self.path}: Core ML model has no function {name!r} ({e})") from None
+        m = self._function_models[name]
+        spec = m.get_spec()
+        return self._predict(
+            m, inputs, [i.name for i in spec.description.input], [o.name for o in spec.description.output]
+        )
+
+    def close(self) -> None:
+        self.model = None
+        self._function_models.clear()

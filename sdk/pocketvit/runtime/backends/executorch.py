@@ -1,0 +1,119 @@
+"""ExecuTorch backend (package ``executorch``): ``executorch.runtime.Runtime``.
+
+The ExecuTorch *Python* runtime takes and returns torch tensors (it refuses numpy arrays), and
+the ``executorch`` package imports torch itself, so this backend is the one place in
+pocketvit.runtime where torch gets imported (lazily, only when this backend is opened). Apps that
+must stay torch-free in Python use the onnx or litert backends; on Android / iOS the ExecuTorch
+C++/Kotlin/Swift runtimes load the same .pte without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from pocketvit.errors import BundleError, MissingExtraError
+
+from . import Backend
+
+# c10::ScalarType codes -> numpy
+_SCALAR_TYPES = {
+    0: np.uint8,
+    1: np.int8,
+    2: np.int16,
+    3: np.int32,
+    4: np.int64,
+    5: np.float16,
+    6: np.float32,
+    7: np.float64,
+}
+
+
+class ExecuTorchBackend(Backend):
+    runtime = "executorch"
+
+    def __init__(self, path, num_threads: int | None = None):
+        super().__init__(path, num_threads)
+        try:
+            self._torch = importlib.import_module("torch")
+        except ImportError:
+            raise MissingExtraError(
+                "torch",
+                "executorch",
+                "the ExecuTorch Python runtime takes and returns torch tensors; "
+                "for a torch-free Python app use the bundle's onnx or litert target",
+            ) from None
+        try:
+            et_runtime = importlib.import_module("executorch.runtime")
+        except ImportError as e:
+            raise MissingExtraError("executorch", "executorch", f"needed to run .pte models ({e})") from None
+        if num_threads:
+            try:
+                portable = importlib.import_module("executorch.extension.pybindings.portable_lib")
+                portable._unsafe_reset_threadpool(int(num_threads))  # process-wide thread pool
+            except (ImportError, AttributeError):
+                pass
+        try:
+            self.program = et_runtime.Runtime.get().load_program(self.path)
+        except Exception as e:
+            raise BundleError(f"{self.path}: ExecuTorch cannot load this program ({e})") from None
+        self.method_names = tuple(sorted(self.program.method_names))
+        self._methods: dict = {}
+        self.forward_method = (
+            "forward"
+            if "forward" in self.method_names
+            else (self.method_names[0] if len(self.method_names) == 1 else None)
+        )
+        self.has_forward = self.forward_method is not None
+        if self.forward_method is not None:
+            meta = self._method(self.forward_method).metadata
+            ti = meta.input_tensor_meta(0)
+            self.input_shape = tuple(int(d) for d in ti.sizes())
+            self.input_dtype = np.dtype(_SCALAR_TYPES.get(int(ti.dtype()), np.float32))
+
+    def _method(self, name: str):
+        if name not in self._methods:
+            if name not in self.method_names:
+                raise self._unknown_method(name)
+            try:
+                self._methods[name] = self.program.load_method(name)
+            except Exception as e:
+                raise BundleError(f"{self.path}: ExecuTorch cannot load method {name!r} ({e})") from None
+        return self._methods[name]
+
+    def _execute(self, name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        method = self._method(name)
+        meta = method.metadata
+        if len(inputs) != meta.num_inputs():
+            raise ValueError(
+                f"{self.path}: method {name!r} takes {meta.num_inputs()} inputs, got {len(inputs)}"
+            )
+        tensors = []
+        for i, x in enumerate(inputs):
+            want = _SCALAR_TYPES.get(int(meta.input_tensor_meta(i).dtype()))
+            x = np.asarray(x)
+            if want is not None and x.dtype != want:
+                x = x.astype(want)
+            tensors.append(self._torch.from_numpy(np.ascontiguousarray(x)))
+        outs = method.execute(tensors)
+        # Outputs can alias the method's planned memory: copy before the next call reuses it.
+        return [o.detach().cpu().numpy().copy() if hasattr(o, "numpy") else np.asarray(o) for o in outs]
+
+    def _run_forward(self, x: np.ndarray) -> np.ndarray:
+        if self.forward_method is None:
+            raise BundleError(
+                f"{self.path}: the program has several methods ({', '.join(self.method_names)}) and none "
+                "is 'forward'; call run_method(name, inputs)"
+            )
+        return self._execute(self.forward_method, [x])[0]
+
+    def run_method(self, name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if name == "forward" and self.forward_method is not None:
+            name = self.forward_method
+        return self._execute(name, inputs)
+
+    def close(self) -> None:
+        self._methods.clear()
+        self.program = None

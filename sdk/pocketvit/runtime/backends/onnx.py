@@ -1,0 +1,88 @@
+"""ONNX Runtime backend (package ``onnxruntime``; ``onnxruntime-gpu`` on a Jetson / CUDA machine)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from pocketvit.errors import BundleError, MissingExtraError
+
+from . import Backend
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+}
+
+# Accelerated providers first; CPU is always last. (AzureExecutionProvider is never picked.)
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+class OnnxBackend(Backend):
+    runtime = "onnx"
+
+    def __init__(self, path, num_threads: int | None = None, providers: Sequence | None = None):
+        super().__init__(path, num_threads)
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingExtraError("onnxruntime", "onnx", "needed to run .onnx models") from None
+        so = ort.SessionOptions()
+        if num_threads:
+            so.intra_op_num_threads = int(num_threads)
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        if providers is None:
+            available = set(ort.get_available_providers())
+            providers = [p for p in PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(self.path, sess_options=so, providers=list(providers))
+        except Exception as e:
+            if list(providers) != ["CPUExecutionProvider"]:
+                # An accelerated provider that is compiled in but cannot start (no CUDA/TensorRT
+                # libraries): fall back to the CPU rather than failing.
+                try:
+                    self.session = ort.InferenceSession(
+                        self.path, sess_options=so, providers=["CPUExecutionProvider"]
+                    )
+                except Exception as e2:
+                    raise BundleError(f"{self.path}: ONNX Runtime cannot load this model ({e2})") from None
+            else:
+                raise BundleError(f"{self.path}: ONNX Runtime cannot load this model ({e})") from None
+        self.providers = self.session.get_providers()
+        self._inputs = self.session.get_inputs()
+        self._outputs = [o.name for o in self.session.get_outputs()]
+        first = self._inputs[0]
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in first.shape)
+        self.input_dtype = np.dtype(_ORT_DTYPES.get(first.type, np.float32))
+        self.method_names = ("forward",)
+
+    def _feed(self, inputs: Sequence[np.ndarray]) -> dict:
+        if len(inputs) != len(self._inputs):
+            raise ValueError(f"{self.path}: the model takes {len(self._inputs)} inputs, got {len(inputs)}")
+        feed = {}
+        for meta, x in zip(self._inputs, inputs):
+            want = _ORT_DTYPES.get(meta.type)
+            x = np.asarray(x)
+            if want is not None and x.dtype != want:
+                x = x.astype(want)
+            feed[meta.name] = x
+        return feed
+
+    def _run_forward(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(self._outputs[:1], self._feed([x]))[0]
+
+    def run_method(self, name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        # An ONNX file has one graph; "forward" is its only method.
+        if name not in self.method_names:
+            raise self._unknown_method(name)
+        return list(self.session.run(self._outputs, self._feed(inputs)))
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,624 @@
+"""The bundle: a folder (or a .zip of one) with manifest.json and the model files.
+
+Torch-free: only the standard library and numpy-free code here.
+
+Integrity model:
+- ``Bundle.open`` reads and validates manifest.json and checks that every file it lists
+  exists inside the bundle folder with the recorded byte size (cheap; catches missing and
+  truncated files).
+- sha256 is checked before a file reaches a runtime: ``Bundle.model_path(target)`` and
+  ``Bundle.text_embeddings_path()`` hash the file the first time they hand it out, and
+  ``Bundle.verify()`` (or ``Bundle.open(..., verify=True)``) hashes every listed file.
+  A flipped byte is not detected by the runtimes themselves (they run it with changed
+  outputs), so this check is the only protection.
+
+A directory entry (a Core ML ``.mlpackage``) is hashed as a tree: sha256 over the lines
+``"<sha256 of file>  <relative posix path>\\n"`` for every regular file, sorted by path.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pocketvit.errors import BundleError
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+TASKS = ("classify", "zero-shot", "embed")
+RUNTIMES = ("executorch", "litert", "coreml", "onnx")
+TARGETS = (
+    "executorch",
+    "executorch-int8",
+    "litert",
+    "litert-int8",
+    "coreml",
+    "coreml-int8",
+    "onnx",
+    "onnx-int8",
+)
+OUTPUTS = ("logits", "probabilities", "embedding")
+INPUT_FORMS = ("float-nchw", "uint8-nhwc")
+COLOR_ORDERS = ("GRAY", "RGB", "BGR")
+LAYOUTS = ("NCHW", "NHWC")
+
+_TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_CHUNK = 1 << 20
+
+
+# --------------------------------------------------------------------------- hashing / writing
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file, or of a directory tree (see module docstring)."""
+    p = Path(path)
+    if p.is_dir():
+        lines = []
+        for rel, f in _tree_files(p):
+            lines.append(f"{_sha256_plain(f)}  {rel}\n")
+        return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+    return _sha256_plain(p)
+
+
+def _sha256_plain(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _tree_files(root: Path) -> list[tuple[str, Path]]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in list(dirnames):
+            if (Path(dirpath) / name).is_symlink():
+                raise BundleError(
+                    f"{Path(dirpath, name)}: symbolic links are not allowed inside a bundle entry; "
+                    "replace it with the real folder"
+                )
+        for name in sorted(filenames):
+            f = Path(dirpath) / name
+            if f.is_symlink():
+                raise BundleError(
+                    f"{f}: symbolic links are not allowed inside a bundle entry; replace it with the real file"
+                )
+            out.append((f.relative_to(root).as_posix(), f))
+    out.sort(key=lambda t: t[0])
+    return out
+
+
+def _size_of(p: Path) -> int:
+    if p.is_dir():
+        return sum(f.stat().st_size for _, f in _tree_files(p))
+    return p.stat().st_size
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def file_entry(
+    bundle_dir: str | os.PathLike,
+    target: str,
+    path: str,
+    runtime: str | None = None,
+    precision: str = "fp32",
+    **extra: Any,
+) -> dict:
+    """Manifest ``files`` entry for ``bundle_dir/path``: {path, sha256, bytes, runtime, precision, **extra}.
+
+    ``runtime`` defaults to the part of ``target`` before the first '-' (``litert-int8`` -> ``litert``).
+    Extra keys (``input_form="uint8-nhwc"``, ...) are copied as given. Use as
+    ``manifest["files"][target] = file_entry(dir, target, "model.pte", "executorch", "fp32")``.
+    """
+    if not _TARGET_NAME.match(target or ""):
+        raise BundleError(f"target name {target!r} is not valid (use e.g. one of {', '.join(TARGETS)})")
+    runtime = runtime or target.split("-", 1)[0]
+    if runtime not in RUNTIMES:
+        raise BundleError(f"target {target!r}: unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+    root = Path(bundle_dir)
+    rel = _safe_relpath(path, where=f"target {target!r}")
+    full = root / rel
+    if not full.exists():
+        raise BundleError(f"{full}: file for target {target!r} does not exist; write it before its entry")
+    form = extra.get("input_form", "float-nchw")
+    if form not in INPUT_FORMS:
+        raise BundleError(f"target {target!r}: input_form {form!r} is not one of {', '.join(INPUT_FORMS)}")
+    return {
+        "path": rel,
+        "sha256": sha256_file(full),
+        "bytes": _size_of(full),
+        "runtime": runtime,
+        "precision": precision,
+        **extra,
+    }
+
+
+def write_manifest(bundle_dir: str | os.PathLike, manifest: dict) -> Path:
+    """Validate ``manifest`` against the files in ``bundle_dir`` and write manifest.json atomically.
+
+    ``format_version`` is filled in when absent, and ``text_embeddings_sha256`` is computed when the
+    manifest names a ``text_embeddings`` file without it. Returns the manifest path.
+    """
+    root = Path(bundle_dir)
+    manifest = dict(manifest)
+    manifest.setdefault("format_version", FORMAT_VERSION)
+    manifest.setdefault("exits", [])
+    manifest.setdefault("text_embeddings", None)
+    manifest.setdefault("metrics", {})
+    where = root / MANIFEST_NAME
+    te = manifest.get("text_embeddings")
+    if te and "text_embeddings_sha256" not in manifest:
+        rel = _safe_relpath(te, where=f"{where}: text_embeddings")
+        if not (root / rel).is_file():
+            raise BundleError(
+                f"{root / rel}: text embeddings file does not exist; write it before the manifest"
+            )
+        manifest["text_embeddings_sha256"] = sha256_file(root / rel)
+    validate_manifest(manifest, where=str(where))
+    _check_files_present(root, manifest)
+    data = json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    atomic_write_bytes(where, data.encode("utf-8"))
+    return where
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _safe_relpath(path: Any, where: str) -> str:
+    """A bundle-relative POSIX path that cannot escape the bundle folder."""
+    if not isinstance(path, str) or not path.strip():
+        raise BundleError(f"{where}: 'path' must be a non-empty string, got {path!r}")
+    if "\\" in path or "\x00" in path:
+        raise BundleError(f"{where}: path {path!r} must use '/' separators and no NUL characters")
+    pp = PurePosixPath(path)
+    if pp.is_absolute() or re.match(r"^[A-Za-z]:", path):
+        raise BundleError(
+            f"{where}: path {path!r} is absolute; paths in a bundle must be relative to the bundle folder"
+        )
+    if any(part == ".." for part in pp.parts):
+        raise BundleError(
+            f"{where}: path {path!r} points outside the bundle folder ('..'); "
+            "keep every model file inside the bundle"
+        )
+    rel = pp.as_posix()
+    if rel in (".", ""):
+        raise BundleError(f"{where}: path {path!r} names the bundle folder itself, not a file")
+    return rel
+
+
+def _require(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise BundleError(f"{where}: {msg}")
+
+
+def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
+    """Check the manifest's structure (not the files). Raises BundleError naming the field."""
+    _require(isinstance(m, dict), where, "the manifest must be a JSON object")
+    fv = m.get("format_version")
+    _require(
+        fv is not None,
+        where,
+        "'format_version' is missing; this is not a pocketvit bundle manifest (rebuild the bundle)",
+    )
+    _require(
+        isinstance(fv, int) and not isinstance(fv, bool) and fv >= 1,
+        where,
+        f"'format_version' must be a positive integer, got {fv!r}",
+    )
+    if fv > FORMAT_VERSION:
+        raise BundleError(
+            f"{where}: this bundle was written by a newer pocketvit (format_version {fv}); "
+            f"this pocketvit reads format_version {FORMAT_VERSION}. Upgrade pocketvit "
+            "(pip install -U pocketvit)"
+        )
+    task = m.get("task")
+    _require(task in TASKS, where, f"'task' must be one of {', '.join(TASKS)}, got {task!r}")
+    labels = m.get("labels")
+    if task in ("classify", "zero-shot"):
+        _require(
+            isinstance(labels, list) and len(labels) > 0 and all(isinstance(x, str) for x in labels),
+            where,
+            f"'labels' must be a non-empty list of strings for task {task!r}",
+        )
+    elif labels is not None:
+        _require(
+            isinstance(labels, list) and all(isinstance(x, str) for x in labels),
+            where,
+            "'labels' must be a list of strings",
+        )
+    _validate_input(m.get("input"), where)
+    outputs = m.get("outputs", "logits")
+    _require(outputs in OUTPUTS, where, f"'outputs' must be one of {', '.join(OUTPUTS)}, got {outputs!r}")
+    if task in ("zero-shot", "embed"):
+        _require(
+            outputs == "embedding",
+            where,
+            f"task {task!r} needs 'outputs': 'embedding' (the model returns an image embedding)",
+        )
+    if task == "zero-shot":
+        _require(
+            isinstance(m.get("text_embeddings"), str),
+            where,
+            "task 'zero-shot' needs 'text_embeddings': the bundle path of text_embeddings.npy",
+        )
+    if m.get("text_embeddings") is not None:
+        _safe_relpath(m["text_embeddings"], where=f"{where}: text_embeddings")
+        sha = m.get("text_embeddings_sha256")
+        _require(
+            isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha) is not None,
+            where,
+            "'text_embeddings_sha256' (64-character hex digest of the text embeddings file) is missing "
+            "or malformed; rebuild the bundle",
+        )
+    files = m.get("files")
+    _require(isinstance(files, dict) and files, where, "'files' must be a non-empty object {target: entry}")
+    for target, entry in files.items():
+        w = f"{where}: files[{target!r}]"
+        _require(bool(_TARGET_NAME.match(target)), w, "target names are lower-case words like 'litert-int8'")
+        _require(isinstance(entry, dict), w, "each entry must be an object {path, sha256, bytes, runtime}")
+        _safe_relpath(entry.get("path"), where=w)
+        sha = entry.get("sha256")
+        _require(
+            isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha) is not None,
+            w,
+            "'sha256' must be a 64-character lower-case hex digest",
+        )
+        rt = entry.get("runtime")
+        _require(rt in RUNTIMES, w, f"'runtime' must be one of {', '.join(RUNTIMES)}, got {rt!r}")
+        form = entry.get("input_form", "float-nchw")
+        _require(
+            form in INPUT_FORMS, w, f"'input_form' must be one of {', '.join(INPUT_FORMS)}, got {form!r}"
+        )
+        b = entry.get("bytes")
+        _require(
+            b is None or (isinstance(b, int) and not isinstance(b, bool) and b >= 0),
+            w,
+            "'bytes' must be a non-negative integer",
+        )
+    exits = m.get("exits", [])
+    _require(isinstance(exits, list), where, "'exits' must be a list")
+    for i, e in enumerate(exits):
+        w = f"{where}: exits[{i}]"
+        _require(isinstance(e, dict), w, "each exit must be an object {name, method, threshold}")
+        _require(isinstance(e.get("name"), str), w, "'name' must be a string")
+        _require(
+            isinstance(e.get("method", e.get("signature")), str),
+            w,
+            "'method' (ExecuTorch method / LiteRT signature name) must be a string",
+        )
+        th = e.get("threshold")
+        last = i == len(exits) - 1
+        _require(
+            (th is None and last) or (isinstance(th, (int, float)) and not isinstance(th, bool)),
+            w,
+            "'threshold' must be a number (only the last, final segment may have null)",
+        )
+
+
+def _validate_input(spec: Any, where: str) -> None:
+    w = f"{where}: input"
+    _require(isinstance(spec, dict), where, "'input' must be an object (the preprocessing contract)")
+    for key in ("height", "width", "channels"):
+        v = spec.get(key)
+        _require(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0, w, f"'{key}' must be a positive integer"
+        )
+    _require(spec.get("layout", "NCHW") in LAYOUTS, w, f"'layout' must be one of {', '.join(LAYOUTS)}")
+    co = spec.get("color_order", "RGB" if spec["channels"] == 3 else "GRAY")
+    _require(co in COLOR_ORDERS, w, f"'color_order' must be one of {', '.join(COLOR_ORDERS)}, got {co!r}")
+    _require(
+        (co == "GRAY") == (spec["channels"] == 1),
+        w,
+        f"color_order {co!r} does not fit channels={spec['channels']} (GRAY needs 1, RGB/BGR need 3)",
+    )
+    r = spec.get("resize")
+    _require(
+        r is None
+        or (isinstance(r, int) and not isinstance(r, bool) and r > 0)
+        or (isinstance(r, list) and len(r) == 2 and all(isinstance(v, int) and v > 0 for v in r)),
+        w,
+        "'resize' must be null, a positive integer (shorter side) or [height, width]",
+    )
+    c = spec.get("crop")
+    _require(
+        c is None or (isinstance(c, list) and len(c) == 2 and all(isinstance(v, int) and v > 0 for v in c)),
+        w,
+        "'crop' must be null or [height, width]",
+    )
+    if c is not None:
+        _require(
+            c == [spec["height"], spec["width"]],
+            w,
+            f"'crop' {c} must equal [height, width] = {[spec['height'], spec['width']]}",
+        )
+    for key in ("mean", "std"):
+        v = spec.get(key)
+        _require(
+            v is None
+            or (
+                isinstance(v, list)
+                and len(v) in (1, spec["channels"])
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            ),
+            w,
+            f"'{key}' must be a list of 1 or {spec['channels']} numbers",
+        )
+    if spec.get("std") is not None:
+        _require(all(x != 0 for x in spec["std"]), w, "'std' must not contain 0")
+    s = spec.get("scale", 1 / 255)
+    _require(isinstance(s, (int, float)) and not isinstance(s, bool), w, "'scale' must be a number")
+
+
+def _check_files_present(root: Path, m: dict) -> None:
+    rootr = root.resolve()
+    entries: list[tuple[str, str, int | None]] = [
+        (f"files[{t!r}]", e["path"], e.get("bytes")) for t, e in m["files"].items()
+    ]
+    if m.get("text_embeddings"):
+        entries.append(("text_embeddings", m["text_embeddings"], None))
+    for what, rel, nbytes in entries:
+        full = root / rel
+        try:
+            resolved = full.resolve()
+        except OSError as e:  # pragma: no cover - symlink loops
+            raise BundleError(f"{full}: cannot resolve ({e})") from None
+        if resolved != rootr and rootr not in resolved.parents:
+            raise BundleError(
+                f"{full}: {what} resolves outside the bundle folder (through a symbolic link); "
+                "keep every model file inside the bundle"
+            )
+        if not full.exists():
+            raise BundleError(
+                f"{full}: listed in manifest.json ({what}) but missing from the bundle; "
+                "rebuild or re-download the bundle"
+            )
+        if nbytes is not None:
+            actual = _size_of(full)
+            if actual != nbytes:
+                raise BundleError(
+                    f"{rel}: size is {actual} bytes but manifest.json records {nbytes} — the file is "
+                    "truncated, damaged or was modified; rebuild or re-download the bundle"
+                )
+
+
+# --------------------------------------------------------------------------- zip extraction
+
+_extracted_dirs: list[str] = []
+
+
+def _cleanup_extracted() -> None:
+    for d in _extracted_dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_cleanup_extracted)
+
+
+def _check_zip_member(info: zipfile.ZipInfo, zpath: Path) -> None:
+    name = info.filename
+    mode = (info.external_attr >> 16) & 0xFFFF
+    if stat.S_ISLNK(mode):
+        raise BundleError(
+            f"{zpath}: zip entry {name!r} is a symbolic link; a bundle zip may hold only plain files "
+            "and folders (refusing to extract)"
+        )
+    bad = (
+        not name
+        or "\x00" in name
+        or name.startswith(("/", "\\"))
+        or re.match(r"^[A-Za-z]:", name) is not None
+        or any(part == ".." for part in re.split(r"[\\/]", name))
+    )
+    if bad:
+        raise BundleError(
+            f"{zpath}: zip entry {name!r} would be written outside the extraction folder "
+            "(absolute path or '..'); refusing to extract this archive"
+        )
+
+
+def extract_zip(zpath: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
+    """Safely extract a bundle zip; returns the folder that holds manifest.json.
+
+    Every entry is checked first (no absolute paths, no '..', no symbolic links), then the
+    archive is extracted to ``dest`` (default: a private temporary folder removed at exit).
+    The manifest may be at the zip's root or inside a single top-level folder.
+    """
+    zpath = Path(zpath)
+    try:
+        zf = zipfile.ZipFile(zpath)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise BundleError(f"{zpath}: not a readable zip archive ({e}); re-download the bundle") from None
+    with zf:
+        infos = zf.infolist()
+        for info in infos:
+            _check_zip_member(info, zpath)
+        if dest is None:
+            dest = tempfile.mkdtemp(prefix="pocketvit-bundle-")
+            _extracted_dirs.append(dest)
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        destr = dest.resolve()
+        for info in infos:
+            target = (dest / info.filename).resolve()
+            if target != destr and destr not in target.parents:  # belt and braces
+                raise BundleError(f"{zpath}: zip entry {info.filename!r} escapes the extraction folder")
+            try:
+                zf.extract(info, dest)
+            except (zipfile.BadZipFile, OSError, EOFError) as e:
+                raise BundleError(
+                    f"{zpath}: zip entry {info.filename!r} is damaged ({e}); re-download the bundle"
+                ) from None
+    if (dest / MANIFEST_NAME).is_file():
+        return dest
+    subdirs = [p for p in dest.iterdir() if p.is_dir()]
+    if len(subdirs) == 1 and (subdirs[0] / MANIFEST_NAME).is_file():
+        return subdirs[0]
+    raise BundleError(f"{zpath}: the zip holds no {MANIFEST_NAME}, so it is not a pocketvit bundle")
+
+
+# --------------------------------------------------------------------------- Bundle
+
+
+class Bundle:
+    """A validated bundle folder. Use ``Bundle.open(path)``."""
+
+    def __init__(self, root: Path, manifest: dict, source: Path):
+        self.root = root
+        self.manifest = manifest
+        self.source = source
+        self._verified: set[str] = set()
+
+    # -- opening
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike, verify: bool = False, extract_to: str | os.PathLike | None = None
+    ) -> Bundle:
+        """Open a bundle folder or .zip. ``verify=True`` also checks every file's sha256 now."""
+        source = Path(path)
+        if not source.exists():
+            raise BundleError(f"{source}: no such bundle (folder or .zip); check the path")
+        if source.is_file():
+            if zipfile.is_zipfile(source):
+                root = extract_zip(source, extract_to)
+            elif source.name == MANIFEST_NAME:
+                root = source.parent
+            else:
+                raise BundleError(
+                    f"{source}: not a bundle; pass the bundle folder (with {MANIFEST_NAME}) or its .zip"
+                )
+        else:
+            root = source
+        mpath = root / MANIFEST_NAME
+        if not mpath.is_file():
+            raise BundleError(
+                f"{source}: not a pocketvit bundle ({MANIFEST_NAME} is missing); pass the folder "
+                "`pocketvit build` wrote as <out>/bundle"
+            )
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BundleError(f"{mpath}: not valid JSON ({e}); rebuild or re-download the bundle") from None
+        validate_manifest(manifest, where=str(mpath))
+        _check_files_present(root, manifest)
+        b = cls(root, manifest, source)
+        if verify:
+            b.verify()
+        return b
+
+    # -- manifest views
+    @property
+    def format_version(self) -> int:
+        return self.manifest["format_version"]
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name", self.root.name)
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.get("labels") or [])
+
+    @property
+    def input_spec(self) -> dict:
+        return self.manifest["input"]
+
+    @property
+    def outputs(self) -> str:
+        return self.manifest.get("outputs", "logits")
+
+    @property
+    def exits(self) -> list[dict]:
+        return list(self.manifest.get("exits") or [])
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.manifest["files"])
+
+    def file_info(self, target: str) -> dict:
+        files = self.manifest["files"]
+        if target not in files:
+            raise BundleError(
+                f"{self.source}: the bundle has no target {target!r}; it has: {', '.join(files)}"
+            )
+        return files[target]
+
+    def runtime_of(self, target: str) -> str:
+        return self.file_info(target)["runtime"]
+
+    def input_form(self, target: str) -> str:
+        return self.file_info(target).get("input_form", "float-nchw")
+
+    # -- integrity
+    def _verify_one(self, rel: str, expected: str) -> Path:
+        full = self.root / rel
+        if rel in self._verified:
+            return full
+        if not full.exists():
+            raise BundleError(f"{full}: missing from the bundle; rebuild or re-download the bundle")
+        actual = sha256_file(full)
+        if actual != expected:
+            raise BundleError(
+                f"{rel}: sha256 mismatch — the file is damaged or was modified; rebuild or re-download "
+                f"the bundle (expected {expected[:12]}…, got {actual[:12]}…)"
+            )
+        self._verified.add(rel)
+        return full
+
+    def model_path(self, target: str) -> Path:
+        """Path of ``target``'s model file, sha256-verified."""
+        e = self.file_info(target)
+        return self._verify_one(e["path"], e["sha256"])
+
+    def text_embeddings_path(self) -> Path | None:
+        """Path of text_embeddings.npy (zero-shot), sha256-verified when the manifest records one."""
+        rel = self.manifest.get("text_embeddings")
+        if not rel:
+            return None
+        return self._verify_one(rel, self.manifest["text_embeddings_sha256"])
+
+    def verify(self, targets: Iterable[str] | None = None) -> None:
+        """Check sha256 of every listed file (or only ``targets``) and of text_embeddings."""
+        for t in targets if targets is not None else self.targets:
+            self.model_path(t)
+        if self.manifest.get("text_embeddings"):
+            self.text_embeddings_path()
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.root)!r}, task={self.task!r}, targets={self.targets})"
+
+    # -- writing helpers (used by the pipeline)
+    write_manifest = staticmethod(write_manifest)
+    file_entry = staticmethod(file_entry)
