@@ -1,0 +1,136 @@
+"""LiteRT (TFLite): litert_torch.convert(model, (example,)) -> .tflite.
+
+The single-entry file has one signature, "serving_default" (input "args_0", output "output_0").
+`export_litert_signatures` writes one .tflite with one signature per segment (early exits).
+`info["ops"]` counts the builtin operators in the flatbuffer, read back with ai_edge_litert's
+Interpreter, so a user sees what the graph became.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+from pocketvit.errors import ExportError
+from pocketvit.export._common import ExportedFile, atomic_path, env_override, lowering_error, require
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+TARGET = "litert"
+_WHY = "needed to write .tflite files"
+DEFAULT_SIGNATURE = "serving_default"
+
+
+@contextlib.contextmanager
+def _quiet():
+    # litert-torch prints a progress tree on stdout unless LITERT_TORCH_SHOW_PROGRESS is off.
+    sink = io.StringIO()
+    with env_override(LITERT_TORCH_SHOW_PROGRESS="n"), contextlib.redirect_stdout(sink):
+        yield
+
+
+def describe_tflite(path: Path | str) -> dict:
+    """Op counts and signatures of a .tflite file, read with ai_edge_litert's Interpreter."""
+    try:
+        interp_mod = require("ai_edge_litert.interpreter", "litert", "needed to read .tflite files")
+    except Exception:
+        return {}
+    info: dict = {}
+    try:
+        interp = interp_mod.Interpreter(model_path=str(path))
+        sigs = interp.get_signature_list()
+        info["signatures"] = {
+            name: {"inputs": list(s.get("inputs", [])), "outputs": list(s.get("outputs", []))}
+            for name, s in sigs.items()
+        }
+        interp.allocate_tensors()
+        ops = Counter(d["op_name"] for d in interp._get_ops_details())
+        info["ops"] = dict(ops.most_common())
+        info["input_shapes"] = [
+            [int(v) for v in d["shape"]] for d in interp.get_input_details()
+        ]
+    except Exception as exc:  # reading facts must never fail an export that worked
+        info.setdefault("ops", {})
+        info["describe_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    return info
+
+
+def _write(edge_model, path: Path, model_name: str) -> None:
+    with atomic_path(path) as tmp:
+        try:
+            with _quiet():
+                edge_model.export(str(tmp))
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise lowering_error(model_name, TARGET, exc, "writing the flatbuffer") from exc
+
+
+def export_litert(
+    model: "torch.nn.Module",
+    example: "torch.Tensor | tuple",
+    path: Path | str,
+    *,
+    model_name: str = "model",
+    prepare: bool = True,
+) -> ExportedFile:
+    """Convert `model` with litert-torch and write a .tflite at `path`."""
+    import torch
+
+    from pocketvit.export.prepare import prepare_for_export
+
+    litert_torch = require("litert_torch", "litert", _WHY)
+    args = example if isinstance(example, tuple) else (example,)
+    if prepare:
+        model = prepare_for_export(model)
+    try:
+        with _quiet(), torch.no_grad():
+            edge_model = litert_torch.convert(model, args)
+    except Exception as exc:
+        raise lowering_error(model_name, TARGET, exc, "litert_torch.convert") from exc
+    path = Path(path)
+    _write(edge_model, path, model_name)
+    info = describe_tflite(path)
+    info.setdefault("ops", {})
+    info["signature"] = DEFAULT_SIGNATURE
+    return ExportedFile(target=TARGET, path=path, runtime="litert", precision="fp32", info=info)
+
+
+def export_litert_signatures(
+    methods: Mapping[str, tuple["torch.nn.Module", tuple]],
+    path: Path | str,
+    *,
+    model_name: str = "model",
+    prepare: bool = True,
+) -> ExportedFile:
+    """One .tflite with one signature per entry of {signature_name: (module, example_args)}."""
+    import torch
+
+    from pocketvit.export.prepare import prepare_many
+
+    litert_torch = require("litert_torch", "litert", _WHY)
+    if not methods:
+        raise ExportError(f"Could not export '{model_name}' to {TARGET}: no signatures given.")
+    names = list(methods)
+    modules = [methods[n][0] for n in names]
+    args = [methods[n][1] if isinstance(methods[n][1], tuple) else (methods[n][1],) for n in names]
+    if prepare:
+        modules = prepare_many(modules)
+    try:
+        with _quiet(), torch.no_grad():
+            conv = None
+            for n, m, a in zip(names, modules, args):
+                conv = litert_torch.signature(n, m, a) if conv is None else conv.signature(n, m, a)
+            edge_model = conv.convert()
+    except Exception as exc:
+        raise lowering_error(model_name, TARGET, exc, "litert_torch.convert") from exc
+    path = Path(path)
+    _write(edge_model, path, model_name)
+    info = describe_tflite(path)
+    info.setdefault("ops", {})
+    info["methods"] = names
+    return ExportedFile(target=TARGET, path=path, runtime="litert", precision="fp32", info=info)
