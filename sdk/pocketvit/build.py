@@ -192,7 +192,11 @@ def run_build(
         "exits": {},
         "stages": runner.summary(),
     }
-    write_bundle_and_report(out_dir, recipe, report, exported, splits, spec)
+    from pocketvit.models import source_block
+
+    c, h, _ = splits.shape
+    source = source_block(recipe.student.arch, recipe.student.options, c, len(splits.labels), h)
+    write_bundle_and_report(out_dir, recipe, report, exported, splits, spec, source, _weights_path(student, "student"))
     return report
 
 

@@ -12,8 +12,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pocketvit.io import hash_config, write_json
+from pocketvit.errors import PocketVitError
+from pocketvit.io import hash_config, sha256_file, write_json
 from pocketvit.progress import log
+
+# Files a stage keeps for itself (resume state, the marker): not outputs, not checksummed.
+_PRIVATE = {"done.json", "checkpoint.pt"}
+
+
+def _outputs(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): sha256_file(p)
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name not in _PRIVATE and not p.name.startswith(".")
+    }
+
+
+def _check_outputs(name: str, path: Path, recorded: dict[str, str]) -> None:
+    for rel, digest in recorded.items():
+        f = path / rel
+        if not f.is_file():
+            problem = "is missing"
+        elif sha256_file(f) != digest:
+            problem = "is damaged (sha256 differs from when the stage finished)"
+        else:
+            continue
+        raise PocketVitError(
+            f"stage {name}: output {f} {problem}; it will not be trusted. Delete {path} to recompute this stage "
+            "(or rerun with --fresh to recompute everything)"
+        )
 
 
 @dataclass
@@ -48,6 +75,7 @@ class StageRunner:
             import json
 
             record = json.loads(done.read_text())
+            _check_outputs(name, path, record.get("outputs", {}))
             result = StageResult(name, key, path, record["meta"], record["seconds"], cached=True)
             log(f"[green]✓[/green] {name} [dim](cached, {path.name})[/dim]")
         else:
@@ -56,7 +84,7 @@ class StageRunner:
             start = time.monotonic()
             meta = fn(path)
             seconds = time.monotonic() - start
-            write_json(done, {"meta": meta, "seconds": seconds, "config": config})
+            write_json(done, {"meta": meta, "seconds": seconds, "config": config, "outputs": _outputs(path)})
             result = StageResult(name, key, path, meta, seconds, cached=False)
             log(f"[green]✓[/green] {name} [dim]{seconds:.1f}s[/dim]")
         self.results[name] = result

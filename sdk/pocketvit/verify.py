@@ -51,7 +51,7 @@ def latency(run: Callable[[], Any], runs: int, warmup: int = 5) -> dict[str, flo
 
 def runtime_inputs(splits: Splits, spec: dict[str, Any]) -> np.ndarray:
     """The test split through the bundle's own preprocessing (as an app would run it), one batch."""
-    from pocketvit.runtime.preprocess import preprocess_batch
+    from pocketvit.runtime import preprocess_batch
 
     images = splits.test.images.permute(0, 2, 3, 1).numpy()  # NHWC uint8 in the model's colour order
     color = "RGB" if splits.color_order == "RGB" else "GRAY"

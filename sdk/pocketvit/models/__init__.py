@@ -45,3 +45,30 @@ def describe(model) -> dict[str, Any]:
     """Architecture options of a local model (for the report and for rebuilding it)."""
     cfg = getattr(model, "cfg", None)
     return asdict(cfg) if cfg is not None else {}
+
+
+REFERENCE_WEIGHTS = "reference/weights.safetensors"
+
+
+def source_block(arch: str, options: dict[str, Any], in_chans: int, num_classes: int, img_size: int) -> dict[str, Any]:
+    """The manifest's `source`: how to rebuild the eager model (for verify/bench) from the bundle alone."""
+    return {"arch": arch, "options": options, "in_chans": in_chans, "num_classes": num_classes,
+            "img_size": img_size, "weights": REFERENCE_WEIGHTS}
+
+
+def from_source(source: dict[str, Any], bundle_dir) -> Any:
+    """Rebuild the eager torch model a bundle was exported from, with its reference weights (safetensors)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from pocketvit.errors import BundleError
+
+    weights = Path(bundle_dir) / source.get("weights", REFERENCE_WEIGHTS)
+    if not weights.is_file():
+        raise BundleError(f"{weights} not found: this bundle carries no reference weights, so eager torch "
+                          "cannot be rebuilt; re-export it with pocketvit")
+    model = build_model(source["arch"], source["in_chans"], source["num_classes"], source["img_size"],
+                        source.get("options"))
+    model.load_state_dict(load_file(str(weights)))
+    return model.eval()

@@ -27,8 +27,9 @@ def _copy_into(src: Path, dst: Path) -> None:
 
 
 def write_bundle(out_dir: Path, name: str, report: dict[str, Any], exported: dict, labels: list[str],
-                 spec: dict[str, Any]) -> Path:
-    from pocketvit.runtime.manifest import file_entry, write_manifest
+                 spec: dict[str, Any], source: dict[str, Any], reference_weights: Path) -> Path:
+    """Copy the exported files in, add the reference weights (eager torch for verify/bench), write the manifest."""
+    from pocketvit.runtime import file_entry, write_manifest
 
     bundle = out_dir / "bundle"
     bundle.mkdir(parents=True, exist_ok=True)
@@ -39,11 +40,14 @@ def write_bundle(out_dir: Path, name: str, report: dict[str, Any], exported: dic
         _copy_into(src, bundle / dst_name)
         files[target] = file_entry(bundle, target, dst_name, stage.meta["runtime"], stage.meta["precision"],
                                    input_form="float-nchw")
+    ref = bundle / source["weights"]
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    _copy_into(reference_weights, ref)
     metrics = {t: {k: v for k, v in m.items() if k in ("test_top1", "parity", "latency_ms")}
                for t, m in report["targets"].items()}
     manifest = {
         "name": name, "task": "classify", "labels": labels, "input": spec, "outputs": "logits",
-        "files": files, "exits": [], "metrics": metrics, "created_with": f"pocketvit {__version__}",
+        "files": files, "source": source, "exits": [], "metrics": metrics, "created_with": f"pocketvit {__version__}",
     }
     (bundle / "README.md").write_text(render_model_card(report, manifest))
     write_manifest(bundle, manifest)
@@ -51,8 +55,8 @@ def write_bundle(out_dir: Path, name: str, report: dict[str, Any], exported: dic
 
 
 def write_bundle_and_report(out_dir: Path, recipe: Any, report: dict[str, Any], exported: dict, splits: Any,
-                            spec: dict[str, Any]) -> None:
-    write_bundle(out_dir, recipe.name, report, exported, splits.labels, spec)
+                            spec: dict[str, Any], source: dict[str, Any], reference_weights: Path) -> None:
+    write_bundle(out_dir, recipe.name, report, exported, splits.labels, spec, source, reference_weights)
     write_report(out_dir, report)
 
 
