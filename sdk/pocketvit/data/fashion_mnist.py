@@ -44,7 +44,7 @@ def read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(dims))
     if len(data) != expected:
         raise DataError(f"{path}: expected {expected} bytes of data, found {len(data)}; the file is truncated")
-    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims).copy()
 
 
 def load_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
