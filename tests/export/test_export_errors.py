@@ -149,7 +149,9 @@ def test_missing_toolchain_from_export_model(monkeypatch, tmp_path):
 
 def test_import_is_lazy():
     code = (
-        "import sys, pocketvit.export, pocketvit.export.prepare\n"
+        "import sys, pocketvit.export, pocketvit.export.prepare, pocketvit.export.executorch\n"
+        "import pocketvit.export.onnx, pocketvit.export.litert, pocketvit.export.coreml\n"
+        "from pocketvit.export import *\n"
         "heavy = [m for m in ('torch', 'executorch', 'litert_torch', 'coremltools', 'onnx', 'timm') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy\n"
