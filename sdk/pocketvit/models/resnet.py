@@ -54,4 +54,4 @@ class SmallResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x))
-        return self.head(self.drop(x.mean((2, 3))))
+        return self.head(self.drop(x.mean((2, 3), keepdim=True).flatten(1)))

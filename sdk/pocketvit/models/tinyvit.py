@@ -124,5 +124,6 @@ class TinyViTStudent(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_features(x).mean((2, 3))
+        # keepdim mean = global average pooling, which XNNPACK takes; a plain mean.dim splits the delegate
+        x = self.forward_features(x).mean((2, 3), keepdim=True).flatten(1)
         return self.head(self.drop(self.norm(x)))
