@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 import typer
 
 from pocketvit import __version__
+from pocketvit.cli import bench as bench_cmd
 from pocketvit.cli import build, predict
+from pocketvit.cli import inspect as inspect_cmd
+from pocketvit.cli import verify as verify_cmd
 
 app = typer.Typer(
     name="pocketvit",
@@ -36,6 +39,9 @@ def root(
 app.command("build")(build.build)
 app.command("validate")(build.validate)
 app.command("predict")(predict.predict)
+app.command("verify")(verify_cmd.verify)
+app.command("bench")(bench_cmd.bench)
+app.command("inspect")(inspect_cmd.inspect)
 
 
 def main() -> None:

@@ -1,0 +1,290 @@
+"""`pocketvit bench`: every runtime of a bundle (and eager torch) timed in one interleaved run.
+
+Method (batch 1, one process, the same thread count for every runtime):
+- each runner is warmed up, then timed in round-robin rounds; the order rotates every round so
+  background noise and cache effects hit every runtime alike; GC is off while timing;
+- median and p90 over ``runs`` rounds (at least 50);
+- this machine's fp32 peak: a 2048x2048 fp32 matmul in torch with the same threads (median of a few);
+  each runtime's achieved GFLOP/s (model GFLOPs / median) as a fraction of it;
+- wrapper overhead: ``Predictor.predict(image)`` (preprocessing, inference, postprocessing) against
+  the raw ``backend.run`` on the already preprocessed input, per target.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import time
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from pocketvit.bench._common import (
+    COREML_NOTE,
+    eager_model,
+    eager_spec,
+    executable_here,
+    has_source,
+    input_color,
+    open_bundle,
+)
+from pocketvit.errors import BundleError, MissingExtraError
+
+MIN_RUNS = 50
+PEAK_N = 2048
+RUNTIME_PACKAGES = {
+    "torch": "torch",
+    "onnx": "onnxruntime",
+    "executorch": "executorch",
+    "litert": "ai-edge-litert",
+    "coreml": "coremltools",
+}
+RUNTIME_NAMES = {
+    "torch": "eager torch",
+    "onnx": "ONNX Runtime",
+    "executorch": "ExecuTorch",
+    "litert": "LiteRT",
+    "coreml": "Core ML",
+}
+
+
+def default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def machine_peak_gflops(threads: int, n: int = PEAK_N, repeats: int = 5, warmup: int = 2) -> dict[str, Any]:
+    """fp32 GFLOP/s of an n x n matmul in torch with ``threads`` threads (median of ``repeats``)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g)
+    b = torch.randn(n, n, generator=g)
+    out = torch.empty(n, n)
+    for _ in range(warmup):
+        torch.mm(a, b, out=out)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        times.append(time.perf_counter() - t0)
+    med = float(np.median(times))
+    return {
+        "gflops_per_s": 2.0 * n**3 / med / 1e9,
+        "method": f"{n}x{n} fp32 matmul in torch, {threads} thread(s), median of {repeats}",
+        "threads": threads,
+    }
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        if pkg == "ai-edge-litert":
+            return _version("tflite-runtime")
+        return None
+
+
+def _stats(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {
+        "median_ms": float(np.median(a)),
+        "p90_ms": float(np.percentile(a, 90)),
+        "mean_ms": float(a.mean()),
+        "min_ms": float(a.min()),
+        "runs": int(a.size),
+    }
+
+
+def interleaved(runners: dict[str, Callable[[], Any]], runs: int, warmup: int) -> dict[str, list[float]]:
+    """Time every runner ``runs`` times in rotating round-robin order; ms per call."""
+    names = list(runners)
+    for _ in range(max(0, warmup)):
+        for name in names:
+            runners[name]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    k = len(names)
+    gc_was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        clock = time.perf_counter_ns
+        for r in range(runs):
+            s = r % k if k else 0
+            for name in names[s:] + names[:s]:
+                fn = runners[name]
+                t0 = clock()
+                fn()
+                times[name].append((clock() - t0) / 1e6)
+    finally:
+        if gc_was:
+            gc.enable()
+    return times
+
+
+def bench_bundle(
+    bundle_path: str | os.PathLike,
+    targets: list[str] | None = None,
+    runs: int = 100,
+    threads: int | None = None,
+    warmup: int = 10,
+    seed: int = 0,
+    peak_repeats: int = 5,
+) -> dict[str, Any]:
+    """Benchmark a bundle's targets and eager torch in one interleaved run. Returns a JSON-able dict."""
+    import torch
+
+    from pocketvit.runtime import load, preprocess_array
+
+    if runs < MIN_RUNS:
+        raise ValueError(f"runs must be at least {MIN_RUNS} (median and p90 need enough samples)")
+    explicit = bool(targets)
+    threads = int(threads or default_threads())
+    bundle, chosen = open_bundle(bundle_path, targets)
+    spec = bundle.input_spec
+    color = input_color(spec)
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (spec["height"], spec["width"], spec["channels"]), dtype=np.uint8)
+
+    torch.set_num_threads(threads)
+    entries: dict[str, dict[str, Any]] = {}
+    runners: dict[str, Callable[[], Any]] = {}
+    wrapper_pairs: dict[str, tuple[str, str]] = {}
+    notes: list[str] = []
+    opened = []
+
+    gflops = None
+    model = None
+    if has_source(bundle):
+        try:
+            model = eager_model(bundle)
+        except BundleError as e:
+            notes.append(f"eager torch not run: {e}")
+    else:
+        notes.append("eager torch not run: the bundle has no 'source' block / reference weights")
+    if model is not None:
+        from pocketvit.models.stats import count_gflops
+
+        gflops = float(count_gflops(model, (spec["channels"], spec["height"], spec["width"])))
+        from pocketvit.runtime import prepare_image
+
+        xe = torch.from_numpy(preprocess_array(prepare_image(image, spec, color), eager_spec(spec), "float-nchw"))
+
+        def run_eager(model=model, xe=xe):
+            with torch.no_grad():
+                return model(xe)
+
+        runners["eager"] = run_eager
+        entries["eager"] = {"runtime": "torch", "target": None, "precision": "fp32",
+                            "version": _version("torch")}
+
+    for t in chosen:
+        info = bundle.file_info(t)
+        rt = info["runtime"]
+        entry = {"runtime": rt, "target": t, "precision": info.get("precision", "fp32"),
+                 "version": _version(RUNTIME_PACKAGES.get(rt, rt))}
+        if not executable_here(rt):
+            entries[t] = entry | {"note": COREML_NOTE}
+            continue
+        try:
+            p = load(bundle, target=t, num_threads=threads, warmup=0, use_exits=False)
+        except MissingExtraError as e:
+            if explicit:
+                raise
+            entries[t] = entry | {"note": f"runtime not installed: {e}"}
+            continue
+        opened.append(p)
+        x = p.preprocess(image, input_color=color)
+        raw = p.backend.run if p.backend.has_forward else p.run
+        runners[t] = lambda raw=raw, x=x: raw(x)
+        runners[f"predict:{t}"] = lambda p=p: p.predict(image, input_color=color)
+        wrapper_pairs[t] = (f"predict:{t}", t)
+        entries[t] = entry
+
+    peak = machine_peak_gflops(threads, repeats=peak_repeats)
+    try:
+        times = interleaved(runners, runs, warmup)
+    finally:
+        for p in opened:
+            p.close()
+
+    for name, ms in times.items():
+        if name.startswith("predict:"):
+            continue
+        entries[name].update(_stats(ms))
+        if gflops is not None:
+            achieved = gflops / (entries[name]["median_ms"] / 1e3)
+            entries[name]["achieved_gflops_per_s"] = achieved
+            entries[name]["fraction_of_peak"] = achieved / peak["gflops_per_s"]
+
+    ref = _onnx_reference(entries)
+    for e in entries.values():
+        if "median_ms" in e:
+            e["ratio_to_onnx"] = e["median_ms"] / entries[ref]["median_ms"] if ref else None
+
+    wrapper = {}
+    for t, (pred_name, raw_name) in wrapper_pairs.items():
+        pm = float(np.median(times[pred_name]))
+        rm = float(np.median(times[raw_name]))
+        wrapper[t] = {
+            "predict_median_ms": pm,
+            "predict_p90_ms": float(np.percentile(times[pred_name], 90)),
+            "run_median_ms": rm,
+            "overhead_ms": pm - rm,
+            "overhead_pct": 100.0 * (pm - rm) / rm if rm > 0 else None,
+        }
+
+    return {
+        "bundle": str(bundle.source),
+        "name": bundle.name,
+        "batch": 1,
+        "threads": threads,
+        "runs": runs,
+        "warmup": warmup,
+        "method": "one process, rotating round-robin rounds, GC off while timing; median and p90 per runner",
+        "machine": {
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "processor": platform.processor() or None,
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "peak": peak,
+        },
+        "model": {
+            "arch": (bundle.manifest.get("source") or {}).get("arch"),
+            "gflops": gflops,
+            "input": [spec["height"], spec["width"], spec["channels"]],
+        },
+        "reference": ref,
+        "results": entries,
+        "wrapper_overhead": {
+            "image": f"{spec['height']}x{spec['width']}x{spec['channels']} uint8 ({color}), the model's input size",
+            "what": "Predictor.predict(image) (preprocess + run + postprocess) vs backend.run on the preprocessed input",
+            "targets": wrapper,
+        },
+        "notes": notes,
+    }
+
+
+def _onnx_reference(entries: dict[str, dict[str, Any]]) -> str | None:
+    """The ONNX Runtime entry ratios are taken against: target 'onnx', else the first fp32 onnx one."""
+    timed = {k: e for k, e in entries.items() if "median_ms" in e}
+    if "onnx" in timed:
+        return "onnx"
+    for k, e in timed.items():
+        if e["runtime"] == "onnx" and "int8" not in str(e.get("precision")):
+            return k
+    for k, e in timed.items():
+        if e["runtime"] == "onnx":
+            return k
+    return None
+
+
+def display_name(name: str, entry: dict[str, Any]) -> str:
+    if name == "eager":
+        return "eager torch"
+    rt = RUNTIME_NAMES.get(entry["runtime"], entry["runtime"])
+    return f"{rt} ({name})"

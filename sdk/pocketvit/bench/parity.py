@@ -1,0 +1,165 @@
+"""`pocketvit verify`: each target of a bundle, run on its own runtime, against eager torch.
+
+The same seeded random uint8 images go through the bundle's own preprocessing (the manifest's
+contract, pocketvit.runtime) once; each target gets them in its own input form, the eager model
+(rebuilt from the bundle's ``source`` block and reference weights) as float NCHW. Figures per
+target: largest |runtime - eager| over all outputs, the smallest per-image cosine, and top-1
+agreement. A target passes when every figure is within its precision's tolerance.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pocketvit.bench._common import (
+    COREML_NOTE,
+    crops_of,
+    eager_inputs,
+    eager_model,
+    eager_outputs,
+    executable_here,
+    open_bundle,
+    precision_class,
+    random_images,
+)
+from pocketvit.errors import MissingExtraError, VerifyError
+
+
+@dataclass
+class Tolerance:
+    """Pass when max_abs_diff <= max_abs_diff (None: not checked), cosine >= cosine, top-1 >= top1."""
+
+    max_abs_diff: float | None
+    cosine: float
+    top1: float
+
+
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_abs_diff=1e-3, cosine=0.999, top1=0.99),
+    "fp16": Tolerance(max_abs_diff=5e-2, cosine=0.999, top1=0.99),
+    "int8": Tolerance(max_abs_diff=None, cosine=0.98, top1=0.9),
+}
+
+
+def tolerances(overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Tolerance]:
+    """Default tolerances per precision class, with ``{"fp32": {"cosine": 0.9999}, ...}`` applied."""
+    out = {k: Tolerance(**asdict(v)) for k, v in DEFAULT_TOLERANCES.items()}
+    for cls, values in (overrides or {}).items():
+        for key, value in values.items():
+            if value is not None:
+                setattr(out[cls], key, value)
+    return out
+
+
+@dataclass
+class TargetParity:
+    target: str
+    runtime: str
+    precision: str
+    status: str  # "pass" | "fail" | "not run"
+    max_abs_diff: float | None = None
+    cosine: float | None = None
+    top1_agreement: float | None = None
+    tolerance: dict[str, Any] | None = None
+    failures: list[str] = field(default_factory=list)
+    note: str | None = None
+
+
+def check(row: TargetParity, tol: Tolerance) -> None:
+    """Fill row.status / row.failures from its figures and ``tol``."""
+    row.tolerance = asdict(tol)
+    fails = []
+    if tol.max_abs_diff is not None and not row.max_abs_diff <= tol.max_abs_diff:
+        fails.append(f"max abs diff {row.max_abs_diff:.3g} > {tol.max_abs_diff:g}")
+    if not row.cosine >= tol.cosine:
+        fails.append(f"cosine {row.cosine:.6f} < {tol.cosine:g}")
+    if not row.top1_agreement >= tol.top1:
+        fails.append(f"top-1 agreement {row.top1_agreement:.4f} < {tol.top1:g}")
+    row.failures = fails
+    row.status = "fail" if fails else "pass"
+
+
+def verify_bundle(
+    bundle_path: str | os.PathLike,
+    targets: list[str] | None = None,
+    n_inputs: int = 64,
+    seed: int = 0,
+    tolerance_overrides: dict[str, dict[str, Any]] | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Compare every (or each named) target with eager torch. Returns a JSON-able result; never raises
+    for a missed tolerance (see ``raise_on_failure``). A runtime that is not installed gives a
+    "not run" row when the target was not asked for by name, and MissingExtraError when it was."""
+    from pocketvit.runtime import load
+    from pocketvit.verify import parity
+
+    if n_inputs < 1:
+        raise ValueError("n_inputs must be at least 1")
+    explicit = bool(targets)
+    bundle, chosen = open_bundle(bundle_path, targets)
+    tols = tolerances(tolerance_overrides)
+    spec = bundle.input_spec
+    crops = crops_of(random_images(spec, n_inputs, seed), spec)
+    model = eager_model(bundle)
+    ref = eager_outputs(model, eager_inputs(crops, spec), bundle.outputs)
+
+    from pocketvit.runtime import preprocess_array
+
+    rows: list[TargetParity] = []
+    for t in chosen:
+        info = bundle.file_info(t)
+        row = TargetParity(t, info["runtime"], str(info.get("precision", "fp32")), "not run")
+        if not executable_here(info["runtime"]):
+            row.note = COREML_NOTE
+            rows.append(row)
+            continue
+        try:
+            p = load(bundle, target=t, num_threads=threads, warmup=0, use_exits=False)
+        except MissingExtraError as e:
+            if explicit:
+                raise
+            row.note = f"runtime not installed: {e}"
+            rows.append(row)
+            continue
+        try:
+            x = preprocess_array(crops, spec, p.input_form)
+            out = np.asarray(p.run(x), dtype=np.float32).reshape(len(x), -1)
+        finally:
+            p.close()
+        figures = parity(out, ref.reshape(len(ref), -1))
+        row.max_abs_diff = figures["max_abs_diff"]
+        row.cosine = figures["cosine"]
+        row.top1_agreement = figures["top1_agreement"]
+        check(row, tols[precision_class(t, info)])
+        rows.append(row)
+    return {
+        "bundle": str(bundle.source),
+        "name": bundle.name,
+        "inputs": n_inputs,
+        "seed": seed,
+        "input": "seeded random uint8 images through the bundle's own preprocessing",
+        "eager": {"arch": bundle.manifest["source"].get("arch")},
+        "platform": f"{platform.system()} {platform.machine()}",
+        "targets": {r.target: asdict(r) for r in rows},
+        "passed": all(r.status != "fail" for r in rows),
+    }
+
+
+def raise_on_failure(result: dict[str, Any]) -> None:
+    """VerifyError (exit code 6) naming every target that missed its tolerance and the figure."""
+    bad = [r for r in result["targets"].values() if r["status"] == "fail"]
+    if not bad:
+        ran = [r for r in result["targets"].values() if r["status"] == "pass"]
+        if not ran and not any(r["note"] == COREML_NOTE for r in result["targets"].values()):
+            raise VerifyError(f"{result['bundle']}: no target could be run here, so nothing was verified")
+        return
+    lines = [f"{r['target']} ({r['runtime']}, {r['precision']}): " + "; ".join(r["failures"]) for r in bad]
+    raise VerifyError(
+        f"{result['bundle']}: {len(bad)} target(s) do not match eager torch over {result['inputs']} inputs — "
+        + " | ".join(lines)
+    )

@@ -1,0 +1,61 @@
+"""Bar chart of a bench result (matplotlib, Agg backend, written atomically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pocketvit.bench.latency import PEAK_N, display_name
+
+
+def bench_plot(result: dict[str, Any], path: str | Path) -> Path:
+    """Horizontal bars: median ms per runtime, p90 as a whisker, ratio to ONNX Runtime as a label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pocketvit.io import atomic_path
+
+    path = Path(path)
+    rows = [(k, e) for k, e in result["results"].items() if "median_ms" in e]
+    rows.sort(key=lambda kv: kv[1]["median_ms"])
+    names = [display_name(k, e) for k, e in rows]
+    med = [e["median_ms"] for _, e in rows]
+    p90 = [e["p90_ms"] for _, e in rows]
+    colors = {"torch": "tab:gray", "onnx": "tab:blue", "executorch": "tab:orange",
+              "litert": "tab:green", "coreml": "tab:purple"}
+    fig, ax = plt.subplots(figsize=(7.0, 0.55 * max(2, len(rows)) + 1.2))
+    y = list(range(len(rows)))
+    ax.barh(y, med, color=[colors.get(e["runtime"], "tab:red") for _, e in rows],
+            xerr=[[0] * len(rows), [max(0.0, b - a) for a, b in zip(med, p90)]], capsize=3)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    top = max(p90) if p90 else 1.0
+    lo = min(med) if med else 1.0
+    log = lo > 0 and top / lo > 20
+    for i, (_, e) in enumerate(rows):
+        r = e.get("ratio_to_onnx")
+        label = f"{e['median_ms']:.3g} ms" + (f"  ({r:.2f}x ORT)" if r is not None else "")
+        x = max(e["p90_ms"], e["median_ms"])
+        ax.text(x * 1.1 if log else x + 0.01 * top, i, label, va="center", fontsize=8)
+    if log:  # one slow runtime (often eager torch) would flatten the others to nothing
+        ax.set_xscale("log")
+        ax.set_xlim(lo / 2, top * 8)
+    else:
+        ax.set_xlim(0, top * 1.45)
+    ax.set_xlabel("median latency, batch 1 (ms" + (", log scale" if log else "") + "); whisker: p90")
+    peak = (result.get("machine") or {}).get("peak") or {}
+    gf = (result.get("model") or {}).get("gflops")
+    sub = f"{result['threads']} thread(s), {result['runs']} interleaved runs"
+    if gf is not None:
+        sub += f", model {gf * 1e3:.3g} MFLOPs"
+    if peak:
+        sub += f"\nmachine fp32 peak {peak['gflops_per_s']:.0f} GFLOP/s ({PEAK_N}x{PEAK_N} matmul)"
+    ax.set_title(f"{result['name']}: latency per runtime\n{sub}", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

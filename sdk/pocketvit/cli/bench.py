@@ -1,0 +1,106 @@
+"""`pocketvit bench`: latency of every runtime of a bundle (and eager torch), in one interleaved run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pocketvit.cli.common import err_console, handle_errors
+
+BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
+TargetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", help="Target to time (executorch, onnx, litert, ...; repeatable). Default: all."),
+]
+
+
+def _f(v, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def print_tables(result: dict, console) -> None:
+    from rich.table import Table
+
+    from pocketvit.bench.latency import display_name
+
+    peak = result["machine"]["peak"]
+    gf = result["model"]["gflops"]
+    console.print(
+        f"[bold]{result['name']}[/bold]: batch 1, {result['threads']} thread(s), {result['runs']} interleaved "
+        f"rounds after {result['warmup']} warm-up; model {_f(gf, '.4g')} GFLOPs; machine peak "
+        f"{peak['gflops_per_s']:.1f} GFLOP/s ({peak['method']})",
+        highlight=False,
+    )
+    ref = result["reference"]
+    table = Table(title="latency per runtime")
+    for col, just in [("runtime", "left"), ("precision", "left"), ("median ms", "right"), ("p90 ms", "right"),
+                      (f"× {display_name(ref, result['results'][ref])}" if ref else "× ONNX Runtime", "right"),
+                      ("GFLOP/s", "right"), ("% of peak", "right")]:
+        table.add_column(col, justify=just)
+    rows = sorted(result["results"].items(), key=lambda kv: kv[1].get("median_ms", float("inf")))
+    for name, e in rows:
+        if "median_ms" not in e:
+            table.add_row(display_name(name, e), str(e["precision"]), "—", "—", "—", "—", f"[yellow]{e.get('note', '')}[/yellow]")
+            continue
+        frac = e.get("fraction_of_peak")
+        table.add_row(display_name(name, e), str(e["precision"]), f"{e['median_ms']:.3f}", f"{e['p90_ms']:.3f}",
+                      _f(e.get("ratio_to_onnx"), ".2f"), _f(e.get("achieved_gflops_per_s"), ".2f"),
+                      "—" if frac is None else f"{100 * frac:.1f}%")
+    console.print(table)
+    wrapper = result["wrapper_overhead"]["targets"]
+    if wrapper:
+        wt = Table(title=f"pocketvit.runtime wrapper: Predictor.predict vs backend.run "
+                         f"({result['wrapper_overhead']['image']})")
+        for col in ("target", "predict ms", "backend.run ms", "overhead ms", "overhead % of inference"):
+            wt.add_column(col, justify="left" if col == "target" else "right")
+        for t, w in wrapper.items():
+            wt.add_row(t, f"{w['predict_median_ms']:.3f}", f"{w['run_median_ms']:.3f}", f"{w['overhead_ms']:.3f}",
+                       _f(w["overhead_pct"], ".1f") + ("%" if w["overhead_pct"] is not None else ""))
+        console.print(wt)
+    for n in result["notes"]:
+        console.print(f"[yellow]note[/yellow]: {n}", highlight=False)
+
+
+@handle_errors
+def bench(
+    bundle: BundleArg,
+    target: TargetsOpt = None,
+    runs: Annotated[int, typer.Option("--runs", "-n", min=50, help="Timed rounds per runtime (at least 50).")] = 100,
+    threads: Annotated[
+        int | None, typer.Option("--threads", "-j", min=1, help="Threads for every runtime and the peak matmul (default: min(4, CPUs)).")
+    ] = None,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed warm-up calls per runtime.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (tables go to stderr).")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the JSON result to this file.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart of the latencies (PNG) here.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+) -> None:
+    """Time eager torch and every runtime of a bundle, batch 1, in one interleaved run.
+
+    Prints median / p90 latency, the ratio to ONNX Runtime, achieved GFLOP/s against this machine's measured fp32 peak, and the pocketvit.runtime wrapper's overhead over the raw runtime call.
+    """
+    from pocketvit.bench._common import table_console
+    from pocketvit.bench.latency import bench_bundle
+
+    console = table_console(stderr=as_json)
+    err_console.print(f"benchmarking {bundle} ({runs} rounds)…", highlight=False)
+    result = bench_bundle(bundle, target or None, runs=runs, threads=threads, warmup=warmup)
+    if plot is not None:
+        from pocketvit.bench.plot import bench_plot
+
+        result["plot"] = str(bench_plot(result, plot))
+    if out is not None:
+        from pocketvit.io import write_json
+
+        write_json(out, result)
+    print_tables(result, console)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        if plot is not None:
+            err_console.print(f"plot: {plot}", highlight=False)
+        if out is not None:
+            err_console.print(f"json: {out}", highlight=False)

@@ -1,0 +1,97 @@
+"""`pocketvit verify`: each target of a bundle on its own runtime against eager torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pocketvit.cli.common import err_console, handle_errors
+
+BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
+TargetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-t", help="Target to check (executorch, onnx, litert, ...; repeatable). Default: all."),
+]
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def _tol_text(tol: dict | None) -> str:
+    if not tol:
+        return ""
+    parts = []
+    if tol.get("max_abs_diff") is not None:
+        parts.append(f"|Δ|≤{tol['max_abs_diff']:g}")
+    parts.append(f"cos≥{tol['cosine']:g}")
+    parts.append(f"top1≥{tol['top1']:g}")
+    return " ".join(parts)
+
+
+def print_table(result: dict) -> None:
+    from rich.table import Table
+
+    from pocketvit.bench._common import table_console
+
+    table = Table(title=f"{result['name']}: runtime vs eager torch, {result['inputs']} inputs (seed {result['seed']})")
+    for col, just in [("target", "left"), ("runtime", "left"), ("precision", "left"), ("max |Δ|", "right"),
+                      ("cosine (min)", "right"), ("top-1 agree", "right"), ("tolerance", "left"), ("result", "left")]:
+        table.add_column(col, justify=just)
+    for r in result["targets"].values():
+        if r["status"] == "not run":
+            table.add_row(r["target"], r["runtime"], r["precision"], "—", "—", "—", "", f"[yellow]{r['note']}[/yellow]")
+            continue
+        status = "[green]pass[/green]" if r["status"] == "pass" else "[bold red]FAIL[/bold red]: " + "; ".join(r["failures"])
+        table.add_row(r["target"], r["runtime"], r["precision"], _fmt(r["max_abs_diff"], ".2e"),
+                      _fmt(r["cosine"], ".6f"), _fmt(r["top1_agreement"], ".4f"), _tol_text(r["tolerance"]), status)
+    table_console().print(table)
+
+
+@handle_errors
+def verify(
+    bundle: BundleArg,
+    target: TargetsOpt = None,
+    inputs: Annotated[int, typer.Option("--inputs", "-n", min=1, help="How many seeded random images to compare on.")] = 64,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random input images.")] = 0,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Runtime threads (default: the runtime's own).")] = None,
+    max_abs_diff: Annotated[
+        float | None, typer.Option("--max-abs-diff", help="fp32 targets: largest allowed |runtime - eager| (default 1e-3).")
+    ] = None,
+    cosine: Annotated[float | None, typer.Option("--cosine", help="fp32 targets: smallest allowed per-image cosine (default 0.999).")] = None,
+    top1: Annotated[float | None, typer.Option("--top1", help="fp32 targets: smallest allowed top-1 agreement (default 0.99).")] = None,
+    int8_cosine: Annotated[float | None, typer.Option("--int8-cosine", help="int8 targets: smallest allowed cosine (default 0.98).")] = None,
+    int8_top1: Annotated[float | None, typer.Option("--int8-top1", help="int8 targets: smallest allowed top-1 agreement (default 0.9).")] = None,
+    int8_max_abs_diff: Annotated[
+        float | None, typer.Option("--int8-max-abs-diff", help="int8 targets: largest allowed |runtime - eager| (default: not checked).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+) -> None:
+    """Check every target of a bundle against eager torch on the same preprocessed inputs.
+
+    Every file's sha256 is checked first. Seeded random images go through the bundle's own preprocessing, then each target's runtime and the eager model rebuilt from the bundle's reference weights.
+
+    Exits 6 when a target misses its tolerance (fp32: max |Δ| 1e-3, cosine 0.999, top-1 0.99; int8: cosine 0.98, top-1 0.9).
+
+    Core ML is reported as converted, not run, off macOS.
+    """
+    from pocketvit.bench.parity import raise_on_failure, verify_bundle
+
+    overrides = {
+        "fp32": {"max_abs_diff": max_abs_diff, "cosine": cosine, "top1": top1},
+        "int8": {"max_abs_diff": int8_max_abs_diff, "cosine": int8_cosine, "top1": int8_top1},
+    }
+    result = verify_bundle(bundle, target or None, n_inputs=inputs, seed=seed, tolerance_overrides=overrides,
+                           threads=threads)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    raise_on_failure(result)
+    if not as_json:
+        ran = sum(r["status"] == "pass" for r in result["targets"].values())
+        err_console.print(f"[bold green]ok[/bold green]: {ran} target(s) match eager torch within tolerance")

@@ -1,0 +1,141 @@
+"""pocketvit.bench in-process: tolerances, the interleaving, Core ML rows, bundles without a source block."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pocketvit.bench._common import COREML_NOTE, precision_class
+from pocketvit.bench.latency import bench_bundle, interleaved, machine_peak_gflops
+from pocketvit.bench.parity import TargetParity, check, raise_on_failure, tolerances, verify_bundle
+from pocketvit.errors import BundleError, VerifyError
+
+from tests.bench.testkit import all_targets_build, copy_bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_all(tiny_build, tmp_path_factory):
+    return all_targets_build(tiny_build, tmp_path_factory)
+
+
+def _row(target, precision, mad, cos, top1):
+    return TargetParity(target, target.split("-")[0], precision, "not run", mad, cos, top1)
+
+
+def test_tolerance_per_precision_and_overrides():
+    tols = tolerances()
+    fp32, int8 = tols["fp32"], tols["int8"]
+    assert (fp32.max_abs_diff, fp32.cosine, fp32.top1) == (1e-3, 0.999, 0.99)
+    assert (int8.max_abs_diff, int8.cosine, int8.top1) == (None, 0.98, 0.9)
+    r = _row("onnx-int8", "int8", 0.5, 0.985, 0.92)  # large |Δ| is fine for int8, not for fp32
+    check(r, int8)
+    assert r.status == "pass"
+    r = _row("onnx", "fp32", 0.5, 0.985, 0.92)
+    check(r, fp32)
+    assert r.status == "fail" and len(r.failures) == 3 and r.failures[0].startswith("max abs diff 0.5")
+    assert tolerances({"int8": {"cosine": 0.99, "top1": None}})["int8"].cosine == 0.99
+    assert tolerances({"int8": {"cosine": 0.99, "top1": None}})["int8"].top1 == 0.9
+    assert precision_class("litert-int8", {"precision": "int8"}) == "int8"
+    assert precision_class("onnx-int8", {}) == "int8"
+    assert precision_class("coreml", {"precision": "fp16"}) == "fp16"
+    assert precision_class("onnx", {"precision": "fp32"}) == "fp32"
+
+
+def test_nan_output_fails():
+    r = _row("onnx", "fp32", float("nan"), float("nan"), 1.0)
+    check(r, tolerances()["fp32"])
+    assert r.status == "fail"
+
+
+def test_failure_message_names_the_target_and_figure():
+    result = {"bundle": "b", "inputs": 8, "targets": {
+        "onnx": {"target": "onnx", "runtime": "onnx", "precision": "fp32", "status": "pass", "failures": [], "note": None},
+        "litert-int8": {"target": "litert-int8", "runtime": "litert", "precision": "int8", "status": "fail",
+                        "failures": ["cosine 0.900000 < 0.98"], "note": None}}}
+    with pytest.raises(VerifyError) as e:
+        raise_on_failure(result)
+    assert "litert-int8 (litert, int8): cosine 0.900000 < 0.98" in str(e.value)
+    assert "onnx (" not in str(e.value) and e.value.exit_code == 6
+
+
+def test_interleaved_rotates_the_order():
+    calls = []
+    runners = {n: (lambda n=n: calls.append(n)) for n in "abc"}
+    times = interleaved(runners, runs=3, warmup=1)
+    assert calls[:3] == ["a", "b", "c"]  # warm-up
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert all(len(v) == 3 and min(v) >= 0 for v in times.values())
+
+
+def test_machine_peak_is_positive():
+    p = machine_peak_gflops(1, n=256, repeats=2, warmup=1)
+    assert p["gflops_per_s"] > 0 and "256x256" in p["method"]
+
+
+def _add_fake_coreml(bundle):
+    from pocketvit.runtime import file_entry, write_manifest
+
+    pkg = bundle / "model.mlpackage"
+    (pkg / "Data").mkdir(parents=True)
+    (pkg / "Data" / "model.mlmodel").write_bytes(b"not executed here")
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["files"]["coreml"] = file_entry(bundle, "coreml", "model.mlpackage", "coreml", "fp16")
+    write_manifest(bundle, m)
+
+
+@pytest.mark.skipif(__import__("sys").platform == "darwin", reason="Core ML executes on macOS")
+def test_coreml_is_reported_converted_never_a_number(tiny_all, tmp_path):
+    bundle = copy_bundle(tiny_all, tmp_path / "bundle")
+    _add_fake_coreml(bundle)
+    res = verify_bundle(bundle, n_inputs=4)
+    row = res["targets"]["coreml"]
+    assert row["status"] == "not run" and row["note"] == COREML_NOTE
+    assert row["max_abs_diff"] is None and row["cosine"] is None and row["top1_agreement"] is None
+    assert res["passed"] and res["targets"]["onnx"]["status"] == "pass"
+    raise_on_failure(res)
+    only = verify_bundle(bundle, targets=["coreml"], n_inputs=2)
+    raise_on_failure(only)  # nothing ran, but Core ML off macOS is not a failure
+
+
+def test_bench_without_source_block_skips_eager(tiny_all, tmp_path):
+    bundle = copy_bundle(tiny_all, tmp_path / "bundle")
+    m = json.loads((bundle / "manifest.json").read_text())
+    del m["source"]
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="no 'source' block"):
+        verify_bundle(bundle, n_inputs=2)
+    res = bench_bundle(bundle, targets=["onnx"], runs=50, warmup=1, threads=1, peak_repeats=1)
+    assert set(res["results"]) == {"onnx"} and res["model"]["gflops"] is None
+    assert res["results"]["onnx"]["median_ms"] > 0 and "fraction_of_peak" not in res["results"]["onnx"]
+    assert any("eager torch not run" in n for n in res["notes"])
+
+
+def test_unknown_target_is_named(tiny_all):
+    with pytest.raises(BundleError, match="no target 'tensorrt'.*executorch"):
+        verify_bundle(tiny_all / "bundle", targets=["tensorrt"], n_inputs=2)
+
+
+def test_bench_plot_from_a_result(tmp_path):
+    from pocketvit.bench.plot import bench_plot
+
+    res = {"name": "m", "threads": 2, "runs": 50, "model": {"gflops": 1.2},
+           "machine": {"peak": {"gflops_per_s": 300.0}},
+           "results": {"eager": {"runtime": "torch", "median_ms": 30.0, "p90_ms": 35.0, "ratio_to_onnx": 3.0},
+                       "onnx": {"runtime": "onnx", "median_ms": 10.0, "p90_ms": 11.0, "ratio_to_onnx": 1.0},
+                       "coreml": {"runtime": "coreml", "note": COREML_NOTE}}}
+    out = bench_plot(res, tmp_path / "p" / "bench.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert np.isfinite(res["results"]["onnx"]["median_ms"])
+
+
+def test_reference_weights_that_do_not_fit_are_a_bundle_error(tiny_all, tmp_path):
+    from safetensors.numpy import save_file
+
+    bundle = copy_bundle(tiny_all, tmp_path / "bundle")
+    save_file({"not.a.weight": np.zeros(3, np.float32)}, str(bundle / "reference" / "weights.safetensors"))
+    with pytest.raises(BundleError, match="do not fit the 'pocketvit-tinyvit' model"):
+        verify_bundle(bundle, n_inputs=2)
+    res = bench_bundle(bundle, targets=["litert"], runs=50, warmup=1, threads=1, peak_repeats=1)
+    assert "eager" not in res["results"] and res["results"]["litert"]["median_ms"] > 0
+    assert any("do not fit" in n for n in res["notes"])
