@@ -45,3 +45,17 @@ lint: $(STAMP)
 
 clean:
 	rm -rf runs .pytest_cache
+
+# `make bench`: every runtime of the demo bundle in one interleaved run (JSON + bar chart).
+BENCH_BUNDLE := runs/fashion-mnist/bundle
+bench: $(STAMP)
+	@test -f $(BENCH_BUNDLE)/manifest.json || { echo "error: $(BENCH_BUNDLE) does not exist; run make demo first"; exit 2; }
+	$(VENV)/bin/pocketvit bench $(BENCH_BUNDLE) --json --plot runs/fashion-mnist/bench.png > runs/fashion-mnist/bench.json.tmp
+	mv runs/fashion-mnist/bench.json.tmp runs/fashion-mnist/bench.json
+	@echo "wrote runs/fashion-mnist/bench.json and runs/fashion-mnist/bench.png"
+
+# `make test-device`: the bundle's litert target in a torch-free venv (numpy<2 + tflite-runtime), as on a Raspberry Pi.
+.PHONY: test-device
+DEVICE_BUNDLE ?= runs/fashion-mnist/bundle
+test-device: $(STAMP)
+	MAIN_PY=$(PY) PYTHON=$(PYTHON) bash tests/device/run.sh $(DEVICE_BUNDLE)
