@@ -44,20 +44,26 @@ class PatchMerging(nn.Module):
 
 
 class Attention(nn.Module):
+    """Separate q/k/v projections and 3-D batched matmuls (heads folded into the batch): no select or
+    expand copies, so the XNNPACK delegate takes the whole block."""
+
     def __init__(self, dim: int, heads: int, tokens: int):
         super().__init__()
         self.heads, self.head_dim = heads, dim // heads
         self.scale = self.head_dim**-0.5
-        self.qkv = nn.Linear(dim, dim * 3)
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
         self.bias = nn.Parameter(torch.zeros(heads, tokens, tokens))
 
+    def _heads(self, t: torch.Tensor, b: int, n: int) -> torch.Tensor:
+        return t.reshape(b, n, self.heads, self.head_dim).transpose(1, 2).reshape(b * self.heads, n, self.head_dim)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q * self.scale) @ k.transpose(-2, -1) + self.bias
-        x = (attn.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c)
+        q, k, v = (self._heads(p(x), b, n) for p in (self.q, self.k, self.v))
+        attn = torch.bmm(q * self.scale, k.transpose(1, 2)).reshape(b, self.heads, n, n) + self.bias
+        attn = attn.softmax(-1).reshape(b * self.heads, n, n)
+        x = torch.bmm(attn, v).reshape(b, self.heads, n, self.head_dim).transpose(1, 2).reshape(b, n, c)
         return self.proj(x)
 
 
