@@ -59,13 +59,17 @@ def test_failure_message_names_the_target_and_figure():
     assert "onnx (" not in str(e.value) and e.value.exit_code == 6
 
 
-def test_interleaved_rotates_the_order():
+def test_interleaved_calls_each_runner_once_per_round_in_varying_order():
     calls = []
-    runners = {n: (lambda n=n: calls.append(n)) for n in "abc"}
-    times = interleaved(runners, runs=3, warmup=1)
-    assert calls[:3] == ["a", "b", "c"]  # warm-up
-    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
-    assert all(len(v) == 3 and min(v) >= 0 for v in times.values())
+    runners = {n: (lambda n=n: calls.append(n)) for n in "abcd"}
+    times = interleaved(runners, runs=20, warmup=1)
+    assert calls[:4] == ["a", "b", "c", "d"]  # warm-up
+    rounds = [calls[i : i + 4] for i in range(4, len(calls), 4)]
+    assert len(rounds) == 20 and all(sorted(r) == ["a", "b", "c", "d"] for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 5  # the order changes
+    before_a = {calls[i - 1] for i in range(5, len(calls)) if calls[i] == "a"}
+    assert len(before_a) > 1  # "a" does not always follow the same runner
+    assert all(len(v) == 20 and min(v) >= 0 for v in times.values())
 
 
 def test_machine_peak_is_positive():

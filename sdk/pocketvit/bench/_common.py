@@ -81,7 +81,7 @@ def eager_model(bundle: Bundle):
         return from_source(source, Path(bundle.root))
     except PocketVitError:
         raise
-    except Exception as e:  # weights that no longer fit the architecture this pocketvit builds
+    except Exception as e:  # noqa: BLE001 - torch/safetensors raise several types; all mean the same to the user
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BundleError(
             f"{bundle.root / source.get('weights', 'reference/weights.safetensors')}: the reference weights do "

@@ -1,13 +1,15 @@
 """`pocketvit bench`: every runtime of a bundle (and eager torch) timed in one interleaved run.
 
 Method (batch 1, one process, the same thread count for every runtime):
-- each runner is warmed up, then timed in round-robin rounds; the order rotates every round so
-  background noise and cache effects hit every runtime alike; GC is off while timing;
+- each runner is warmed up, then timed in rounds that call every runner once, in a fresh random
+  order each round, so background noise, cache effects and other runtimes' spinning threads hit
+  every runtime alike; GC is off while timing;
 - median and p90 over ``runs`` rounds (at least 50);
 - this machine's fp32 peak: a 2048x2048 fp32 matmul in torch with the same threads (median of a few);
   each runtime's achieved GFLOP/s (model GFLOPs / median) as a fraction of it;
-- wrapper overhead: ``Predictor.predict(image)`` (preprocessing, inference, postprocessing) against
-  the raw ``backend.run`` on the already preprocessed input, per target.
+- wrapper overhead: ``Predictor.predict(image)`` (preprocessing, inference, postprocessing) minus
+  the runtime call inside that same predict (paired, so noise cancels), as a share of the raw
+  ``backend.run`` on the already preprocessed input (timed on its own in the same rounds).
 """
 
 from __future__ import annotations
@@ -88,6 +90,13 @@ def _version(pkg: str) -> str | None:
         return None
 
 
+def _load_average() -> float | None:
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):  # not on Windows
+        return None
+
+
 def _stats(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms)
     return {
@@ -99,22 +108,26 @@ def _stats(ms: list[float]) -> dict[str, float]:
     }
 
 
-def interleaved(runners: dict[str, Callable[[], Any]], runs: int, warmup: int) -> dict[str, list[float]]:
-    """Time every runner ``runs`` times in rotating round-robin order; ms per call."""
+def interleaved(
+    runners: dict[str, Callable[[], Any]], runs: int, warmup: int, seed: int = 0
+) -> dict[str, list[float]]:
+    """Time every runner ``runs`` times in rounds; each round calls every runner once, in a fresh
+    seeded random order, so no runner always follows the same one (a runtime whose threads keep
+    spinning after a call would otherwise always slow down the same neighbour). ms per call."""
     names = list(runners)
     for _ in range(max(0, warmup)):
         for name in names:
             runners[name]()
     times: dict[str, list[float]] = {n: [] for n in names}
-    k = len(names)
+    rng = np.random.default_rng(seed)
     gc_was = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
         clock = time.perf_counter_ns
-        for r in range(runs):
-            s = r % k if k else 0
-            for name in names[s:] + names[:s]:
+        for _ in range(runs):
+            for i in rng.permutation(len(names)):
+                name = names[i]
                 fn = runners[name]
                 t0 = clock()
                 fn()
@@ -153,6 +166,7 @@ def bench_bundle(
     entries: dict[str, dict[str, Any]] = {}
     runners: dict[str, Callable[[], Any]] = {}
     wrapper_pairs: dict[str, tuple[str, str]] = {}
+    inner: dict[str, list[float]] = {}
     notes: list[str] = []
     opened = []
 
@@ -200,13 +214,25 @@ def bench_bundle(
         x = p.preprocess(image, input_color=color)
         raw = p.backend.run if p.backend.has_forward else p.run
         runners[t] = lambda raw=raw, x=x: raw(x)
-        runners[f"predict:{t}"] = lambda p=p: p.predict(image, input_color=color)
+        inner[t] = []
+
+        def run_predict(p=p, sink=inner[t]):
+            p.predict(image, input_color=color)
+            sink.append(p.last_latency_ms)  # the runtime call inside this predict
+
+        runners[f"predict:{t}"] = run_predict
         wrapper_pairs[t] = (f"predict:{t}", t)
         entries[t] = entry
 
+    load = _load_average()
+    if load is not None and load >= 0.75 * (os.cpu_count() or 1):
+        notes.append(
+            f"this machine was busy when the run started (load average {load:.1f} on {os.cpu_count()} CPUs): "
+            "latencies, multi-threaded ones above all, are noisy; compare ratios within one run"
+        )
     peak = machine_peak_gflops(threads, repeats=peak_repeats)
     try:
-        times = interleaved(runners, runs, warmup)
+        times = interleaved(runners, runs, warmup, seed=seed)
     finally:
         for p in opened:
             p.close()
@@ -227,14 +253,16 @@ def bench_bundle(
 
     wrapper = {}
     for t, (pred_name, raw_name) in wrapper_pairs.items():
-        pm = float(np.median(times[pred_name]))
+        total = np.asarray(times[pred_name])
+        inside = np.asarray(inner[t][-len(total):])  # drop the warm-up calls
+        over = float(np.median(total - inside))
         rm = float(np.median(times[raw_name]))
         wrapper[t] = {
-            "predict_median_ms": pm,
-            "predict_p90_ms": float(np.percentile(times[pred_name], 90)),
+            "predict_median_ms": float(np.median(total)),
+            "predict_p90_ms": float(np.percentile(total, 90)),
             "run_median_ms": rm,
-            "overhead_ms": pm - rm,
-            "overhead_pct": 100.0 * (pm - rm) / rm if rm > 0 else None,
+            "overhead_ms": over,
+            "overhead_pct": 100.0 * over / rm if rm > 0 else None,
         }
 
     return {
@@ -244,13 +272,14 @@ def bench_bundle(
         "threads": threads,
         "runs": runs,
         "warmup": warmup,
-        "method": "one process, rotating round-robin rounds, GC off while timing; median and p90 per runner",
+        "method": "one process; rounds calling every runner once in a fresh random order; GC off while timing; median and p90 per runner",
         "machine": {
             "platform": platform.platform(),
             "machine": platform.machine(),
             "processor": platform.processor() or None,
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
+            "load_average_1min": load,
             "peak": peak,
         },
         "model": {
@@ -262,7 +291,9 @@ def bench_bundle(
         "results": entries,
         "wrapper_overhead": {
             "image": f"{spec['height']}x{spec['width']}x{spec['channels']} uint8 ({color}), the model's input size",
-            "what": "Predictor.predict(image) (preprocess + run + postprocess) vs backend.run on the preprocessed input",
+            "what": "median over calls of Predictor.predict(image) minus the runtime call inside it "
+                    "(preprocessing + postprocessing + bookkeeping); overhead_pct is that over the median "
+                    "of backend.run on the preprocessed input",
             "targets": wrapper,
         },
         "notes": notes,
