@@ -87,13 +87,15 @@ def run_build(
     tcfg = recipe.teacher.model_dump()
     if recipe.teacher.checkpoint:
         ckpt = resolve(recipe.teacher.checkpoint, recipe_path.parent)
-        tcfg = {k: v for k, v in tcfg.items() if k != "train"} | {"checkpoint_sha256": sha256_file(ckpt)}
+        tcfg |= {"checkpoint_sha256": sha256_file(ckpt)}
+        if not recipe.teacher.finetune:
+            tcfg.pop("train")
 
     def teacher_stage(path: Path) -> dict[str, Any]:
         model = build_from_meta(recipe.teacher.model_dump(), splits)
         if recipe.teacher.checkpoint:
             load_weights(model, ckpt, "teacher.checkpoint")
-        else:
+        if not recipe.teacher.checkpoint or recipe.teacher.finetune:
             t = recipe.teacher.train
             train_on_labels(model, splits, aug, recipe.seed, t.epochs, t.batch_size, t.lr, t.weight_decay,
                             t.label_smoothing, path, "teacher")

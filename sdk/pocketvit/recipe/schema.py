@@ -47,6 +47,7 @@ class ModelSection(Section):
 class TeacherSection(ModelSection):
     arch: str = "pocketvit-resnet"
     checkpoint: Optional[str] = Field(None, description="safetensors weights; trained from scratch when absent")
+    finetune: bool = Field(False, description="train the checkpoint further with teacher.train")
     train: TrainSection = TrainSection()
 
 
