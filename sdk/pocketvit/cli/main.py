@@ -9,6 +9,7 @@ import typer
 from pocketvit import __version__
 from pocketvit.cli import bench as bench_cmd
 from pocketvit.cli import build, predict
+from pocketvit.cli import demo
 from pocketvit.cli import inspect as inspect_cmd
 from pocketvit.cli import verify as verify_cmd
 
@@ -42,6 +43,7 @@ app.command("predict")(predict.predict)
 app.command("verify")(verify_cmd.verify)
 app.command("bench")(bench_cmd.bench)
 app.command("inspect")(inspect_cmd.inspect)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

@@ -1,0 +1,115 @@
+"""How much of the runtime's speed the demo keeps: the demo's end-to-end FPS on a video (decode,
+preprocess, inference, overlay, JPEG, frames.jsonl) next to the runtime's throughput on the very
+same frames, already decoded and preprocessed. A measurement to print, not a test assertion."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pocketvit.runtime import Bundle, load
+
+from .errors import DemoError
+from .sources import open_source
+
+
+@dataclass
+class BenchResult:
+    frames: int
+    target: str
+    demo_fps: float  # `pocketvit demo --headless` end to end
+    predict_fps: float  # Predictor.predict on decoded frames in memory: preprocessing + runtime
+    runtime_fps: float  # the runtime alone on preprocessed tensors (batch 1, as the demo runs it)
+    demo_stage_ms: dict | None = None
+
+    @property
+    def ratio(self) -> float:
+        """demo FPS / runtime FPS: 1.0 would mean the demo adds nothing around the model."""
+        return self.demo_fps / self.runtime_fps if self.runtime_fps > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ratio": self.ratio}
+
+    def lines(self) -> list[str]:
+        out = [
+            f"frames: {self.frames}  target: {self.target}",
+            f"demo (decode + predict + overlay + output):  {self.demo_fps:9.1f} FPS",
+            f"Predictor.predict (preprocess + runtime):    {self.predict_fps:9.1f} FPS",
+            f"runtime alone (preprocessed tensors):        {self.runtime_fps:9.1f} FPS",
+            (
+                f"ratio demo / runtime: {self.ratio:.3f}   demo / predict: "
+                f"{self.demo_fps / self.predict_fps if self.predict_fps else 0:.3f}"
+            ),
+        ]
+        if self.demo_stage_ms:
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in self.demo_stage_ms.items())
+            out.append(f"demo time per frame (ms): {parts}")
+        return out
+
+
+def decode_frames(source: str, max_frames: int | None = None) -> list[np.ndarray]:
+    """All frames (BGR) of a video file, image or folder, in the order the demo reads them."""
+    src = open_source(source)
+    if src.live:
+        src.close()
+        raise DemoError("--bench needs a video file or an image folder as --source (a camera's frames differ per run)")
+    frames = []
+    try:
+        for f in src.frames(threading.Event()):
+            frames.append(f.image)
+            if max_frames is not None and len(frames) >= max_frames:
+                break
+    finally:
+        src.close()
+    return frames
+
+
+def _fps(fn, items, rounds: int) -> float:
+    rates = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for it in items:
+            fn(it)
+        rates.append(len(items) / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def benchmark(
+    bundle: str | Path | Bundle,
+    source: str,
+    *,
+    target: str | None = None,
+    max_frames: int | None = 300,
+    input_color: str = "BGR",
+    demo_fps: float | None = None,
+    demo_stage_ms: dict | None = None,
+    rounds: int = 3,
+    num_threads: int | None = None,
+) -> BenchResult:
+    """Measure (see module docstring). ``demo_fps`` from a demo run just made on the same source
+    and frames; None runs the demo headless (JPEG output to a temporary folder) first."""
+    if demo_fps is None:
+        from .app import DemoOptions, run_demo
+
+        with tempfile.TemporaryDirectory(prefix="pocketvit-bench-") as tmp:
+            r = run_demo(
+                DemoOptions(bundle=bundle, source=source, target=target, headless=True, out=Path(tmp),
+                            max_frames=max_frames, input_color=input_color, num_threads=num_threads),
+                log=lambda s: None,
+            )
+        demo_fps, demo_stage_ms = r.fps, r.stage_ms
+    frames = decode_frames(source, max_frames)
+    if not frames:
+        raise DemoError(f"--bench: {source} gave no frames")
+    with load(bundle, target=target, num_threads=num_threads, warmup=3) as p:
+        tensors = [p.preprocess(f, input_color) for f in frames]
+        runtime_fps = _fps(lambda x: p.predict_array(x, topk=3), tensors, rounds)
+        predict_fps = _fps(lambda f: p.predict(f, input_color=input_color, topk=3), frames, rounds)
+        name = p.target
+    return BenchResult(len(frames), name, demo_fps, predict_fps, runtime_fps, demo_stage_ms)
