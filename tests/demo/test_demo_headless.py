@@ -103,3 +103,31 @@ def test_bench_prints_demo_and_runtime_fps(bundle, target, video, tmp_path):
     b = json.loads((out / "bench.json").read_text())
     assert b["frames"] == N_FRAMES and b["target"] == target
     assert b["demo_fps"] > 0 and b["runtime_fps"] > 0 and b["ratio"] == pytest.approx(b["demo_fps"] / b["runtime_fps"])
+
+
+def test_demo_never_imports_torch(bundle, video, tmp_path):
+    """The demo sits on pocketvit.runtime: with an onnx/litert target, torch must stay out of the process."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import pocketvit.demo, pocketvit.demo.app, pocketvit.demo.bench, pocketvit.demo.vectors, pocketvit.cli.demo\n"
+        "from pocketvit.demo.overlay import annotate\n"
+        "assert 'torch' not in sys.modules, 'importing pocketvit.demo imported torch'\n"
+        "from pocketvit.runtime import Bundle\n"
+        "b = Bundle.open(sys.argv[1])\n"
+        "t = next((t for t in ('onnx', 'litert') if t in b.targets), None)\n"
+        "if t is not None:\n"
+        "    from pocketvit.demo import DemoOptions, run_demo\n"
+        "    run_demo(DemoOptions(b, source=sys.argv[2], target=t, headless=True, out=Path(sys.argv[3]),\n"
+        "                         max_frames=3), log=lambda m: None)\n"
+        "    assert 'torch' not in sys.modules, 'running the demo on ' + t + ' imported torch'\n"
+        "print('ok', t)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(bundle), str(video), str(tmp_path / "out")],
+                       check=False, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith("ok"), r.stdout + r.stderr

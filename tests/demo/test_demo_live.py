@@ -15,9 +15,9 @@ from pocketvit.demo import (
     FrameSlot,
     Retry,
     SourceError,
+    live,
     open_source,
     run_demo,
-    sources,
 )
 from pocketvit.demo import app as demo_app
 from pocketvit.demo.capture import EndOfStream
@@ -92,7 +92,7 @@ def fake_cv2(monkeypatch):
         CAP_PROP_FRAME_WIDTH = 3
         CAP_PROP_FRAME_HEIGHT = 4
 
-    monkeypatch.setattr(sources, "get_cv2", lambda: FakeCv2)
+    monkeypatch.setattr(live, "get_cv2", lambda: FakeCv2)
     return FakeCapture
 
 
@@ -117,14 +117,14 @@ def test_camera_open_retries_are_bounded(fake_cv2):
 
 
 def test_gstreamer_pipeline_needs_gstreamer_opencv():
-    if sources.has_gstreamer():
+    if live.has_gstreamer():
         pytest.skip("this OpenCV has GStreamer")
     with pytest.raises(SourceError, match="without GStreamer"):
         open_source("videotestsrc num-buffers=1 ! videoconvert ! appsink")
 
 
 def test_stream_password_is_not_printed():
-    assert sources._redact("rtsp://admin:secret@10.0.0.2:554/s1") == "rtsp://admin:***@10.0.0.2:554/s1"
+    assert live._redact("rtsp://admin:secret@10.0.0.2:554/s1") == "rtsp://admin:***@10.0.0.2:554/s1"
 
 
 class ScriptedSource(Source):
