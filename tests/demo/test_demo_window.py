@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from pocketvit.runtime import Bundle
 
+from tests.bench.testkit import all_targets_build
 from tests.conftest import ROOT
 from tests.demo.conftest import cv2
 
@@ -95,7 +96,9 @@ def _lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def test_window_mode_overlay_and_keys(bundle, target, video, tmp_path, xvfb, request):
+def test_window_mode_overlay_and_keys(tiny_build, tmp_path_factory, video, tmp_path, xvfb, request):
+    bundle = all_targets_build(tiny_build, tmp_path_factory) / "bundle"  # several targets: key t switches
+    target = "onnx"
     gui = _gui_cv2_path(Path(request.config.cache.mkdir("opencv-gui")))
     out = tmp_path / "out"
     env = {**os.environ, "DISPLAY": xvfb, "PYTHONPATH": os.pathsep.join(p for p in (gui, str(ROOT / "sdk")) if p)}

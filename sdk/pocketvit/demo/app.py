@@ -168,6 +168,11 @@ def run_demo(options: DemoOptions, log: Log = print, warn: Log | None = None) ->
     except BaseException:
         src.close()
         raise
+    p = targets.current
+    # Which engine really runs: ONNX Runtime's providers (TensorRT / CUDA / CPU), LiteRT's interpreter
+    # module (ai_edge_litert or tflite_runtime).
+    engine = getattr(p.backend, "providers", None) or [getattr(p.backend, "interpreter_module", "")]
+    log(f"{src.description} -> {p.target} ({p.runtime}{': ' + ', '.join(engine) if any(engine) else ''})")
     drop, pace = _pace(o, src)
     slot = FrameSlot(drop=drop)
     capture = CaptureThread(src, slot, pace_fps=pace)

@@ -70,14 +70,11 @@ def decode_frames(source: str, max_frames: int | None = None) -> list[np.ndarray
     return frames
 
 
-def _fps(fn, items, rounds: int) -> float:
-    rates = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        for it in items:
-            fn(it)
-        rates.append(len(items) / (time.perf_counter() - t))
-    return statistics.median(rates)
+def _rate(fn, items) -> float:
+    t = time.perf_counter()
+    for it in items:
+        fn(it)
+    return len(items) / (time.perf_counter() - t)
 
 
 def benchmark(
@@ -89,7 +86,7 @@ def benchmark(
     input_color: str = "BGR",
     demo_fps: float | None = None,
     demo_stage_ms: dict | None = None,
-    rounds: int = 3,
+    rounds: int = 5,
     num_threads: int | None = None,
 ) -> BenchResult:
     """Measure (see module docstring). ``demo_fps`` from a demo run just made on the same source
@@ -109,7 +106,10 @@ def benchmark(
         raise DemoError(f"--bench: {source} gave no frames")
     with load(bundle, target=target, num_threads=num_threads, warmup=3) as p:
         tensors = [p.preprocess(f, input_color) for f in frames]
-        runtime_fps = _fps(lambda x: p.predict_array(x, topk=3), tensors, rounds)
-        predict_fps = _fps(lambda f: p.predict(f, input_color=input_color, topk=3), frames, rounds)
+        runtime, predict = [], []
+        for _ in range(rounds):  # interleaved, so a busy moment of the machine hits both
+            runtime.append(_rate(lambda x: p.predict_array(x, topk=3), tensors))
+            predict.append(_rate(lambda f: p.predict(f, input_color=input_color, topk=3), frames))
+        runtime_fps, predict_fps = statistics.median(runtime), statistics.median(predict)
         name = p.target
     return BenchResult(len(frames), name, demo_fps, predict_fps, runtime_fps, demo_stage_ms)
