@@ -2,55 +2,28 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-from pocketvit import __version__
 from pocketvit.io import write_json
 from pocketvit.report.plots import accuracy_vs_gflops, latency_by_target
 from pocketvit.report.text import render_html, render_markdown, render_model_card
 
 
-def _copy_into(src: Path, dst: Path) -> None:
-    """Copy a file or an .mlpackage folder into the bundle via a temporary name."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    if src.is_dir():
-        shutil.copytree(src, tmp)
-    else:
-        shutil.copy2(src, tmp)
-    if dst.exists():
-        shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
-    tmp.rename(dst)
-
-
 def write_bundle(out_dir: Path, name: str, report: dict[str, Any], exported: dict, labels: list[str],
                  spec: dict[str, Any], source: dict[str, Any], reference_weights: Path) -> Path:
     """Copy the exported files in, add the reference weights (eager torch for verify/bench), write the manifest."""
-    from pocketvit.runtime import file_entry, write_manifest
+    from pocketvit.export import ExportedFile
+    from pocketvit.export.bundle import write_bundle_dir
 
-    bundle = out_dir / "bundle"
-    bundle.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for target, stage in exported.items():
-        src = stage.path / stage.meta["file"]
-        dst_name = src.name if "-" not in target else f"{src.stem}-{target.split('-', 1)[1]}{src.suffix}"
-        _copy_into(src, bundle / dst_name)
-        files[target] = file_entry(bundle, target, dst_name, stage.meta["runtime"], stage.meta["precision"],
-                                   input_form="float-nchw")
-    ref = bundle / source["weights"]
-    ref.parent.mkdir(parents=True, exist_ok=True)
-    _copy_into(reference_weights, ref)
+    files = [ExportedFile(target, stage.path / stage.meta["file"], stage.meta["runtime"], stage.meta["precision"])
+             for target, stage in exported.items()]
     metrics = {t: {k: v for k, v in m.items() if k in ("test_top1", "parity", "latency_ms")}
                for t, m in report["targets"].items()}
-    manifest = {
-        "name": name, "task": "classify", "labels": labels, "input": spec, "outputs": "logits",
-        "files": files, "source": source, "exits": [], "metrics": metrics, "created_with": f"pocketvit {__version__}",
-    }
-    (bundle / "README.md").write_text(render_model_card(report, manifest))
-    write_manifest(bundle, manifest)
+    bundle = out_dir / "bundle"
+    write_bundle_dir(bundle, name=name, files=files, labels=labels, input_spec=spec, source=source,
+                     reference_weights=reference_weights, metrics=metrics,
+                     card=lambda manifest: render_model_card(report, manifest))
     return bundle
 
 
