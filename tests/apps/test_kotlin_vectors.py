@@ -80,6 +80,9 @@ def test_kotlin_preprocessing_matches_python_runtime(tiny_build, tmp_path, reque
     r = subprocess.run(["java", "-jar", str(jar), str(vectors), str(out)], check=False, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"done: {len(cases)} cases" in r.stdout
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    want_targets = ",".join(f"{t}={e['runtime']}:{e['sha256'][:8]}" for t, e in manifest["files"].items())
+    assert f"targets [{want_targets}]" in r.stdout  # Preprocess.kt parses the manifest's files too
     for c in cases:
         want = np.fromfile(vectors / c["name"] / "tensor.bin", "<f4")
         got = np.fromfile(out / c["name"] / "tensor.bin", "<f4")

@@ -58,7 +58,8 @@ fun main(args: Array<String>) {
             val top = Postprocess.classify(readFloats(File(dir, "logits.bin")), manifest, k)
             File(out, "topk.json").writeText(top.joinToString(", ", "[", "]\n") { "[" + jsonString(it.first) + ", " + it.second + "]" })
         }
-        println("${dir.name}: ${tensor.size} values in ${"%.2f".format(ms)} ms")
+        val targets = manifest.files.entries.joinToString(",") { it.key + "=" + it.value.runtime + ":" + it.value.sha256.take(8) }
+        println("${dir.name}: ${tensor.size} values in ${"%.2f".format(ms)} ms; targets [$targets]")
         n++
     }
     println("done: $n cases")

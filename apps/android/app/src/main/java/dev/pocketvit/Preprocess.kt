@@ -175,16 +175,25 @@ class InputSpec(
     }
 }
 
+/** One entry of the manifest's "files": a target's model file. */
+class ModelFile(val path: String, val sha256: String, val runtime: String, val inputForm: String)
+
 /** What an app needs from manifest.json. */
-class BundleManifest(val labels: List<String>, val input: InputSpec, val outputs: String, val files: Map<String, String>) {
+class BundleManifest(val labels: List<String>, val input: InputSpec, val outputs: String, val files: Map<String, ModelFile>) {
     companion object {
         @Suppress("UNCHECKED_CAST")
         fun parse(json: String): BundleManifest {
             val m = MiniJson.parse(json) as? Map<String, Any?> ?: throw IllegalArgumentException("manifest must be a JSON object")
             val input = m["input"] as? Map<String, Any?> ?: throw IllegalArgumentException("manifest has no input block")
             val labels = (m["labels"] as? List<Any?>)?.map { it as String } ?: emptyList()
-            val files = LinkedHashMap<String, String>()
-            (m["files"] as? Map<String, Any?>)?.forEach { (target, e) -> ((e as? Map<String, Any?>)?.get("path") as? String)?.let { files[target] = it } }
+            val files = LinkedHashMap<String, ModelFile>()
+            (m["files"] as? Map<String, Any?>)?.forEach { (target, v) ->
+                val e = v as? Map<String, Any?> ?: return@forEach
+                files[target] = ModelFile(
+                    e["path"] as? String ?: "", e["sha256"] as? String ?: "", e["runtime"] as? String ?: "",
+                    e["input_form"] as? String ?: "float-nchw"
+                )
+            }
             return BundleManifest(labels, InputSpec.fromJson(input), (m["outputs"] as? String) ?: "logits", files)
         }
     }
