@@ -10,6 +10,7 @@ from pocketvit import __version__
 from pocketvit.cli import bench as bench_cmd
 from pocketvit.cli import build, predict
 from pocketvit.cli import demo
+from pocketvit.cli import export as export_cmd
 from pocketvit.cli import inspect as inspect_cmd
 from pocketvit.cli import verify as verify_cmd
 
@@ -44,6 +45,7 @@ app.command("verify")(verify_cmd.verify)
 app.command("bench")(bench_cmd.bench)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("demo")(demo.demo)
+app.command("export")(export_cmd.export)
 
 
 def main() -> None:

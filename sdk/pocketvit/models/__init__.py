@@ -1,4 +1,6 @@
-"""Model factories: the project's own small students/teachers by name, timm models as `timm:NAME`."""
+"""Model factories: the project's own small students/teachers by name, timm models as `timm:NAME`,
+EfficientNet-Lite as `efficientnet-lite:lite0` (models/efficientnet_lite.py). Where a model to export comes
+from (names, checkpoints, build directories): models/sources.py."""
 
 from __future__ import annotations
 
@@ -30,7 +32,12 @@ def build_model(arch: str, in_chans: int, num_classes: int, img_size: int, optio
             close = timm.list_models(f"*{name[:6]}*")[:5]
             raise RecipeError(f"unknown timm model '{name}'" + (f" — did you mean one of {close}?" if close else ""))
         return timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=num_classes, **options)
-    raise RecipeError(f"unknown architecture '{arch}': use one of {', '.join(LOCAL_ARCHS)} or timm:NAME")
+    if arch.startswith("efficientnet-lite:"):
+        from pocketvit.models import efficientnet_lite
+
+        return efficientnet_lite.build(arch.split(":", 1)[1], in_chans, num_classes, img_size, options)
+    raise RecipeError(f"unknown architecture '{arch}': use one of {', '.join(LOCAL_ARCHS)}, timm:NAME "
+                      "or efficientnet-lite:lite0")
 
 
 def _config(cls, arch: str, options: dict[str, Any], **fixed):

@@ -1,0 +1,198 @@
+"""`pocketvit export`: one model (timm, EfficientNet-Lite, a checkpoint or a build) → one bundle, every target."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pocketvit.cli.common import err_console, handle_errors
+
+TARGET_CHOICES = ("executorch", "litert", "onnx", "coreml")
+ALIASES = {"tflite": "litert", "tflite-runtime": "litert", "pte": "executorch", "xnnpack": "executorch",
+           "mlpackage": "coreml", "mlmodel": "coreml", "onnxruntime": "onnx"}
+
+ModelArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="timm:NAME, efficientnet-lite:lite0, pocketvit-resnet / pocketvit-tinyvit (with --checkpoint), "
+        "a checkpoint file (with --arch), or a build directory (runs/NAME).",
+        show_default=False,
+    ),
+]
+
+
+def _targets(values: list[str] | None) -> list[str]:
+    from pocketvit.errors import ExportError
+
+    if not values:
+        raise ExportError("Say which runtime(s) to export for: --target executorch|litert|onnx|coreml (repeatable), "
+                          "or --target all.")
+    chosen: list[str] = []
+    for v in values:
+        for t in (p.strip() for p in v.split(",")):
+            names = list(TARGET_CHOICES) if t == "all" else [t]
+            for n in names:
+                if n not in TARGET_CHOICES:
+                    alias = ALIASES.get(n.lower())
+                    hint = f" ({n} files come from --target {alias})" if alias else ""
+                    raise ExportError(f"Unknown export target '{n}'{hint}. Choose from: {', '.join(TARGET_CHOICES)} "
+                                      "(or all).")
+                if n not in chosen:
+                    chosen.append(n)
+    return chosen
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+
+
+def print_models(as_json: bool) -> None:
+    from pocketvit.models.sources import KNOWN_MODELS
+
+    if as_json:
+        print(json.dumps([{"name": m.name, "kind": m.kind, "status": m.status, "note": m.note} for m in KNOWN_MODELS],
+                         indent=2))
+        return
+    from rich.table import Table
+
+    from pocketvit.bench._common import table_console
+
+    table = Table(title="models known to work with `pocketvit export` (status as the test suite measured it)")
+    table.add_column("model")
+    for t in TARGET_CHOICES:
+        table.add_column(t)
+    table.add_column("note")
+    for m in KNOWN_MODELS:
+        cells = [m.status[t] for t in TARGET_CHOICES]
+        styled = [f"[green]{c}[/green]" if c == "ok" else f"[red]{c}[/red]" if c.startswith("fails")
+                  else f"[dim]{c}[/dim]" if c == "untested" else c for c in cells]
+        table.add_row(m.name, *styled, m.note)
+    console = table_console()
+    console.print(table)
+    console.print("timm models at 64x64 with random weights; any other timm model can be tried as timm:NAME. "
+                  "Core ML converts on Linux but runs only on macOS/iOS.", highlight=False)
+
+
+def print_result(result: dict) -> None:
+    from rich.table import Table
+
+    from pocketvit.bench._common import table_console
+
+    console = table_console()
+    prov = result["provenance"]
+    spec = result["input"]
+    console.print(f"[bold]{result['name']}[/bold]: {prov['description']}", highlight=False)
+    console.print(f"  weights: {prov['weights']}", highlight=False)
+    console.print(f"  licence: {prov['license']}", highlight=False)
+    console.print(f"  input: {spec['channels']}x{spec['height']}x{spec['width']} {spec['color_order']}, resize "
+                  f"{spec.get('resize')}, crop {spec.get('crop')}, mean {spec.get('mean')}, std {spec.get('std')}",
+                  highlight=False)
+    for n in result.get("notes", []):
+        console.print(f"  [yellow]note[/yellow]: {n}", highlight=False)
+    table = Table(title=f"bundle {result['bundle']}: each file on its runtime vs eager torch "
+                        f"({result['parity_inputs']} inputs), batch-1 latency")
+    for col, just in [("target", "left"), ("file", "left"), ("KB", "right"), ("max |Δ|", "right"),
+                      ("cosine", "right"), ("top-1 agree", "right"), ("median ms", "right"), ("result", "left")]:
+        table.add_column(col, justify=just)
+    for t, r in result["targets"].items():
+        if r["status"] == "failed":
+            table.add_row(t, "—", "—", "—", "—", "—", "—", "[bold red]export failed[/bold red]")
+            continue
+        p = r.get("parity") or {}
+        lat = r.get("latency_ms") or {}
+        status = {"ok": "[green]ok[/green]", "parity failed": "[bold red]parity FAIL[/bold red]: "
+                  + "; ".join(p.get("failures") or []), "not run": f"[yellow]{r.get('note') or 'not run'}[/yellow]"}
+        table.add_row(t, r["file"], f"{r['bytes'] / 1024:.0f}", _f(p.get("max_abs_diff"), ".2e"),
+                      _f(p.get("cosine"), ".6f"), _f(p.get("top1_agreement"), ".4f"), _f(lat.get("median"), ".2f"),
+                      status[r["status"]])
+    console.print(table)
+    console.print("[bold]what each backend took[/bold]")
+    for t, r in result["targets"].items():
+        if r["status"] == "failed":
+            console.print(f"  {t}: [red]export failed[/red] — {r['error'].splitlines()[0]}", highlight=False)
+        else:
+            console.print(f"  {t}: {r['summary']}", highlight=False)
+
+
+def _f(v, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+@handle_errors
+def export(
+    model: ModelArg = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", "-t", help="executorch, litert, onnx, coreml (repeatable, or comma-separated), or all."),
+    ] = None,
+    input_size: Annotated[
+        tuple[int, int] | None,
+        typer.Option("--input-size", help="Input height and width (default: the model's own, e.g. 224 224).",
+                     show_default=False),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", help="Weights as .safetensors (a .pth/.pt only if torch.load(weights_only=True) "
+                     "reads it; nothing is unpickled). Without it timm models are randomly initialised."),
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option("--arch", help="Architecture of a checkpoint file given as MODEL (pocketvit-tinyvit, "
+                     "pocketvit-resnet, timm:NAME, efficientnet-lite:lite0)."),
+    ] = None,
+    num_classes: Annotated[int | None, typer.Option("--num-classes", min=1, help="Classifier outputs (default: the model's own).")] = None,
+    in_chans: Annotated[int | None, typer.Option("--in-chans", min=1, help="Input channels (default 3).")] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="Class names, one per line (default: ImageNet names for 1000-class models, else class_N).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Bundle folder to write (default: exports/<model name>).")] = None,
+    inputs: Annotated[int, typer.Option("--inputs", "-n", min=1, help="Seeded random images for the parity check after export.")] = 16,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Runtime threads for the checks (default: up to 4).")] = None,
+    list_models: Annotated[bool, typer.Option("--list-models", help="List the models known to work, with their status per target, and exit.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+) -> None:
+    """Export a model to one bundle with every requested target, checked on each runtime right after export.
+
+    Writes DIR/manifest.json (labels, input contract, files with sha256, source + reference weights), the model files and a README.md model card with the parity and latency measured per target, and prints what each backend took (ExecuTorch delegate calls and the operators left outside, LiteRT / ONNX op counts, the Core ML spec check).
+
+    If a target fails to lower, the bundle is still written with the targets that worked and the command exits 4 naming the failed ones; a target that misses the parity tolerance (as `pocketvit verify`) exits 6.
+    """
+    from pocketvit.errors import ExportError, VerifyError
+
+    if list_models:
+        print_models(as_json)
+        return
+    if not model:
+        raise ExportError("Name the model to export: pocketvit export MODEL --target T (see `pocketvit export "
+                          "--list-models`).")
+    targets = _targets(target)
+    from pocketvit.export.bundle import check_out_dir, export_to_bundle
+    from pocketvit.models.sources import resolve_model
+
+    if out is not None:
+        check_out_dir(out)  # before loading anything
+    from pocketvit.progress import log
+
+    resolved = resolve_model(model, checkpoint=checkpoint, arch=arch, input_size=input_size,
+                             num_classes=num_classes, in_chans=in_chans, labels_file=labels)
+    out_dir = out or Path("exports") / _safe_name(resolved.name)
+    result = export_to_bundle(resolved, targets, out_dir, n_inputs=inputs, threads=threads,
+                              log=None if as_json else log)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print_result(result)
+    ok = [t for t, r in result["targets"].items() if r["status"] != "failed"]
+    if result["failed"]:
+        raise ExportError(
+            f"bundle {out_dir} written with {', '.join(ok)}; could not export to {', '.join(result['failed'])}:\n"
+            + "\n".join(result["failed"].values())
+        )
+    if result["parity_failed"]:
+        raise VerifyError(f"bundle {out_dir} written, but {', '.join(result['parity_failed'])} do(es) not match "
+                          "eager torch within tolerance (see the table); check with `pocketvit verify`")
+    if not as_json:
+        err_console.print(f"[bold green]done[/bold green]: bundle {out_dir} ({', '.join(ok)})")

