@@ -83,7 +83,7 @@ def _pi_venv() -> Path:
 
 @pytest.mark.slow
 def test_demo_on_the_pi_stack_without_torch(tiny_build, tmp_path_factory, tmp_path):
-    from tests.demo.conftest import decode_all  # noqa: F401 - needs OpenCV in the main venv too
+    pytest.importorskip("cv2", reason="the demo needs OpenCV in the main venv too: pip install 'pocketvit[demo]'")
 
     bundle = all_targets_build(tiny_build, tmp_path_factory) / "bundle"
     venv = _pi_venv()
@@ -123,7 +123,9 @@ def _write_video(path: Path) -> None:
 
     import numpy as np
 
-    from tests.demo.conftest import SIDE, cv2, upscale
+    from tests.demo.conftest import SIDE, _cv2, upscale
+
+    cv2 = _cv2()
 
     with gzip.open(Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) as f:
         images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:20]

@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-cv2 = pytest.importorskip("cv2", reason="the demo needs OpenCV: pip install 'pocketvit[demo]'")
+CV2_REASON = "the demo needs OpenCV: pip install 'pocketvit[demo]'"
+
+
+def _cv2():
+    # Imported when a fixture needs it, not at collection: without OpenCV the demo tests skip
+    # (each test module calls pytest.importorskip) instead of breaking collection of the suite.
+    return pytest.importorskip("cv2", reason=CV2_REASON)
 
 N_FRAMES = 20
 SIDE = 112  # 28x28 Fashion-MNIST upscaled 4x, as a camera would see a bigger picture
@@ -36,12 +42,14 @@ def fmnist_images(fmnist_root) -> np.ndarray:
 
 
 def upscale(img28: np.ndarray) -> np.ndarray:
+    cv2 = _cv2()
     big = cv2.resize(img28, (SIDE, SIDE), interpolation=cv2.INTER_NEAREST)
     return cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
 
 
 @pytest.fixture(scope="session")
 def video(tmp_path_factory, fmnist_images) -> Path:
+    cv2 = _cv2()
     path = tmp_path_factory.mktemp("demo-video") / "clip.mp4"
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (SIDE, SIDE))
     assert w.isOpened()
@@ -52,6 +60,7 @@ def video(tmp_path_factory, fmnist_images) -> Path:
 
 
 def decode_all(path: Path) -> list[np.ndarray]:
+    cv2 = _cv2()
     cap = cv2.VideoCapture(str(path))
     frames = []
     while True:
@@ -73,6 +82,7 @@ def video_frames(video) -> list[np.ndarray]:
 @pytest.fixture
 def image_folder(tmp_path, fmnist_images) -> Path:
     """5 PNGs, one of them corrupt (bytes that are no image), one text file that is not an image."""
+    cv2 = _cv2()
     d = tmp_path / "images"
     d.mkdir()
     for i in range(4):

@@ -7,10 +7,12 @@ import json
 import time
 
 import pytest
+
+cv2 = pytest.importorskip("cv2", reason="the demo needs OpenCV: pip install 'pocketvit[demo]'")
 from pocketvit.demo import DemoError, DemoOptions, SourceError, run_demo
 
 from tests.conftest import run_cli
-from tests.demo.conftest import N_FRAMES, cv2, decode_all
+from tests.demo.conftest import N_FRAMES, decode_all
 
 KEYS = {"frame", "time", "label", "score", "latency_ms", "exit", "target"}
 

@@ -9,6 +9,8 @@ import urllib.request
 
 import numpy as np
 import pytest
+
+cv2 = pytest.importorskip("cv2", reason="the demo needs OpenCV: pip install 'pocketvit[demo]'")
 from pocketvit.demo import (
     CameraError,
     DemoOptions,
@@ -22,8 +24,6 @@ from pocketvit.demo import (
 from pocketvit.demo import app as demo_app
 from pocketvit.demo.capture import EndOfStream
 from pocketvit.demo.sources import Frame, Source
-
-from tests.demo.conftest import cv2
 
 
 def _frame(i: int) -> Frame:

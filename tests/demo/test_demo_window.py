@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+cv2 = pytest.importorskip("cv2", reason="the demo needs OpenCV: pip install 'pocketvit[demo]'")
 from pocketvit.runtime import Bundle
 
 from tests.bench.testkit import all_targets_build
 from tests.conftest import ROOT
-from tests.demo.conftest import cv2
 
 pytestmark = pytest.mark.slow
 

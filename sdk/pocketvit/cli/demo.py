@@ -83,11 +83,15 @@ def demo(
         max_frames=max_frames, mjpeg_port=mjpeg, mjpeg_host=mjpeg_host, input_color=input_color.upper(),
         topk=topk, loop=loop, fps=fps, retries=retries, camera_size=_size(camera_size), num_threads=threads,
     )
-    result = run_demo(
-        opts,
-        log=lambda m: err_console.print(m, highlight=False),
-        warn=lambda m: err_console.print(f"[yellow]warning:[/yellow] {m}", highlight=False),
-    )
+    try:
+        result = run_demo(
+            opts,
+            log=lambda m: err_console.print(m, highlight=False),
+            warn=lambda m: err_console.print(f"[yellow]warning:[/yellow] {m}", highlight=False),
+        )
+    except KeyboardInterrupt:  # during start-up (camera retries, model loading); the loop ends cleanly itself
+        err_console.print("\ninterrupted")
+        raise SystemExit(130) from None
     dropped = f", {result.dropped} dropped (latest-frame queue)" if result.dropped else ""
     err_console.print(
         f"{result.frames} frames in {result.seconds:.1f} s: {result.fps:.1f} FPS on {result.target}{dropped}"
