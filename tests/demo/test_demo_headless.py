@@ -133,3 +133,20 @@ def test_demo_never_imports_torch(bundle, video, tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(bundle), str(video), str(tmp_path / "out")],
                        check=False, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stdout + r.stderr
+
+
+def test_truncated_video_processes_what_decodes_and_warns(bundle, target, tmp_path):
+    import numpy as np
+
+    full = tmp_path / "full.avi"
+    w = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 64))
+    for i in range(20):
+        w.write(np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8))  # no two alike
+    w.release()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    warnings = []
+    r = run_demo(DemoOptions(bundle=bundle, source=str(cut), target=target, headless=True, out=tmp_path / "out",
+                             save="none"), log=lambda m: None, warn=warnings.append)
+    assert 5 <= r.frames < 20
+    assert len(warnings) == 1 and f"after {r.frames} of 20 frames" in warnings[0]

@@ -28,14 +28,20 @@ def _read_image(path: Path) -> np.ndarray | None:
     return None if img is None else _as_bgr(img)
 
 
-def _video_frames(path: Path, stop: threading.Event, name: str) -> Iterator[Frame]:
+def _video_frames(path: Path, stop: threading.Event, name: str, warn: Warn = _no_warn) -> Iterator[Frame]:
+    """Every decodable frame; a video that stops decoding well before the frame count its container
+    announces (truncated or damaged) ends with a warning, not an error."""
     cv2 = get_cv2()
     cap = cv2.VideoCapture(str(path))
     try:
+        announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         index = 0
         while not stop.is_set():
             ok, img = cap.read()
             if not ok or img is None:
+                # Container frame counts can be off by a frame or two; only a clear shortfall is news.
+                if announced > 0 and index < announced - 2:
+                    warn(f"{name}: decoding stopped after {index} of {announced} frames (truncated or damaged?)")
                 return
             yield Frame(_as_bgr(img), name, index, time.monotonic())
             index += 1
@@ -58,9 +64,10 @@ def _probe_video(path: Path) -> tuple[bool, float | None]:
 
 
 class VideoFileSource(Source):
-    def __init__(self, path: Path, loop: bool = False):
+    def __init__(self, path: Path, loop: bool = False, warn: Warn = _no_warn):
         self.path = path
         self.loop = loop
+        self.warn = warn
         self.description = path.name
 
     def open(self) -> None:
@@ -73,13 +80,15 @@ class VideoFileSource(Source):
             )
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        first = True
         while True:
             n = 0
-            for f in _video_frames(self.path, stop, self.path.name):
+            for f in _video_frames(self.path, stop, self.path.name, self.warn if first else _no_warn):
                 n += 1
                 yield f
             if not self.loop or n == 0 or stop.is_set():
                 return
+            first = False
 
 
 class ImageFileSource(Source):
@@ -146,7 +155,7 @@ class FolderSource(Source):
                     yield Frame(img, p.name, 0, time.monotonic())
                 else:
                     n = 0
-                    for f in _video_frames(p, stop, p.name):
+                    for f in _video_frames(p, stop, p.name, self.warn if first_pass else _no_warn):
                         n += 1
                         yield f
                     produced += n

@@ -60,7 +60,10 @@ def open_source(
         if p.is_dir():
             src = FolderSource(p, loop=loop, warn=warn)
         elif p.is_file():
-            src = ImageFileSource(p, loop=loop) if p.suffix.lower() in IMAGE_SUFFIXES else VideoFileSource(p, loop=loop)
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                src = ImageFileSource(p, loop=loop)
+            else:
+                src = VideoFileSource(p, loop=loop, warn=warn)
         else:
             raise SourceError(
                 f"--source {spec!r}: no such file or folder, and not a camera index (0, 1, ...), "
