@@ -19,7 +19,8 @@ ToTensor() -> Normalize(mean, std)`` on a PIL image):
    out as the manifest's ``layout`` (NCHW by default).
    ``form="uint8-nhwc"``: stop after the crop; NHWC uint8 (the model normalizes inside).
 
-Image files are read with OpenCV when importable, else PIL.
+Image files are read with OpenCV when importable, else PIL (for a gray model: decoded as colour,
+then PIL's luma, whichever reads them).
 """
 
 from __future__ import annotations
@@ -73,9 +74,12 @@ def read_image(path: str | os.PathLike, gray: bool = False) -> tuple[np.ndarray,
         raise FileNotFoundError(f"{p}: no such image file")
     cv2 = _cv2()
     if cv2 is not None:
-        arr = cv2.imread(p, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+        # colour, even for gray: IMREAD_GRAYSCALE uses OpenCV's own luma weights and rounding,
+        # not PIL's (module docstring), so gray models would see other pixels with OpenCV
+        arr = cv2.imread(p, cv2.IMREAD_COLOR)
         if arr is not None:
-            return (arr, "GRAY") if gray else (arr[:, :, ::-1].copy(), "RGB")
+            rgb = arr[:, :, ::-1]
+            return (_luma(rgb), "GRAY") if gray else (rgb.copy(), "RGB")
     Image = _pil()
     if Image is not None:
         with Image.open(p) as im:
