@@ -19,6 +19,7 @@ With no exits, or a model file that lacks the segment methods, the model's "forw
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import sys
 import time
@@ -32,7 +33,12 @@ from pocketvit.errors import BundleError, MissingExtraError
 
 from .backends import Backend, open_backend
 from .manifest import Bundle
-from .preprocessing import prepare_image, preprocess_array
+from .preprocessing import fast_preprocessor, prepare_image, preprocess_array
+
+_FLOAT32 = np.dtype(np.float32)
+_INF = math.inf
+_isnan = math.isnan
+_clock = time.perf_counter
 
 _EXTRA_OF = {
     "onnx": ("onnxruntime", "onnx"),
@@ -58,6 +64,87 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+# -- softmax of a short row with as few numpy calls as exactness allows (predict()'s fast path).
+# Right after a runtime call the CPU caches hold the model, not numpy's ufunc and reduction
+# machinery, so every numpy call is several microseconds; Python float arithmetic is IEEE double
+# like numpy's, so only exp needs numpy (its SIMD exp is not libm's) and the sum is numpy's
+# pairwise summation replayed in Python, checked once per row length against numpy itself.
+
+SMALL_SOFTMAX_MAX = 64
+_small_softmax_ok: dict[int, bool] = {}
+
+
+def _pairwise_sum(a: list, lo: int = 0, n: int | None = None) -> float:
+    """numpy's float64 sum of ``a[lo:lo + n]``: the additions of its pairwise_sum
+    (numpy/_core/src/umath/loops_utils.h.src) in the same order, hence the same double."""
+    if n is None:
+        n = len(a) - lo
+    if n < 8:
+        res = -0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3, r4, r5, r6, r7 = a[lo : lo + 8]
+        i = lo + 8
+        stop = lo + n - n % 8
+        while i < stop:
+            r0 += a[i]
+            r1 += a[i + 1]
+            r2 += a[i + 2]
+            r3 += a[i + 3]
+            r4 += a[i + 4]
+            r5 += a[i + 5]
+            r6 += a[i + 6]
+            r7 += a[i + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        for j in range(i, lo + n):
+            res += a[j]
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise_sum(a, lo, n2) + _pairwise_sum(a, lo + n2, n - n2)
+
+
+def _softmax_list(logits: list) -> np.ndarray | None:
+    """``softmax(np.float32(logits)[None])[0]`` for a short row given as Python floats (float32
+    values), or None when it has NaN or inf (use ``softmax`` then). Same floats as numpy's:
+    ``v - max`` and ``v / sum`` are the same IEEE double operations, exp is numpy's on the same
+    float64 array, the sum replays numpy's order, and float32 conversion rounds alike."""
+    e = np.exp(list(map(max(logits).__rsub__, logits))).tolist()  # [v - max]: a float64 array
+    s = _pairwise_sum(e)
+    if not 1.0 <= s < _INF:  # NaN or inf among the logits (a finite row has its max's exp(0) = 1)
+        return None
+    return np.array(list(map(s.__rtruediv__, e)), dtype=np.float32)  # [v / s]
+
+
+def small_softmax_exact(n: int) -> bool:
+    """Whether ``_softmax_list`` gives numpy's softmax bit for bit for rows of ``n`` values with
+    this numpy: checked once per n on random rows, the float64 sums included (a different
+    summation order shows there even where the float32 result hides it)."""
+    ok = _small_softmax_ok.get(n)
+    if ok is None:
+        ok = 1 <= n <= SMALL_SOFTMAX_MAX and _check_small_softmax(n)
+        _small_softmax_ok[n] = ok
+    return ok
+
+
+def _check_small_softmax(n: int) -> bool:
+    rng = np.random.default_rng(n)
+    for scale in (0.01, 1.0, 8.0, 100.0):
+        for _ in range(16):
+            row = (rng.standard_normal(n) * scale).astype(np.float32)
+            x = row.astype(np.float64)
+            e = np.exp(x - x.max())
+            got = _softmax_list(row.tolist())
+            if got is None or _pairwise_sum(e.tolist()) != float(e.sum()):
+                return False
+            if got.tobytes() != softmax(row[None])[0].tobytes():
+                return False
+    return True
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -134,6 +221,17 @@ class Predictor:
         self.text_embeddings: np.ndarray | None = None
         if self.task == "zero-shot":
             self.text_embeddings = self._load_text_embeddings()
+        # predict()'s fast path, set up once: preprocessing for an image that already has the
+        # input size (see fast_preprocessor), and, for a classifier without an exit chain, one
+        # runtime call and the postprocessing inlined. Same outputs as the general path.
+        self._fast_pre = fast_preprocessor(self.input_spec, self.input_form)
+        self._fast_post = self.task == "classify" and not (self.exits or self._full_chain)
+        self._num_labels = len(self.labels) if self.labels else 0
+        self._apply_softmax = self.outputs != "probabilities"
+        self._small_softmax = (
+            self._fast_post and self._apply_softmax and small_softmax_exact(self._num_labels)
+        )
+        self._row_shape = (1, self._num_labels)
 
     # -- setup helpers
     @staticmethod
@@ -156,6 +254,10 @@ class Predictor:
     # -- preprocessing
     def preprocess(self, image: Any, input_color: str = "BGR") -> np.ndarray:
         """One image -> the batch of 1 this target's model takes."""
+        if self._fast_pre is not None:
+            x = self._fast_pre(image, input_color)
+            if x is not None:
+                return x
         return preprocess_array(
             prepare_image(image, self.input_spec, input_color), self.input_spec, self.input_form
         )
@@ -220,15 +322,30 @@ class Predictor:
             )
         return y if self.outputs == "probabilities" else softmax(y)
 
+    def _top(self, p: np.ndarray, topk: int, pl: list | None = None) -> tuple[int, list[tuple[str, float]]]:
+        """(index of the best class, the k best (label, probability) best first), ties in class
+        order: the order of ``np.argsort(-p, kind="stable")``. Up to 20 classes without NaN that is
+        Python's stable sort (reverse=True keeps equal items in order), cheaper than numpy on so
+        few values. ``pl``: ``p.tolist()`` when the caller has it."""
+        n = p.shape[0]
+        k = max(1, min(int(topk), n))
+        labels = self.labels
+        if n <= 20:
+            if pl is None:
+                pl = p.tolist()
+            if not _isnan(sum(pl)):  # no NaN (numpy sorts NaN last; Python's sort would not)
+                order = sorted(range(n), key=pl.__getitem__, reverse=True)
+                return order[0], [(labels[i], pl[i]) for i in order[:k]]
+        order = np.argsort(-p, kind="stable")[:k]
+        return int(order[0]), [(labels[i], float(p[i])) for i in order]
+
     def _make(self, y: np.ndarray, exit_name: str | None, ms: float, topk: int) -> Prediction:
         """One prediction from a raw output row y [1, ...]."""
         if self.task == "embed":
             emb = l2_normalize(np.asarray(y, dtype=np.float32).reshape(1, -1))[0]
             return Prediction(label=None, score=None, topk=[], exit=exit_name, latency_ms=ms, embedding=emb)
         p = self._scores(y)[0]
-        k = max(1, min(int(topk), p.shape[0]))
-        order = np.argsort(-p, kind="stable")[:k]
-        top = [(self.labels[i], float(p[i])) for i in order]
+        best, top = self._top(p, topk)
         emb = (
             l2_normalize(np.asarray(y, dtype=np.float32).reshape(1, -1))[0]
             if self.task == "zero-shot"
@@ -240,7 +357,7 @@ class Predictor:
             topk=top,
             exit=exit_name,
             latency_ms=ms,
-            index=int(order[0]),
+            index=best,
             scores=p,
             embedding=emb,
         )
@@ -267,7 +384,60 @@ class Predictor:
 
         ``latency_ms`` is the runtime call alone; ``last_preprocess_ms`` the preprocessing.
         """
+        fast = self._fast_pre
+        if fast is not None:
+            # an image of the model's input size: table-lookup preprocessing (same values as the
+            # general path) and, for a classifier without exits, the runtime call and the
+            # postprocessing inline (what predict_array + _infer + _make do for a batch of 1)
+            t0 = _clock()
+            x = fast(image, input_color)
+            if x is not None:
+                t1 = _clock()
+                self.last_preprocess_ms = (t1 - t0) * 1e3
+                if not self._fast_post:
+                    return self.predict_array(x, topk)[0]
+                y = self.backend.run(x)
+                ms = (_clock() - t1) * 1e3
+                self.last_latency_ms = ms
+                return self._make_classify(y, ms, topk)
         return self.predict_array(self._preprocess_many([image], input_color), topk)[0]
+
+    def _make_classify(self, y: np.ndarray, ms: float, topk: int) -> Prediction:
+        """``_make(y[0:1], None, ms, topk)`` for a classifier: the same Prediction, bit for bit.
+
+        Right after the runtime call the CPU caches hold the model, not numpy's ufunc and
+        reduction code nor this module's: every numpy call, and every Python call (list
+        comprehensions included, before Python 3.12), costs microseconds here. So for a float32
+        [1, n] output the softmax is ``_softmax_list``'s steps written out with map (one numpy
+        exp, numpy's summation order, see there) and the top-k is ``_top``'s Python stable sort,
+        inline. Anything else takes the general path."""
+        if (
+            type(y) is np.ndarray
+            and y.shape == self._row_shape
+            and (y.dtype is _FLOAT32 or y.dtype == _FLOAT32)
+        ):
+            pl = y.tolist()[0]
+            if self._small_softmax:  # n <= SMALL_SOFTMAX_MAX, checked against numpy's softmax
+                e = np.exp(list(map(max(pl).__rsub__, pl))).tolist()  # v - max for each v
+                s = _pairwise_sum(e)
+                if not 1.0 <= s < _INF:  # NaN or inf among the logits
+                    return self._make(y, None, ms, topk)
+                p = np.array(list(map(s.__rtruediv__, e)), dtype=np.float32)  # v / s for each v
+                pl = p.tolist()
+            elif self._apply_softmax:
+                return self._make(y, None, ms, topk)
+            else:  # the model outputs probabilities
+                p = y[0]
+            n = len(pl)
+            if n <= 20 and not _isnan(sum(pl)):  # no NaN: Python's stable sort gives np.argsort's order
+                k = topk if type(topk) is int and 0 < topk <= n else max(1, min(int(topk), n))
+                order = sorted(range(n), key=pl.__getitem__, reverse=True)
+                best = order[:k]
+                top = list(zip(map(self.labels.__getitem__, best), map(pl.__getitem__, best)))
+                return Prediction(top[0][0], top[0][1], top, None, ms, order[0], p)
+            best, top = self._top(p, topk, pl)
+            return Prediction(top[0][0], top[0][1], top, None, ms, best, p)
+        return self._make(np.asarray(y)[0:1], None, ms, topk)
 
     def predict_batch(
         self, images: Sequence[Any], input_color: str = "BGR", topk: int = 5

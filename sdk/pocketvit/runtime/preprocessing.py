@@ -21,12 +21,15 @@ ToTensor() -> Normalize(mean, std)`` on a PIL image):
 
 Image files are read with OpenCV when importable, else PIL (for a gray model: decoded as colour,
 then PIL's luma, whichever reads them).
+
+``fast_preprocessor``: the same output bits for a uint8 array that already has the input size
+(the camera loop), by table lookup; ``Predictor.predict`` uses it when it applies.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -277,6 +280,112 @@ def preprocess_array(cropped: np.ndarray, input_spec: dict, form: str = "float-n
         x = x.transpose(0, 3, 1, 2)
     dtype = np.dtype(input_spec.get("dtype", "float32"))
     return np.ascontiguousarray(x.astype(dtype, copy=False))
+
+
+# --------------------------------------------------------------------------- fast path
+
+_COLOR_SET = frozenset(COLOR_INPUTS)
+_UINT8 = np.dtype(np.uint8)
+
+
+def fast_preprocessor(
+    input_spec: dict, form: str = "float-nchw"
+) -> Callable[[Any, str], np.ndarray | None] | None:
+    """Steps 1-4 for the camera-loop case, with the same output bits as ``prepare_image`` +
+    ``preprocess_array``: ``f(image, input_color)`` takes a uint8 numpy image that already has the
+    model's input size, gray (HxW, HxWx1) or RGB/BGR(A) (HxWx3, HxWx4; not for a gray model, whose
+    luma conversion stays on the general path), and returns the batch of 1; for any other image
+    it returns None and the caller uses the general path. None instead of ``f`` when no image can
+    skip the resize and crop (``resize``/``crop`` change an image of the input size) or the
+    colour order and channel count are not GRAY/1, RGB/3 or BGR/3.
+
+    Normalization is a table lookup: the 256 values of each channel go through
+    ``preprocess_array`` once, here, so every pixel gets exactly the float the general path
+    computes (``pixel * scale``, ``- mean``, ``/ std``, cast) without per-call float arithmetic,
+    PIL/crop checks or intermediate copies. ``f`` keeps no state between calls (thread-safe).
+    """
+    try:
+        h, w, c = int(input_spec["height"]), int(input_spec["width"]), int(input_spec["channels"])
+        color_order = input_spec.get("color_order", "GRAY" if c == 1 else "RGB")
+        if not ((color_order == "GRAY" and c == 1) or (color_order in ("RGB", "BGR") and c == 3)):
+            return None
+        if resized_size(h, w, input_spec.get("resize"), (h, w)) != (h, w):
+            return None
+        crop = input_spec.get("crop") or [h, w]
+        if (crop[0], crop[1]) != (h, w):
+            return None
+        nchw = input_spec.get("layout", "NCHW") == "NCHW"
+        if form == "uint8-nhwc":
+            luts = None
+        elif form == "float-nchw":
+            # value v in every channel of row v: one general-path run gives each channel's table
+            ramp = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], c, axis=2)
+            t = preprocess_array(ramp, input_spec, form)
+            luts = [np.ascontiguousarray(t[0, k, :, 0] if nchw else t[0, :, 0, k]) for k in range(c)]
+        else:
+            return None
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError):
+        return None
+    hw, hw1 = (h, w), (h, w, 1)
+    uint8 = _UINT8
+    colors = _COLOR_SET
+    ndarray = np.ndarray
+
+    if c == 1:
+        if luts is None:
+            shape = (1, h, w, 1)
+
+            def gray_uint8(image: Any, input_color: str = "BGR") -> np.ndarray | None:
+                if type(image) is not ndarray or input_color not in colors:
+                    return None
+                dt = image.dtype
+                if (dt is uint8 or dt == uint8) and (image.shape == hw or image.shape == hw1):
+                    return image.reshape(shape).copy()
+                return None
+
+            return gray_uint8
+        lut = luts[0]
+        shape = (1, 1, h, w) if nchw else (1, h, w, 1)  # one channel: the same element order
+
+        def gray_float(image: Any, input_color: str = "BGR") -> np.ndarray | None:
+            if type(image) is not ndarray or input_color not in colors:
+                return None
+            dt = image.dtype
+            if (dt is uint8 or dt == uint8) and (image.shape == hw or image.shape == hw1):
+                return lut.take(image.reshape(shape), mode="clip")  # uint8 indices: never clipped
+            return None
+
+        return gray_float
+
+    def colour(image: Any, input_color: str = "BGR") -> np.ndarray | None:
+        if type(image) is not ndarray or input_color not in colors:
+            return None
+        dt = image.dtype
+        if not (dt is uint8 or dt == uint8):
+            return None
+        s = image.shape
+        if s[:2] != hw:
+            return None
+        if len(s) == 3 and s[2] in (3, 4):
+            if input_color == "GRAY":
+                return None  # the general path raises
+            planes = (0, 1, 2) if input_color == color_order else (2, 1, 0)
+            src = [image[:, :, i] for i in planes]
+        elif s == hw or s == hw1:  # gray into a colour model: three equal channels
+            src = [image.reshape(hw)] * 3
+        else:
+            return None
+        if luts is None:
+            out = np.empty((1, h, w, 3), uint8)
+            for k in range(3):
+                out[0, :, :, k] = src[k]
+            return out
+        out = np.empty((1, 3, h, w) if nchw else (1, h, w, 3), luts[0].dtype)
+        for k in range(3):
+            luts[k].take(src[k], out=out[0, k] if nchw else out[0, :, :, k], mode="clip")
+        return out
+
+    return colour
 
 
 def preprocess(

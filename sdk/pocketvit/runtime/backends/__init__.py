@@ -54,8 +54,7 @@ class Backend:
         are run one by one and the outputs stacked.
         """
         x = np.ascontiguousarray(x)
-        fixed = self.input_shape[0] if self.input_shape else None
-        if isinstance(fixed, int) and fixed == 1 and x.shape[0] > 1:
+        if self.input_shape and self.input_shape[0] == 1 and x.shape[0] > 1:
             return np.concatenate([self._run_forward(x[i : i + 1]) for i in range(x.shape[0])], axis=0)
         return self._run_forward(x)
 

@@ -68,35 +68,42 @@ class ExecuTorchBackend(Backend):
         )
         self.has_forward = self.forward_method is not None
         if self.forward_method is not None:
-            meta = self._method(self.forward_method).metadata
+            meta = self._method(self.forward_method)[0].metadata
             ti = meta.input_tensor_meta(0)
             self.input_shape = tuple(int(d) for d in ti.sizes())
             self.input_dtype = np.dtype(_SCALAR_TYPES.get(int(ti.dtype()), np.float32))
 
     def _method(self, name: str):
+        """(method handle, numpy dtype of each input or None), loaded once per name."""
         if name not in self._methods:
             if name not in self.method_names:
                 raise self._unknown_method(name)
             try:
-                self._methods[name] = self.program.load_method(name)
+                method = self.program.load_method(name)
             except Exception as e:
                 raise BundleError(f"{self.path}: ExecuTorch cannot load method {name!r} ({e})") from None
+            meta = method.metadata
+            wants = []
+            for i in range(meta.num_inputs()):
+                try:
+                    want = _SCALAR_TYPES.get(int(meta.input_tensor_meta(i).dtype()))
+                except Exception:  # noqa: BLE001 - a non-tensor input (the pybind error type varies)
+                    want = None
+                wants.append(None if want is None else np.dtype(want))
+            self._methods[name] = (method, tuple(wants))
         return self._methods[name]
 
     def _execute(self, name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        method = self._method(name)
-        meta = method.metadata
-        if len(inputs) != meta.num_inputs():
-            raise ValueError(
-                f"{self.path}: method {name!r} takes {meta.num_inputs()} inputs, got {len(inputs)}"
-            )
+        method, wants = self._method(name)
+        if len(inputs) != len(wants):
+            raise ValueError(f"{self.path}: method {name!r} takes {len(wants)} inputs, got {len(inputs)}")
+        from_numpy = self._torch.from_numpy
         tensors = []
-        for i, x in enumerate(inputs):
-            want = _SCALAR_TYPES.get(int(meta.input_tensor_meta(i).dtype()))
+        for want, x in zip(wants, inputs):
             x = np.asarray(x)
             if want is not None and x.dtype != want:
                 x = x.astype(want)
-            tensors.append(self._torch.from_numpy(np.ascontiguousarray(x)))
+            tensors.append(from_numpy(np.ascontiguousarray(x)))
         outs = method.execute(tensors)
         # Outputs can alias the method's planned memory: copy before the next call reuses it.
         return [o.detach().cpu().numpy().copy() if hasattr(o, "numpy") else np.asarray(o) for o in outs]

@@ -79,6 +79,8 @@ class LiteRTBackend(Backend):
         self._sigs = self.interp.get_signature_list() or {}
         self.method_names = tuple(self._sigs)
         self._runners: dict = {}
+        self._details: dict = {}
+        self._direct_shape: tuple | None = None
         if self._sigs:
             for name in ("forward", "serving_default"):
                 if name in self._sigs:
@@ -95,6 +97,41 @@ class LiteRTBackend(Backend):
             self.interp.allocate_tensors()
             self._set_input_meta(self.interp.get_input_details()[0])
             self.method_names = ("forward",)
+        self._direct = self._direct_forward()
+
+    def _direct_forward(self) -> tuple | None:
+        """(input index, input detail, input dtype, output index, output detail) of a
+        one-input forward that lives in the interpreter's primary subgraph, so that run() can go
+        straight through set_tensor / invoke / get_tensor with indices looked up once, rather than
+        a signature runner that resizes and re-allocates the tensors on every call; None otherwise
+        (several inputs, or a signature in another subgraph: the signature runner)."""
+        try:
+            if self._sigs:
+                if self.forward_signature is None:
+                    return None
+                # set_tensor / invoke / get_tensor act on the primary subgraph (index 0): the forward
+                # signature must be that one (tensor indices alone do not say: they are per subgraph)
+                sg = getattr(self._runner(self.forward_signature), "_subgraph_index", None)
+                if sg != 0 and not (sg is None and len(self._sigs) == 1):
+                    return None
+                ins = self._sig_inputs(self.forward_signature)
+                outs = self._sig_outputs(self.forward_signature)
+                self._runners.clear()  # see _run_forward
+                self.interp.allocate_tensors()
+                if {d["index"] for _, d in ins} != {d["index"] for d in self.interp.get_input_details()}:
+                    return None
+                if {d["index"] for _, d in outs} != {d["index"] for d in self.interp.get_output_details()}:
+                    return None
+                ins, outs = [d for _, d in ins], [d for _, d in outs]
+            else:
+                ins, outs = self.interp.get_input_details(), self.interp.get_output_details()
+            if len(ins) != 1 or not outs:
+                return None
+            din, dout = ins[0], outs[0]
+            self._direct_shape = tuple(int(v) for v in din["shape"])
+            return din["index"], din, np.dtype(din["dtype"]), dout["index"], dout
+        except (ValueError, RuntimeError, KeyError, AttributeError):
+            return None
 
     def _set_input_meta(self, detail: dict) -> None:
         sig = detail.get("shape_signature", detail["shape"])
@@ -102,25 +139,32 @@ class LiteRTBackend(Backend):
         self.input_dtype = np.dtype(detail["dtype"])
         self.input_quantization = tuple(detail.get("quantization", (0.0, 0)))
 
-    # -- signatures
+    # -- signatures (runners and their sorted input/output details looked up once per name)
     def _runner(self, name: str):
         if name not in self._runners:
             self._runners[name] = self.interp.get_signature_runner(name)
         return self._runners[name]
 
     def _sig_inputs(self, name: str) -> list[tuple[str, dict]]:
-        details = self._runner(name).get_input_details()
-        return sorted(details.items(), key=lambda kv: _natural_key(kv[0]))
+        key = ("in", name)
+        if key not in self._details:
+            details = self._runner(name).get_input_details()
+            self._details[key] = sorted(details.items(), key=lambda kv: _natural_key(kv[0]))
+        return self._details[key]
 
     def _sig_outputs(self, name: str) -> list[tuple[str, dict]]:
-        details = self._runner(name).get_output_details()
-        return sorted(details.items(), key=lambda kv: _natural_key(kv[0]))
+        key = ("out", name)
+        if key not in self._details:
+            details = self._runner(name).get_output_details()
+            self._details[key] = sorted(details.items(), key=lambda kv: _natural_key(kv[0]))
+        return self._details[key]
 
     def _run_signature(self, name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         ins = self._sig_inputs(name)
         if len(inputs) != len(ins):
             raise ValueError(f"{self.path}: signature {name!r} takes {len(ins)} inputs, got {len(inputs)}")
         feed = {k: np.ascontiguousarray(_quantize_in(x, d)) for (k, d), x in zip(ins, inputs)}
+        self._direct_shape = None  # the runner resizes its subgraph's inputs to these arrays
         out = self._runner(name)(**feed)
         return [_dequantize_out(out[k], d) for k, d in self._sig_outputs(name)]
 
@@ -130,6 +174,7 @@ class LiteRTBackend(Backend):
         if len(inputs) != len(ins):
             raise ValueError(f"{self.path}: the model takes {len(ins)} inputs, got {len(inputs)}")
         resized = False
+        self._direct_shape = None
         for d, x in zip(ins, inputs):
             if tuple(d["shape"]) != tuple(np.shape(x)):
                 self.interp.resize_tensor_input(d["index"], list(np.shape(x)))
@@ -146,6 +191,25 @@ class LiteRTBackend(Backend):
 
     # -- Backend
     def _run_forward(self, x: np.ndarray) -> np.ndarray:
+        direct = self._direct
+        if direct is not None:
+            in_index, din, in_dtype, out_index, dout = direct
+            interp = self.interp
+            if self._runners:
+                # a live SignatureRunner holds a reference to the interpreter's internals, and
+                # while one does, the Interpreter refuses invoke() and allocate_tensors()
+                self._runners.clear()
+            if x.shape != self._direct_shape:
+                # what the signature runner does on every call, here only when the shape changes
+                interp.resize_tensor_input(in_index, list(x.shape))
+                interp.allocate_tensors()
+                self._direct_shape = x.shape
+            if x.dtype != in_dtype:
+                x = np.ascontiguousarray(_quantize_in(x, din))
+            interp.set_tensor(in_index, x)
+            interp.invoke()
+            y = interp.get_tensor(out_index)  # a copy, not a view of the interpreter's buffer
+            return _dequantize_out(y, dout) if y.dtype.kind in "iu" else y
         if self._sigs:
             if self.forward_signature is None:
                 raise BundleError(
@@ -168,4 +232,6 @@ class LiteRTBackend(Backend):
 
     def close(self) -> None:
         self._runners.clear()
+        self._details.clear()
+        self._direct = None
         self.interp = None

@@ -58,25 +58,30 @@ class OnnxBackend(Backend):
         self.providers = self.session.get_providers()
         self._inputs = self.session.get_inputs()
         self._outputs = [o.name for o in self.session.get_outputs()]
+        self._first_output = self._outputs[:1]
+        # (name, numpy dtype or None) per input, looked up once rather than on every call
+        self._input_dtypes = [(i.name, _ORT_DTYPES.get(i.type)) for i in self._inputs]
+        self._input_dtypes = [(n, None if t is None else np.dtype(t)) for n, t in self._input_dtypes]
         first = self._inputs[0]
         self.input_shape = tuple(d if isinstance(d, int) else None for d in first.shape)
         self.input_dtype = np.dtype(_ORT_DTYPES.get(first.type, np.float32))
         self.method_names = ("forward",)
 
     def _feed(self, inputs: Sequence[np.ndarray]) -> dict:
-        if len(inputs) != len(self._inputs):
-            raise ValueError(f"{self.path}: the model takes {len(self._inputs)} inputs, got {len(inputs)}")
+        if len(inputs) != len(self._input_dtypes):
+            raise ValueError(
+                f"{self.path}: the model takes {len(self._input_dtypes)} inputs, got {len(inputs)}"
+            )
         feed = {}
-        for meta, x in zip(self._inputs, inputs):
-            want = _ORT_DTYPES.get(meta.type)
+        for (name, want), x in zip(self._input_dtypes, inputs):
             x = np.asarray(x)
             if want is not None and x.dtype != want:
                 x = x.astype(want)
-            feed[meta.name] = x
+            feed[name] = x
         return feed
 
     def _run_forward(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(self._outputs[:1], self._feed([x]))[0]
+        return self.session.run(self._first_output, self._feed((x,)))[0]
 
     def run_method(self, name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         # An ONNX file has one graph; "forward" is its only method.
