@@ -242,11 +242,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise RecipeError(
             f"{path}: pocketvit reads checkpoints as safetensors, and this file is not a plain tensor state dict "
             f"that torch.load(weights_only=True) can read ({_first_line(e)}). Unpickling it could run arbitrary "
-            "code, so it is refused. If you trust the file, convert it to safetensors: python -c \"import torch; "
-            "from safetensors.torch import save_file; sd = torch.load('" + str(path) + "', weights_only=False); "
-            "sd = sd.get('state_dict', sd) if isinstance(sd, dict) else sd.state_dict(); "
-            "save_file({k: v.contiguous() for k, v in sd.items()}, 'model.safetensors')\" "
-            "and pass --checkpoint model.safetensors"
+            "code, so it is refused. If you trust the file, load its state dict yourself (unpickling allowed) and "
+            "write it with safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, "
+            "'model.safetensors'), then pass --checkpoint model.safetensors"
         ) from None
     state = _unwrap_state_dict(obj)
     if state is None:
