@@ -92,12 +92,7 @@ def export_litert(
             edge_model = litert_torch.convert(model, args)
     except Exception as exc:
         raise lowering_error(model_name, TARGET, exc, "litert_torch.convert") from exc
-    path = Path(path)
-    _write(edge_model, path, model_name)
-    info = describe_tflite(path)
-    info.setdefault("ops", {})
-    info["signature"] = DEFAULT_SIGNATURE
-    return ExportedFile(target=TARGET, path=path, runtime="litert", precision="fp32", info=info)
+    return _written(edge_model, Path(path), model_name, signature=DEFAULT_SIGNATURE)
 
 
 def export_litert_signatures(
@@ -128,9 +123,13 @@ def export_litert_signatures(
             edge_model = conv.convert()
     except Exception as exc:
         raise lowering_error(model_name, TARGET, exc, "litert_torch.convert") from exc
-    path = Path(path)
+    return _written(edge_model, Path(path), model_name, methods=names)
+
+
+def _written(edge_model, path: Path, model_name: str, **extra) -> ExportedFile:
+    """Write the converted model atomically and describe what the file holds."""
     _write(edge_model, path, model_name)
     info = describe_tflite(path)
     info.setdefault("ops", {})
-    info["methods"] = names
+    info.update(extra)
     return ExportedFile(target=TARGET, path=path, runtime="litert", precision="fp32", info=info)
