@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from pocketvit.errors import BundleError, PocketVitError
-from pocketvit.runtime import Bundle, prepare_image, preprocess_array
+from pocketvit.errors import BundleError, MissingExtraError, PocketVitError
+from pocketvit.runtime import Bundle, Predictor, load, prepare_image, preprocess_array
 
 COREML_NOTE = "converted; execution needs macOS"
 
@@ -31,6 +31,21 @@ def open_bundle(path: str | os.PathLike | Bundle, targets: list[str] | None) -> 
 
 def executable_here(runtime: str) -> bool:
     return runtime != "coreml" or sys.platform == "darwin"
+
+
+def open_target(bundle: Bundle, target: str, threads: int, explicit: bool) -> tuple[Predictor | None, str | None]:
+    """(predictor, None), or (None, note) for Core ML off macOS and for a runtime that is not installed.
+
+    A missing runtime is an error only when the user named the target (`explicit`).
+    """
+    if not executable_here(bundle.file_info(target)["runtime"]):
+        return None, COREML_NOTE
+    try:
+        return load(bundle, target=target, num_threads=threads, warmup=0, use_exits=False), None
+    except MissingExtraError as e:
+        if explicit:
+            raise
+        return None, f"runtime not installed: {e}"
 
 
 def input_color(spec: dict[str, Any]) -> str:

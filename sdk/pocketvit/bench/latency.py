@@ -25,15 +25,14 @@ from typing import Any
 import numpy as np
 
 from pocketvit.bench._common import (
-    COREML_NOTE,
     eager_model,
     eager_spec,
-    executable_here,
     has_source,
     input_color,
     open_bundle,
+    open_target,
 )
-from pocketvit.errors import BundleError, MissingExtraError
+from pocketvit.errors import BundleError
 
 MIN_RUNS = 50
 PEAK_N = 2048
@@ -150,7 +149,7 @@ def bench_bundle(
     """Benchmark a bundle's targets and eager torch in one interleaved run. Returns a JSON-able dict."""
     import torch
 
-    from pocketvit.runtime import load, preprocess_array
+    from pocketvit.runtime import preprocess_array
 
     if runs < MIN_RUNS:
         raise ValueError(f"runs must be at least {MIN_RUNS} (median and p90 need enough samples)")
@@ -200,15 +199,9 @@ def bench_bundle(
         rt = info["runtime"]
         entry = {"runtime": rt, "target": t, "precision": info.get("precision", "fp32"),
                  "version": _version(RUNTIME_PACKAGES.get(rt, rt))}
-        if not executable_here(rt):
-            entries[t] = entry | {"note": COREML_NOTE}
-            continue
-        try:
-            p = load(bundle, target=t, num_threads=threads, warmup=0, use_exits=False)
-        except MissingExtraError as e:
-            if explicit:
-                raise
-            entries[t] = entry | {"note": f"runtime not installed: {e}"}
+        p, note = open_target(bundle, t, threads, explicit)
+        if p is None:
+            entries[t] = entry | {"note": note}
             continue
         opened.append(p)
         x = p.preprocess(image, input_color=color)

@@ -22,12 +22,12 @@ from pocketvit.bench._common import (
     eager_inputs,
     eager_model,
     eager_outputs,
-    executable_here,
     open_bundle,
+    open_target,
     precision_class,
     random_images,
 )
-from pocketvit.errors import MissingExtraError, VerifyError
+from pocketvit.errors import VerifyError
 
 
 @dataclass
@@ -95,7 +95,6 @@ def verify_bundle(
     """Compare every (or each named) target with eager torch. Returns a JSON-able result; never raises
     for a missed tolerance (see ``raise_on_failure``). A runtime that is not installed gives a
     "not run" row when the target was not asked for by name, and MissingExtraError when it was."""
-    from pocketvit.runtime import load
     from pocketvit.verify import parity
 
     if n_inputs < 1:
@@ -114,16 +113,9 @@ def verify_bundle(
     for t in chosen:
         info = bundle.file_info(t)
         row = TargetParity(t, info["runtime"], str(info.get("precision", "fp32")), "not run")
-        if not executable_here(info["runtime"]):
-            row.note = COREML_NOTE
-            rows.append(row)
-            continue
-        try:
-            p = load(bundle, target=t, num_threads=threads, warmup=0, use_exits=False)
-        except MissingExtraError as e:
-            if explicit:
-                raise
-            row.note = f"runtime not installed: {e}"
+        p, note = open_target(bundle, t, threads, explicit)
+        if p is None:
+            row.note = note
             rows.append(row)
             continue
         try:
