@@ -89,7 +89,10 @@ def test_fast_preprocessor_only_when_resize_and_crop_do_nothing():
     assert fast_preprocessor({**GRAY_SPEC, "resize": 32, "crop": [28, 28]}) is None
     assert fast_preprocessor({**GRAY_SPEC, "crop": [24, 24]}) is None
     assert fast_preprocessor({**RGB, "resize": [28, 28], "crop": [28, 28]}) is not None
-    assert fast_preprocessor(GRAY_SPEC, "float-nhwc") is None
+    assert fast_preprocessor(GRAY_SPEC, "int8-nchw") is None  # an unknown form
+    img = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
+    x = fast_preprocessor(GRAY_SPEC, "float-nhwc")(img, "GRAY")  # drop-in float form: the pixels as float32
+    assert x.dtype == np.float32 and x.shape == (1, 28, 28, 1) and np.array_equal(x[0, :, :, 0], img)
     assert fast_preprocessor({**GRAY_SPEC, "channels": 4, "color_order": "RGBA"}) is None
 
 

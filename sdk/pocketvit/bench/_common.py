@@ -63,9 +63,10 @@ def random_images(spec: dict[str, Any], n: int, seed: int, scale: float = 1.25) 
     return [rng.integers(0, 256, (h, w, c), dtype=np.uint8) for _ in range(n)]
 
 
-def crops_of(images: list[np.ndarray], spec: dict[str, Any]) -> np.ndarray:
-    """Steps 1-3 of the bundle's preprocessing (colour, resize, crop): NxHxWxC uint8."""
-    color = input_color(spec)
+def crops_of(images: list[np.ndarray], spec: dict[str, Any], color: str | None = None) -> np.ndarray:
+    """Steps 1-3 of the bundle's preprocessing (colour, resize, crop): NxHxWxC uint8. ``color``: the images'
+    colour order (default: the model's own)."""
+    color = color or input_color(spec)
     return np.stack([prepare_image(im, spec, color) for im in images])
 
 

@@ -151,6 +151,16 @@ def export(
     inputs: Annotated[int, typer.Option("--inputs", "-n", min=1, help="Seeded random images for the parity check after export.")] = 16,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Runtime threads for the checks (default: up to 4).")] = None,
     list_models: Annotated[bool, typer.Option("--list-models", help="List the models known to work, with their status per target, and exit.")] = False,
+    dropin: Annotated[
+        list[str] | None,
+        typer.Option("--dropin", help="Runtimes that also get a drop-in file (NHWC pixels in, normalization and softmax "
+                     "inside, labels in the file's metadata; target '<runtime>-dropin'): litert, executorch, onnx "
+                     "(repeatable or comma-separated). Default: litert when it is a target."),
+    ] = None,
+    no_dropin: Annotated[bool, typer.Option("--no-dropin", help="Write no drop-in file.")] = False,
+    dropin_input: Annotated[
+        str, typer.Option("--dropin-input", help="Pixels a drop-in file takes: uint8 or float (0..255).")
+    ] = "uint8",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
@@ -179,8 +189,9 @@ def export(
     resolved = resolve_model(model, checkpoint=checkpoint, arch=arch, input_size=input_size,
                              num_classes=num_classes, in_chans=in_chans, labels_file=labels)
     out_dir = out or Path("exports") / _safe_name(resolved.name)
+    runtimes = [] if no_dropin else None if not dropin else [r.strip() for v in dropin for r in v.split(",") if r.strip()]
     result = export_to_bundle(resolved, targets, out_dir, n_inputs=inputs, threads=threads,
-                              log=None if as_json else log)
+                              log=None if as_json else log, dropin=runtimes, dropin_input=dropin_input)
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:

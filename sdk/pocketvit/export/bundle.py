@@ -52,7 +52,10 @@ COREML_NOTE = "converted and spec-checked; Core ML runs on macOS/iOS only, not r
 def bundle_file_name(target: str, src: Path) -> str:
     """model.pte for 'executorch', model-int8.pte for 'executorch-int8' (every target gets its own name)."""
     src = Path(src)
-    return src.name if "-" not in target else f"{src.stem}-{target.split('-', 1)[1]}{src.suffix}"
+    if "-" not in target:
+        return src.name
+    suffix = target.split("-", 1)[1]
+    return src.name if src.stem.endswith(f"-{suffix}") else f"{src.stem}-{suffix}{src.suffix}"
 
 
 def _remove(path: Path) -> None:
@@ -138,11 +141,17 @@ def write_bundle_dir(
     bundle.mkdir(parents=True, exist_ok=True)
     previous = _old_paths(bundle)
     entries: dict[str, Any] = {}
+    license = ((extra or {}).get("provenance") or {}).get("license")
     for f in files:
         dst_name = bundle_file_name(f.target, f.path)
         place(f.path, bundle / dst_name, move=move)
-        form = (f.info or {}).get("input_form", "float-nchw")
-        entries[f.target] = file_entry(bundle, f.target, dst_name, f.runtime, f.precision, input_form=form)
+        info = f.info or {}
+        form = info.get("input_form", "float-nchw")
+        # a drop-in file's own contract: manifest keys "outputs" and "input" from info "file_outputs" / "file_input"
+        own = {k: info[f"file_{k}"] for k in ("outputs", "input") if info.get(f"file_{k}")}
+        _embed_metadata(bundle / dst_name, f, info, spec=input_spec, labels=labels, name=name, task=task,
+                        license=license, outputs=own.get("outputs", outputs))
+        entries[f.target] = file_entry(bundle, f.target, dst_name, f.runtime, f.precision, input_form=form, **own)
     if not entries:
         raise BundleError(f"{bundle}: no model file to put in the bundle")
     source = {**source, "weights": source.get("weights", REFERENCE_WEIGHTS)}
@@ -159,6 +168,28 @@ def write_bundle_dir(
     write_manifest(bundle, manifest)
     _prune(bundle, previous - {e["path"] for e in entries.values()})
     return manifest
+
+
+def _embed_metadata(path: Path, f: ExportedFile, info: dict[str, Any], *, spec: dict[str, Any], labels: list[str],
+                    name: str, task: str, license: str | None, outputs: str) -> None:
+    """Labels and the image contract inside the model file, for apps that read the file alone: ONNX
+    metadata_props on every .onnx, TFLite metadata on a LiteRT drop-in file (export/metadata.py)."""
+    from pocketvit.export.dropin import is_dropin
+    from pocketvit.export.metadata import write_onnx_metadata, write_tflite_metadata
+
+    form = info.get("input_form", "float-nchw")
+    own_spec = {**spec, **(info.get("file_input") or {})}
+    if f.runtime == "onnx":
+        try:
+            info["metadata"] = write_onnx_metadata(path, spec=own_spec, labels=labels, name=name, license=license,
+                                                   input_form=form, outputs=outputs)
+        except MissingExtraError as e:  # onnxruntime without the onnx package: the file works without it
+            info["metadata"] = {"written": False, "reason": str(e)}
+        except Exception as e:  # noqa: BLE001 - a file onnx cannot parse keeps working as it is (the runtime decides)
+            info["metadata"] = {"written": False, "reason": f"onnx could not read the file: {type(e).__name__}"}
+    elif f.runtime == "litert" and is_dropin(f.target) and not (info.get("metadata") or {}).get("written"):
+        info["metadata"] = write_tflite_metadata(path, spec=spec, labels=labels, name=name, license=license,
+                                                 input_form=form, task=task)
 
 
 def refresh_manifest(bundle_dir: Path | str, manifest: dict[str, Any], card: str | None = None) -> None:
@@ -296,14 +327,21 @@ def export_to_bundle(
     latency_runs: int = LATENCY_RUNS,
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
+    dropin: Iterable[str] | None = None,
+    dropin_input: str = "uint8",
 ) -> dict[str, Any]:
     """Export `resolved.model` to every target, write ONE bundle with those that worked, measure them.
+
+    dropin: runtimes that also get a drop-in file (export/dropin.py: NHWC pixels in, normalization and
+    softmax inside, target '<runtime>-dropin'); None: LiteRT's, when 'litert' is among the targets.
+    dropin_input: 'uint8' or 'float' pixels.
 
     Returns a JSON-able result: {model, name, bundle, input, provenance, targets: {t: {status, file,
     bytes, runtime, precision, seconds, backend, summary, parity, latency_ms, error}}, failed: {t: message},
     parity_failed: [t]}. Raises ExportError only when no target could be exported (nothing written).
     """
     from pocketvit.export import export_model
+    from pocketvit.export.dropin import export_dropin
 
     say = log or (lambda _m: None)
     out = Path(out_dir)
@@ -311,6 +349,15 @@ def export_to_bundle(
     for t in targets:
         if t not in TARGETS:
             raise ExportError(f"Unknown export target '{t}'. Choose from: {', '.join(TARGETS)} (or all).")
+    from pocketvit.export.dropin import DROPIN_RUNTIMES, INPUT_DTYPES, dropin_target
+
+    dropin = [r for r in (["litert"] if dropin is None else dropin) if dropin is not None or r in targets]
+    for r in dropin:
+        if r not in DROPIN_RUNTIMES:
+            raise ExportError(f"--dropin {r}: drop-in files exist for {', '.join(DROPIN_RUNTIMES)}")
+    if dropin_input not in INPUT_DTYPES:
+        raise ExportError(f"--dropin-input must be one of {', '.join(INPUT_DTYPES)}, got {dropin_input!r}")
+    all_targets = list(targets) + [dropin_target(r) for r in dropin]
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     staging = out / f".export-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -325,6 +372,23 @@ def export_to_bundle(
             t0 = time.perf_counter()
             try:
                 f = export_model(resolved.model, example, t, staging, name="model", model_name=resolved.name)
+            except (ExportError, MissingExtraError) as e:
+                failed[t] = str(e)
+                results[t] = {"status": "failed", "error": str(e), "seconds": round(time.perf_counter() - t0, 2)}
+                say(f"  {t}: failed after {results[t]['seconds']:.1f} s")
+                continue
+            exported.append(f)
+            results[t] = {"status": "exported", "runtime": f.runtime, "precision": f.precision,
+                          "seconds": round(time.perf_counter() - t0, 2), "backend": f.info,
+                          "summary": backend_summary(t, f.info)}
+            say(f"  {t}: done in {results[t]['seconds']:.1f} s")
+        for r in dropin:
+            t = dropin_target(r)
+            say(f"exporting {resolved.name} to {t} (NHWC {dropin_input} pixels in, normalization inside) ...")
+            t0 = time.perf_counter()
+            try:
+                f = export_dropin(resolved.model, resolved.input, r, staging, input_dtype=dropin_input,
+                                  model_name=resolved.name)
             except (ExportError, MissingExtraError) as e:
                 failed[t] = str(e)
                 results[t] = {"status": "failed", "error": str(e), "seconds": round(time.perf_counter() - t0, 2)}
@@ -371,12 +435,40 @@ def export_to_bundle(
     result = {
         "model": resolved.spec, "name": resolved.name, "bundle": str(out), "input": resolved.input,
         "labels": len(resolved.labels), "provenance": resolved.provenance(), "notes": list(resolved.notes),
-        "targets": {t: results[t] for t in targets}, "failed": failed,
+        "targets": {t: results[t] for t in all_targets}, "failed": failed,
         "parity_failed": [t for t in ok if results[t]["status"] == "parity failed"],
         "parity_inputs": n_inputs, "latency_runs": latency_runs,
     }
     refresh_manifest(out, manifest, card=render_export_card(result, manifest))
     return result
+
+
+def dropin_card_lines(manifest: dict[str, Any]) -> list[str]:
+    """Model-card section on the files that carry the image contract inside (empty when there are none)."""
+    files = manifest.get("files") or {}
+    rows = [(t, e) for t, e in files.items() if e.get("input_form", "float-nchw") != "float-nchw"]
+    onnx = [t for t, e in files.items() if e.get("runtime") == "onnx"]
+    if not rows and not onnx:
+        return []
+    spec = manifest["input"]
+    lines = ["## Files an app can load without preprocessing code", ""]
+    for t, e in rows:
+        over = e.get("input") or {}
+        dtype = "uint8" if e["input_form"] == "uint8-nhwc" else "float32 (values 0..255)"
+        gray = " (the model converts to gray inside, with PIL's luma)" if spec["channels"] == 1 else ""
+        lines.append(
+            f"- **{t}** (`{e['path']}`): NHWC {over.get('channels', spec['channels'])}-channel "
+            f"{over.get('color_order', spec.get('color_order'))} {dtype} pixels of {spec['height']}x{spec['width']}"
+            f"{gray}; scaling, mean and std are inside the graph; outputs {e.get('outputs', manifest.get('outputs'))}."
+            " Resize and crop stay the app's job.")
+        if e.get("runtime") == "litert":
+            lines.append("  MediaPipe Tasks `ImageClassifier` / the TFLite Task Library load it as it is; label names "
+                         "come from its TFLite metadata (name, version, labels, normalization, RGB colour space) "
+                         "when the bundle was written with the tflite-support tool environment (`make tools-venv`).")
+    if onnx:
+        lines.append(f"- **{', '.join(onnx)}**: the .onnx carries `metadata_props` `labels` (JSON list), "
+                     "`preprocessing` (this input contract as JSON), `input_form` and `outputs`.")
+    return lines + [""]
 
 
 def _save_reference(model: Any, path: Path) -> None:
@@ -432,7 +524,7 @@ def render_export_card(result: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"- Parameters: {prov['params']:,}.",
         f"- Weights: {prov['weights']}.",
         f"- Licence of the weights: {prov['license']}.",
-        f"- Task: {manifest['task']}, {len(labels)} classes ({first}); the files output logits.",
+        f"- Task: {manifest['task']}, {len(labels)} classes ({first}); the float files output logits, drop-in files probabilities.",
     ]
     lines += [f"- Note: {n}." for n in result.get("notes", [])]
     lines += [
@@ -445,6 +537,7 @@ def render_export_card(result: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"{result.get('latency_runs', LATENCY_RUNS)} interleaved runs after warm-up, on the machine that exported it. Re-check any time with "
         "`pocketvit verify <bundle>` and `pocketvit bench <bundle>`.", "",
         "## What each backend took", "", *backend, "",
+        *dropin_card_lines(manifest),
         "## Input contract", "",
         f"{spec['channels']}-channel {spec['color_order']} image, resize {spec.get('resize')} "
         f"({spec.get('interpolation', 'bilinear')}), centre crop {spec.get('crop')}, pixel x {spec.get('scale', 1 / 255):.6g}, "

@@ -49,7 +49,11 @@ TARGETS = (
     "onnx-int8",
 )
 OUTPUTS = ("logits", "probabilities", "embedding")
-INPUT_FORMS = ("float-nchw", "uint8-nhwc")
+# float-nchw: normalized float (the manifest's layout); uint8-nhwc / float-nhwc: raw 0..255 pixels (uint8, or
+# float32 holding the same values), NHWC, the model normalizes inside (drop-in files)
+INPUT_FORMS = ("float-nchw", "uint8-nhwc", "float-nhwc")
+# keys a file entry's "input" may override (a drop-in file of a gray model takes RGB pixels)
+FILE_INPUT_KEYS = ("channels", "color_order")
 COLOR_ORDERS = ("GRAY", "RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
 
@@ -304,6 +308,16 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
             w,
             "'bytes' must be a non-negative integer",
         )
+        fout = entry.get("outputs")
+        _require(fout is None or fout in OUTPUTS, w, f"'outputs' must be one of {', '.join(OUTPUTS)}, got {fout!r}")
+        over = entry.get("input")
+        if over is not None:
+            _require(
+                isinstance(over, dict) and set(over) <= set(FILE_INPUT_KEYS),
+                w,
+                f"'input' may only override {', '.join(FILE_INPUT_KEYS)}",
+            )
+            _validate_input({**m["input"], **over}, w)
     exits = m.get("exits", [])
     _require(isinstance(exits, list), where, "'exits' must be a list")
     for i, e in enumerate(exits):
@@ -580,6 +594,15 @@ class Bundle:
 
     def input_form(self, target: str) -> str:
         return self.file_info(target).get("input_form", "float-nchw")
+
+    def input_spec_of(self, target: str) -> dict:
+        """The input contract of one file: the manifest's, with the file's own overrides (channels, colour)."""
+        over = self.file_info(target).get("input")
+        return {**self.input_spec, **over} if over else self.input_spec
+
+    def outputs_of(self, target: str) -> str:
+        """What one file outputs: its own 'outputs' (a drop-in file gives probabilities), else the manifest's."""
+        return self.file_info(target).get("outputs", self.outputs)
 
     # -- integrity
     def _verify_one(self, rel: str, expected: str) -> Path:

@@ -205,9 +205,9 @@ class Predictor:
         self.runtime = bundle.runtime_of(target)
         self.task = bundle.task
         self.labels = bundle.labels
-        self.input_spec = bundle.input_spec
+        self.input_spec = bundle.input_spec_of(target)  # a drop-in file may take RGB for a gray model
         self.input_form = bundle.input_form(target)
-        self.outputs = bundle.outputs
+        self.outputs = bundle.outputs_of(target)  # a drop-in file outputs probabilities
         self.last_preprocess_ms = 0.0
         self.last_latency_ms = 0.0
         info = bundle.file_info(target)

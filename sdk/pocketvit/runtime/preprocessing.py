@@ -18,6 +18,7 @@ ToTensor() -> Normalize(mean, std)`` on a PIL image):
 4. ``form="float-nchw"``: ``pixel * scale``, then ``(x - mean) / std`` per channel, float32, laid
    out as the manifest's ``layout`` (NCHW by default).
    ``form="uint8-nhwc"``: stop after the crop; NHWC uint8 (the model normalizes inside).
+   ``form="float-nhwc"``: the same pixels as float32 0..255 (a drop-in file with float input).
 
 Image files are read with OpenCV when importable, else PIL (for a gray model: decoded as colour,
 then PIL's luma, whichever reads them).
@@ -266,8 +267,10 @@ def preprocess_array(cropped: np.ndarray, input_spec: dict, form: str = "float-n
         raise ValueError(f"expected HxWxC or NxHxWxC, got shape {np.asarray(cropped).shape}")
     if form == "uint8-nhwc":
         return np.ascontiguousarray(a.astype(np.uint8, copy=False))
+    if form == "float-nhwc":
+        return np.ascontiguousarray(a.astype(np.float32))
     if form != "float-nchw":
-        raise ValueError(f"form must be 'float-nchw' or 'uint8-nhwc', got {form!r}")
+        raise ValueError(f"form must be 'float-nchw', 'uint8-nhwc' or 'float-nhwc', got {form!r}")
     c = a.shape[3]
     x = a.astype(np.float32) * np.float32(input_spec.get("scale", 1.0 / 255.0))
     mean = input_spec.get("mean")
@@ -304,6 +307,16 @@ def fast_preprocessor(
     computes (``pixel * scale``, ``- mean``, ``/ std``, cast) without per-call float arithmetic,
     PIL/crop checks or intermediate copies. ``f`` keeps no state between calls (thread-safe).
     """
+    if form == "float-nhwc":  # the uint8 pixels, as float32
+        pixels = fast_preprocessor(input_spec, "uint8-nhwc")
+        if pixels is None:
+            return None
+
+        def as_float(image: Any, input_color: str = "BGR") -> np.ndarray | None:
+            x = pixels(image, input_color)
+            return None if x is None else x.astype(np.float32)
+
+        return as_float
     try:
         h, w, c = int(input_spec["height"]), int(input_spec["width"]), int(input_spec["channels"])
         color_order = input_spec.get("color_order", "GRAY" if c == 1 else "RGB")

@@ -1,0 +1,1 @@
+"""Scripts run in separate tool environments (never imported by pocketvit itself)."""
