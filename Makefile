@@ -62,3 +62,30 @@ bench: $(STAMP)
 DEVICE_BUNDLE ?= runs/fashion-mnist/bundle
 test-device: $(STAMP)
 	MAIN_PY=$(PY) PYTHON=$(PYTHON) bash tests/device/run.sh $(DEVICE_BUNDLE)
+
+# `make tools-venv`: tflite-support 0.4.4 for TFLite metadata in drop-in files (pins protobuf<4, so not in .venv;
+# needs Debian's libusb-1.0-0). pocketvit finds .venv-tools/bin/python by itself (or $POCKETVIT_TFLITE_TOOLS_PYTHON).
+TOOLS_VENV := .venv-tools
+.PHONY: tools-venv mediapipe-venv test-mediapipe
+$(TOOLS_VENV)/.installed:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
+	@if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0; then \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then apt-get install -y -qq libusb-1.0-0; \
+		elif command -v apt-get >/dev/null && command -v sudo >/dev/null; then sudo apt-get install -y -qq libusb-1.0-0; \
+		else echo "error: tflite-support needs libusb-1.0 (Debian/Ubuntu: apt-get install libusb-1.0-0)"; exit 2; fi; fi
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install -q "tflite-support==0.4.4" "protobuf<4" "numpy<2"
+	$(TOOLS_VENV)/bin/python -c "from tflite_support.metadata_writers import image_classifier"
+	touch $@
+tools-venv: $(TOOLS_VENV)/.installed
+
+# `make test-mediapipe`: MediaPipe Tasks' ImageClassifier (PyPI mediapipe, its own venv, no pocketvit on its path)
+# on drop-in .tflite files, against pocketvit predict (tests/export/test_dropin_mediapipe.py, slow-marked).
+MEDIAPIPE_VENV := .venv-mediapipe
+$(MEDIAPIPE_VENV)/.installed:
+	test -x $(MEDIAPIPE_VENV)/bin/python || $(PYTHON) -m venv $(MEDIAPIPE_VENV)
+	$(MEDIAPIPE_VENV)/bin/python -m pip install -q "mediapipe==1.2.2"
+	touch $@
+mediapipe-venv: $(MEDIAPIPE_VENV)/.installed
+test-mediapipe: $(STAMP) data tools-venv mediapipe-venv
+	$(PY) -m pytest -q -m slow tests/export/test_dropin_mediapipe.py
