@@ -1,0 +1,69 @@
+"""Core ML int8: the fp16 ML Program, then coremltools.optimize.coreml.linear_quantize_weights (int8,
+symmetric, per channel). Conversion and a spec check only: Core ML cannot execute on Linux.
+
+W8A8 (`CoreMLInt8(mode="w8a8")`) adds `linear_quantize_activations`, which runs the model on the
+calibration images through Core ML itself to collect activation ranges; that needs macOS, so on Linux it
+fails with an ExportError that says so. Weight-only int8 does not change activations, so no layer is
+kept in float for it (float_layers is ignored and recorded as empty).
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from pocketvit.errors import ExportError
+from pocketvit.export._common import ExportedFile, atomic_path, lowering_error
+from pocketvit.export.quantize.configs import CoreMLInt8
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+def quantize_coreml(model: "torch.nn.Module", example: "torch.Tensor", calib: "torch.Tensor", config: CoreMLInt8,
+                    path: Path, *, float_layers: Sequence[str] = (), model_name: str = "model") -> ExportedFile:
+    from pocketvit.export.coreml import _import_coremltools, _quiet, export_coreml, spec_check
+
+    ct = _import_coremltools()
+    if config.mode == "w8a8" and platform.system() != "Darwin":
+        raise ExportError(
+            f"Could not export '{model_name}' to {config.target} (w8a8): coremltools' "
+            "linear_quantize_activations calibrates by running the model in Core ML, which only runs on "
+            "macOS/iOS. Use mode 'weights' (int8 weights) on Linux, or run this export on a Mac.")
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+    with tempfile.TemporaryDirectory(prefix="pocketvit-coreml-int8-") as tmpdir:
+        fp16 = export_coreml(model, example, Path(tmpdir) / "fp16.mlpackage", model_name=model_name, prepare=False)
+        try:
+            with _quiet():
+                ml = ct.models.MLModel(str(fp16.path), skip_model_load=True)
+                cfg = OptimizationConfig(global_config=OpLinearQuantizerConfig(
+                    mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
+                ml = linear_quantize_weights(ml, cfg)
+                if config.mode == "w8a8":  # pragma: no cover - macOS only
+                    from coremltools.optimize.coreml import linear_quantize_activations
+
+                    samples = [{"input": calib[i:i + 1].numpy()} for i in range(len(calib))]
+                    ml = linear_quantize_activations(ml, OptimizationConfig(global_config=OpLinearQuantizerConfig(
+                        mode="linear_symmetric", dtype="int8")), samples)
+        except Exception as exc:
+            raise lowering_error(model_name, config.target, exc, "coremltools.optimize linear quantization") from exc
+        outputs = fp16.info["spec_check"]["outputs"]
+        with atomic_path(path) as tmp:
+            try:
+                with _quiet():
+                    ml.save(str(tmp))
+                check = spec_check(tmp, example.shape, outputs)
+            except Exception as exc:
+                raise lowering_error(model_name, config.target, exc, "saving the int8 .mlpackage") from exc
+            if not check["ok"]:
+                raise ExportError(f"Could not export '{model_name}' to {config.target}: the saved package failed "
+                                  f"its spec check ({check})")
+    ops = check.get("mil_ops") or {}
+    info = dict(fp16.info)
+    info.update(spec_check=check, weights="int8 (linear symmetric, per channel)",
+                int8_weight_ops=int(ops.get("constexpr_affine_dequantize", 0) + ops.get("constexpr_blockwise_shift_scale", 0)),
+                float_layers=[])
+    return ExportedFile(target=config.target, path=path, runtime="coreml", precision="int8", info=info)

@@ -1,0 +1,107 @@
+"""`pocketvit build` stages for int8 targets: one quantization plan (calibration images + the sensitivity
+pass's mixed-precision choice), then one export per int8 target that the verify stage measures like any
+other target (its runtime, whole test split, parity against eager fp32, latency)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from pocketvit.io import atomic_path
+
+ModelFn = Callable[[], Any]
+PLAN_FILE = "calibration_indices.npy"
+
+
+def quant_config(target: str, q: Any):
+    """The target's config dataclass from the recipe's `quantize` section."""
+    from pocketvit.export.quantize import config_for
+
+    base = target.split("-", 1)[0]
+    mode = {"executorch": {"mode": q.executorch}, "litert": {"mode": q.litert}, "coreml": {"mode": q.coreml}}
+    return config_for(base, **mode.get(base, {}))
+
+
+def plan_stage_fn(model_fn: ModelFn, splits: Any, spec: dict[str, Any], q: Any, seed: int) -> Callable[[Path], dict]:
+    """Draw the calibration images (train) and, with q.sensitivity, choose the layers kept in float.
+
+    One sensitivity pass (XNNPACK's PT2E int8 simulated in torch) serves every int8 target: which layers are
+    fragile is a property of the model; each target's own accuracy is then measured on its runtime.
+    """
+
+    def run(path: Path) -> dict[str, Any]:
+        import torch
+
+        from pocketvit.export.quantize.calibration import calibration_images, held_out_images
+
+        calib, idx = calibration_images(splits, q.calibration_images, seed)
+        with atomic_path(path / PLAN_FILE) as tmp, open(tmp, "wb") as f:
+            np.save(f, idx)
+        meta: dict[str, Any] = {"calibration": {"split": "train", "images": len(idx), "file": PLAN_FILE},
+                                "budget": q.budget, "float_layers": [], "sensitivity": None}
+        if q.sensitivity:
+            from pocketvit.export.quantize.pt2e import xnnpack_quantizer
+            from pocketvit.export.quantize.sensitivity import choose_float_layers
+
+            held_x, held_y = held_out_images(splits, q.held_out_images, seed + 1)
+            example = torch.zeros(1, spec["channels"], spec["height"], spec["width"])
+            result = choose_float_layers(model_fn(), example, calib, held_x, held_y, xnnpack_quantizer(), q.budget)
+            meta["sensitivity"] = result.to_dict()
+            meta["float_layers"] = result.float_layers
+        return meta
+
+    return run
+
+
+def plan_calibration(plan: Any, splits: Any):
+    """The plan's calibration images (normalized float), read back by index from the training split."""
+    idx = np.load(plan.path / PLAN_FILE)
+    return splits.normalize(splits.train.images[idx])
+
+
+def export_stage_fn(target: str, model_fn: ModelFn, plan: Any, splits: Any, spec: dict[str, Any], q: Any,
+                    name: str) -> Callable[[Path], dict]:
+    def run(path: Path) -> dict[str, Any]:
+        import torch
+
+        from pocketvit.export._common import file_extension
+        from pocketvit.export.quantize import quantize_export
+
+        base = target.split("-", 1)[0]
+        example = torch.zeros(1, spec["channels"], spec["height"], spec["width"])
+        f = quantize_export(model_fn(), example, plan_calibration(plan, splits), quant_config(target, q),
+                            path / f"model{file_extension(base)}", float_layers=plan.meta["float_layers"],
+                            model_name=name)
+        return {"file": f.path.name, "runtime": f.runtime, "precision": f.precision, "info": f.info}
+
+    return run
+
+
+def int8_exports(recipe: Any, runner: Any, student: Any, data: Any, splits: Any, spec: dict[str, Any],
+                 model_fn: ModelFn) -> dict[str, tuple[Any, Any]]:
+    """Run the plan and the export stage of every int8 target in the recipe: {target: (export stage,
+    verify settings with the int8 tolerance)}; {} when the recipe lists no int8 target."""
+    q = recipe.quantize
+    wanted = [t for t in recipe.export.targets if t.endswith("-int8")]
+    if not wanted:
+        return {}
+    plan_cfg = q.model_dump(exclude={"executorch", "litert", "coreml", "tolerance"}) | {"seed": recipe.seed}
+    plan = runner.run("quantize-plan", plan_cfg, [student, data], plan_stage_fn(model_fn, splits, spec, q, recipe.seed))
+    verify_cfg = recipe.verify.model_copy(update={"tolerance": q.tolerance})
+    out = {}
+    for target in wanted:
+        cfg = {"target": target, "config": quant_config(target, q).describe()}
+        exp = runner.run(f"export-{target}", cfg, [student, plan],
+                         export_stage_fn(target, model_fn, plan, splits, spec, q, recipe.name))
+        exp.meta["info"]["plan"] = _plan_summary(plan.meta)
+        out[target] = (exp, verify_cfg)
+    return out
+
+
+def _plan_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    s = meta.get("sensitivity") or {}
+    keep = ("budget", "fp32_top1", "all_int8_top1", "final_top1", "met", "held_out_images", "steps")
+    return {"calibration": meta["calibration"], "float_layers": meta["float_layers"],
+            "sensitivity": {k: s[k] for k in keep if k in s} | {"ranking": s.get("ranking", [])[:5]} if s else None}
