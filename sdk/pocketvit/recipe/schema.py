@@ -93,6 +93,21 @@ class VerifySection(Section):
     tolerance: Tolerance = Tolerance()
 
 
+class QuantizeSection(Section):
+    """int8 targets (export.targets: executorch-int8, litert-int8, onnx-int8, coreml-int8) read these settings."""
+
+    budget: float = Field(0.005, ge=0, lt=1, description="largest allowed top-1 drop on held-out (val) images, "
+                          "0.005 = 0.5 points; the most sensitive layers stay in float until it is met")
+    calibration_images: int = Field(256, ge=1, le=20000, description="training images for calibration (never test)")
+    held_out_images: int = Field(1000, ge=10, description="validation images for the sensitivity pass and budget")
+    sensitivity: bool = Field(True, description="rank layers one at a time and keep the worst in float (mixed precision)")
+    executorch: Literal["static", "dynamic"] = Field("static", description="XNNPACK int8: static (calibrated) or dynamic")
+    litert: Literal["static", "dynamic"] = Field("static", description="full-integer (static) or dynamic-range")
+    coreml: Literal["weights", "w8a8"] = Field("weights", description="int8 weights; w8a8 needs macOS to calibrate")
+    tolerance: Tolerance = Field(Tolerance(max_abs_diff=2.0, cosine=0.99, top1_agreement=0.98),
+                                 description="verify tolerance of int8 files against eager fp32")
+
+
 class Recipe(Section):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     seed: int = 0
@@ -103,3 +118,4 @@ class Recipe(Section):
     distill: DistillSection = DistillSection()
     export: ExportSection = ExportSection()
     verify: VerifySection = VerifySection()
+    quantize: QuantizeSection = QuantizeSection()
