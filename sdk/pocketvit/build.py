@@ -172,12 +172,17 @@ def run_build(
     targets: dict[str, Any] = {}
     exported: dict[str, StageResult] = {}
     spec = input_spec(splits)
+    from pocketvit.export.quantize.stages import int8_exports
+
+    int8 = int8_exports(recipe, runner, student, data, splits, spec, lambda: _student(student, splits))
     for target in recipe.export.targets:
-        exp = runner.run(f"export-{target}", {"target": target}, [student],
-                         export_stage_fn(target, lambda: _student(student, splits), spec, recipe.name))
+        exp, vcfg = int8[target] if target in int8 else (None, recipe.verify)
+        if exp is None:
+            exp = runner.run(f"export-{target}", {"target": target}, [student],
+                             export_stage_fn(target, lambda: _student(student, splits), spec, recipe.name))
         exported[target] = exp
-        ver = runner.run(f"verify-{target}", recipe.verify.model_dump(), [exp, data],
-                         verify_stage_fn(target, exp, lambda: _student(student, splits), splits, spec, recipe.verify))
+        ver = runner.run(f"verify-{target}", vcfg.model_dump(), [exp, data],
+                         verify_stage_fn(target, exp, lambda: _student(student, splits), splits, spec, vcfg))
         targets[target] = ver.meta
     from pocketvit.report import write_bundle_and_report
 
