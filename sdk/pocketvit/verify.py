@@ -49,13 +49,25 @@ def latency(run: Callable[[], Any], runs: int, warmup: int = 5) -> dict[str, flo
     return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "runs": runs}
 
 
-def runtime_inputs(splits: Splits, spec: dict[str, Any]) -> np.ndarray:
-    """The test split through the bundle's own preprocessing (as an app would run it), one batch."""
+def runtime_inputs(splits: Splits, spec: dict[str, Any], form: str = "float-nchw") -> np.ndarray:
+    """The test split through the bundle's own preprocessing (as an app would run it), one batch, in `form`."""
     from pocketvit.runtime import preprocess_batch
 
     images = splits.test.images.permute(0, 2, 3, 1).numpy()  # NHWC uint8 in the model's colour order
     color = "RGB" if splits.color_order == "RGB" else "GRAY"
-    return preprocess_batch(list(images), spec, input_color=color)
+    return preprocess_batch(list(images), spec, input_color=color, form=form)
+
+
+def dropin_export_stage_fn(runtime: str, model_fn: ModelFn, spec: dict[str, Any], name: str,
+                           input_dtype: str = "uint8") -> Callable[[Path], dict]:
+    """Stage `export-<runtime>-dropin`: the model with NHWC pixels in, normalization and softmax inside."""
+    def run(path: Path) -> dict[str, Any]:
+        from pocketvit.export.dropin import export_dropin
+
+        f = export_dropin(model_fn(), spec, runtime, path, input_dtype=input_dtype, model_name=name)
+        return {"file": f.path.name, "runtime": f.runtime, "precision": f.precision, "info": f.info}
+
+    return run
 
 
 def verify_stage_fn(
@@ -75,21 +87,26 @@ def verify_stage_fn(
         from pocketvit.runtime import open_backend
 
         x = runtime_inputs(splits, spec)
+        # a drop-in file takes its own form (NHWC pixels, RGB for a gray model) and outputs probabilities
+        info = exported.meta.get("info") or {}
+        form = info.get("input_form", "float-nchw")
+        xr = x if form == "float-nchw" else runtime_inputs(splits, {**spec, **(info.get("file_input") or {})}, form)
         backend = open_backend(exported.meta["runtime"], str(file), num_threads=cfg.threads)
         outs = []
         with progress_bar(f"verify {target} on its runtime", len(x)) as advance:
             for i in range(len(x)):
-                outs.append(backend.run(x[i : i + 1]))
+                outs.append(backend.run(xr[i : i + 1]))
                 advance(1)
         out = np.concatenate(outs)
         model = model_fn()
         with torch.no_grad():
-            eager = torch.cat([model(torch.from_numpy(x[i : i + 500])) for i in range(0, len(x), 500)]).numpy()
+            eager = torch.cat([model(torch.from_numpy(x[i : i + 500])) for i in range(0, len(x), 500)])
+            eager = (torch.softmax(eager, dim=1) if info.get("file_outputs") == "probabilities" else eager).numpy()
         labels = splits.test.labels.numpy()
         entry["test_top1"] = float((out.argmax(1) == labels).mean())
         entry["eager_test_top1"] = float((eager.argmax(1) == labels).mean())
         entry["parity"] = parity(out, eager)
-        entry["latency_ms"] = latency(lambda: backend.run(x[:1]), cfg.latency_runs) | {"threads": cfg.threads}
+        entry["latency_ms"] = latency(lambda: backend.run(xr[:1]), cfg.latency_runs) | {"threads": cfg.threads}
         tol = cfg.tolerance
         p = entry["parity"]
         entry["within_tolerance"] = bool(
@@ -101,6 +118,29 @@ def verify_stage_fn(
         return entry
 
     return run
+
+
+def dropin_runtimes(recipe: Any) -> list[str]:
+    """Runtimes whose drop-in file the build writes: export.dropin, or LiteRT's when litert is a target."""
+    chosen = getattr(recipe.export, "dropin", None)
+    return list(chosen) if chosen is not None else [r for r in ("litert",) if r in recipe.export.targets]
+
+
+def dropin_stages(recipe: Any, runner: Any, inputs: list, data: Any, splits: Splits, spec: dict[str, Any],
+                  model_fn: ModelFn, exported: dict, targets: dict) -> None:
+    """Stages export-<runtime>-dropin and verify-<runtime>-dropin (the whole test split, against softmax of eager
+    torch), added to `exported` (the bundle) and `targets` (report.json) like any other target."""
+    from pocketvit.export.dropin import dropin_target
+
+    dtype = getattr(recipe.export, "dropin_input", "uint8")
+    for runtime in dropin_runtimes(recipe):
+        t = dropin_target(runtime)
+        exp = runner.run(f"export-{t}", {"target": t, "input": dtype}, inputs,
+                         dropin_export_stage_fn(runtime, model_fn, spec, recipe.name, dtype))
+        exported[t] = exp
+        ver = runner.run(f"verify-{t}", recipe.verify.model_dump(), [exp, data],
+                         verify_stage_fn(t, exp, model_fn, splits, spec, recipe.verify))
+        targets[t] = ver.meta
 
 
 def _size(path: Path) -> int:

@@ -104,8 +104,8 @@ def _wrapper_class():
             if self.gray:
                 x = torch.floor((torch.nn.functional.conv2d(x, self.luma) + 32768.0) * (1.0 / 65536.0))
             y = self.model(x * self.mul + self.add)
-            if isinstance(y, (tuple, list)):
-                y = y[0]
+            if isinstance(y, (tuple, list)):  # an early-exit model: the final head is last
+                y = y[-1]
             return torch.softmax(y, dim=-1) if self.softmax else y
 
     return DropInWrapper

@@ -16,7 +16,8 @@ def write_bundle(out_dir: Path, name: str, report: dict[str, Any], exported: dic
     from pocketvit.export import ExportedFile
     from pocketvit.export.bundle import write_bundle_dir
 
-    files = [ExportedFile(target, stage.path / stage.meta["file"], stage.meta["runtime"], stage.meta["precision"])
+    files = [ExportedFile(target, stage.path / stage.meta["file"], stage.meta["runtime"], stage.meta["precision"],
+                          info=dict(stage.meta.get("info") or {}))  # input_form etc. of drop-in files
              for target, stage in exported.items()]
     metrics = {t: {k: v for k, v in m.items() if k in ("test_top1", "parity", "latency_ms")}
                for t, m in report["targets"].items()}
