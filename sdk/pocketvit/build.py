@@ -184,6 +184,10 @@ def run_build(
         ver = runner.run(f"verify-{target}", vcfg.model_dump(), [exp, data],
                          verify_stage_fn(target, exp, lambda: _student(student, splits), splits, spec, vcfg))
         targets[target] = ver.meta
+    # drop-in files (issue 11): the image contract inside the graph, beside the float files
+    from pocketvit.verify import dropin_stages
+
+    dropin_stages(recipe, runner, [student], data, splits, spec, lambda: _student(student, splits), exported, targets)
     from pocketvit.report import write_bundle_and_report
 
     report = {

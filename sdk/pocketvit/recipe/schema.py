@@ -72,6 +72,10 @@ class DistillSection(Section):
 
 class ExportSection(Section):
     targets: list[TargetName] = Field(default_factory=lambda: ["executorch"])
+    dropin: Optional[list[Literal["litert", "executorch", "onnx"]]] = Field(
+        None, description="runtimes that also get a drop-in file (NHWC pixels in, normalization and softmax inside, "
+        "target <runtime>-dropin); default: litert when it is a target; [] for none")
+    dropin_input: Literal["uint8", "float"] = Field("uint8", description="pixels a drop-in file takes")
 
     @field_validator("targets")
     @classmethod
