@@ -60,7 +60,7 @@ def choose_float_layers(
     example: "torch.Tensor",
     calib: "torch.Tensor",
     held_x: "torch.Tensor",
-    held_y: "torch.Tensor",
+    held_y: "torch.Tensor | None",
     make_quantizer: "QuantizerFactory",
     budget: float = 0.005,
     *,
@@ -69,7 +69,8 @@ def choose_float_layers(
     what: str = "int8",
 ) -> SensitivityResult:
     """Rank `layers` (default: every Conv2d/Linear) by sensitivity, then keep the worst in float until the
-    top-1 drop on (held_x, held_y) is at most `budget` (a fraction: 0.005 = 0.5 points)."""
+    top-1 drop on (held_x, held_y) is at most `budget` (a fraction: 0.005 = 0.5 points). held_y None: the
+    float model's own predictions stand in for labels (the budget is then on agreement with float)."""
     from pocketvit.export.prepare import prepare_for_export
     from pocketvit.export.quantize.pt2e import export_graph, quantizable_layers, quantized_graph
 
@@ -78,6 +79,8 @@ def choose_float_layers(
     max_float = len(layers) if max_float is None else min(max_float, len(layers))
     graph, batched = export_graph(model, example, dynamic_batch=True)
     ref = _logits(model, held_x, True)
+    if held_y is None:  # unlabelled held-out images: the budget is on top-1 agreement with float
+        held_y = ref.argmax(1)
     fp32_top1 = float((ref.argmax(1) == held_y).float().mean())
 
     def trial(float_layers=(), only=None):

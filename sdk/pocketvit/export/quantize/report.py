@@ -1,0 +1,59 @@
+"""The report's int8 section: each int8 target against its fp32 sibling, and what the sensitivity pass chose."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ratio(a: Any, b: Any) -> str:
+    return "n/a" if a is None or b in (None, 0) else f"{a / b:.2f}x"
+
+
+def int8_rows(report: dict[str, Any]) -> list[list[str]]:
+    """[header, rows]: int8 target vs its fp32 target measured in the same build."""
+    rows = [["int8 target", "vs", "top-1 drop (points)", "agreement with fp32", "size ratio", "median latency ratio"]]
+    targets = report.get("targets") or {}
+    for t, m in targets.items():
+        if not t.endswith("-int8"):
+            continue
+        base = targets.get(t.split("-", 1)[0]) or {}
+        drop = None
+        if m.get("test_top1") is not None and base.get("test_top1") is not None:
+            drop = 100 * (base["test_top1"] - m["test_top1"])
+        agree = (m.get("parity") or {}).get("top1_agreement")
+        lat, blat = (m.get("latency_ms") or {}).get("median"), (base.get("latency_ms") or {}).get("median")
+        rows.append([t, t.split("-", 1)[0] if base else "(no fp32 target)", "n/a" if drop is None else f"{drop:+.2f}",
+                     "n/a" if agree is None else f"{agree:.4f}", _ratio(m.get("bytes"), base.get("bytes")),
+                     _ratio(lat, blat)])
+    return rows
+
+
+def quantization_markdown(report: dict[str, Any]) -> list[str]:
+    """Lines for report.md (empty when the build has no int8 target)."""
+    rows = int8_rows(report)
+    if len(rows) == 1:
+        return []
+    out = ["## int8 (measured on each runtime against the fp32 file of the same runtime)", "",
+           "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    out.append("")
+    plan = next((m["export_info"].get("plan") for t, m in report["targets"].items()
+                 if t.endswith("-int8") and (m.get("export_info") or {}).get("plan")), None)
+    if plan:
+        cal = plan.get("calibration") or {}
+        out.append(f"Calibration: {cal.get('images', plan.get('calibration_images', '?'))} images from the "
+                   f"{cal.get('split', 'training')} split (never the test split).")
+        s = plan.get("sensitivity")
+        if s:
+            out.append(f"Sensitivity pass (each layer quantized alone, then everything; held-out validation images, "
+                       f"{s['held_out_images']}): fp32 top-1 {s['fp32_top1']:.4f}, all-int8 {s['all_int8_top1']:.4f}, "
+                       f"budget {100 * s['budget']:.2f} points; kept in float: "
+                       f"{', '.join(plan['float_layers']) or 'none (all-int8 met the budget)'}.")
+            worst = s.get("ranking") or []
+            if worst:
+                out.append("Most sensitive layers (relative logit error when quantized alone): "
+                           + ", ".join(f"{r['layer']} {r['rel_error']:.1e}" for r in worst[:5]) + ".")
+        else:
+            out.append("Sensitivity pass off: every quantizable layer is int8.")
+        out.append("")
+    return out
