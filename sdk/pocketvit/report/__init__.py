@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketvit.io import write_json
-from pocketvit.report.plots import accuracy_vs_gflops, latency_by_target
+from pocketvit.report.plots import accuracy_vs_gflops, accuracy_vs_latency, latency_by_target
 from pocketvit.report.text import render_html, render_markdown, render_model_card
 
 
@@ -38,6 +38,7 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
     plots = {
         "accuracy_vs_gflops": accuracy_vs_gflops(report, out_dir / "plots" / "accuracy_vs_gflops.png"),
         "latency": latency_by_target(report, out_dir / "plots" / "latency.png"),
+        "accuracy_vs_latency": accuracy_vs_latency(report, out_dir / "plots" / "accuracy_vs_latency.png"),
     }
     plots = {k: str(v.relative_to(out_dir)) for k, v in plots.items() if v is not None}
     write_json(out_dir / "report.json", report)
