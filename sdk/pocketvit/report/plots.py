@@ -61,3 +61,23 @@ def latency_by_target(report: dict[str, Any], path: Path) -> Path | None:
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def accuracy_vs_latency(report: dict[str, Any], path: Path) -> Path | None:
+    """Test top-1 on each runtime against its median batch-1 latency, one point per target (fp32 and int8)."""
+    pts = [(t, m) for t, m in report["targets"].items() if m.get("test_top1") is not None and m.get("latency_ms")]
+    if not pts:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for t, m in pts:
+        int8 = "int8" in str(m.get("precision", ""))
+        ax.scatter(m["latency_ms"]["median"], m["test_top1"], marker="s" if int8 else "o", s=50,
+                   color="tab:orange" if int8 else "tab:blue")
+        ax.annotate(t, (m["latency_ms"]["median"], m["test_top1"]), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
+    ax.set_xlabel("median batch-1 latency, ms (on each runtime)")
+    ax.set_ylabel("test top-1 (on each runtime)")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{report['recipe']}: accuracy vs latency (squares: int8)")
+    return _save(fig, path)
