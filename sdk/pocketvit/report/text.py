@@ -69,11 +69,15 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     notes = _notes(report)
     if notes:
         lines += ["Notes:", *notes, ""]
+    from pocketvit.export.quantize.report import quantization_markdown
+
+    lines += quantization_markdown(report)
     dist = report.get("distill") or {}
     if dist:
         lines += [f"Teacher cache: {dist['cache_epochs']} augmented epoch(s), top-{dist['topk']} probabilities, "
                   f"{dist['cache_bytes'] / 1e6:.1f} MB; the student trained {dist['student_epochs']} epoch(s) from it.", ""]
-    for title, key in (("Accuracy vs compute", "accuracy_vs_gflops"), ("Latency per target", "latency")):
+    for title, key in (("Accuracy vs compute", "accuracy_vs_gflops"), ("Latency per target", "latency"),
+                       ("Accuracy vs latency", "accuracy_vs_latency")):
         if key in plots:
             lines += [f"## {title}", "", f"![{title}]({plots[key]})", ""]
     lines += ["## Stages", "", _md_table([["stage", "seconds", "cached"]] + [
