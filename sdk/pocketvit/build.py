@@ -63,7 +63,7 @@ def _model_meta(model: torch.nn.Module, arch: str, options: dict, splits: Splits
             "gflops": round(count_gflops(model, splits.shape), 6)}
 
 
-STAGES = ("teacher", "teacher_cache", "distill", "baseline", "export", "verify")
+STAGES = ("teacher", "teacher_cache", "distill", "baseline", "exits", "export", "verify")
 
 
 def run_build(
@@ -166,6 +166,19 @@ def run_build(
     if until in ("distill", "baseline"):
         return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}
 
+    # early exits (LGViT, exits/stage.py): the exit-trained student is what every target exports
+    exits_stage = calibration = None
+    if recipe.exits is not None:
+        from pocketvit.exits.stage import calibrate_stage_fn, exits_stage_fn
+
+        ex_cfg = recipe.exits.model_dump(exclude={"budget", "margin", "targets"})
+        exits_stage = runner.run("exits", ex_cfg, [student, cache], exits_stage_fn(recipe, splits, aug, student, cache, _student))
+        calibration = runner.run("exits-calibrate", {"budget": recipe.exits.budget, "margin": recipe.exits.margin},
+                                 [exits_stage], calibrate_stage_fn(recipe, splits, exits_stage))
+        student = exits_stage
+    if until == "exits":
+        return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}
+
     # export + verify per target, measured on each target's own runtime
     from pocketvit.verify import export_stage_fn, verify_stage_fn
 
@@ -188,6 +201,25 @@ def run_build(
     from pocketvit.verify import dropin_stages
 
     dropin_stages(recipe, runner, [student], data, splits, spec, lambda: _student(student, splits), exported, targets)
+    # the segmented exit program per target, run segment by segment on its runtime (exits/stage.py)
+    exits_report: dict[str, Any] = {}
+    exit_exports: dict[str, StageResult] = {}
+    if exits_stage is not None:
+        from pocketvit.exits.stage import export_stage_fn as exit_export_fn, measure_stage_fn
+        from pocketvit.models import source_block as _source_block
+
+        c, h, _ = splits.shape
+        src = _source_block(recipe.student.arch, recipe.student.options, c, len(splits.labels), h)
+        for target in recipe.exits.targets or [t for t in recipe.export.targets if "-" not in t]:
+            if target not in exported:
+                raise PocketVitError(f"exits.targets lists {target!r}, which export.targets lacks; add it there")
+            ee = runner.run(f"export-exits-{target}", {"target": target}, [exits_stage],
+                            exit_export_fn(target, exits_stage, splits, spec, recipe.name))
+            exit_exports[target] = ee
+            m = runner.run(f"exits-{target}", recipe.verify.model_dump(), [ee, exported[target], calibration, data],
+                           measure_stage_fn(target, exported[target], ee, calibration, exits_stage, splits, spec,
+                                            recipe.verify, recipe.name, src))
+            exits_report[target] = m.meta
     from pocketvit.report import write_bundle_and_report
 
     report = {
@@ -200,7 +232,7 @@ def run_build(
         "distill": {"cache_bytes": cache.meta["bytes"], "cache_epochs": cache.meta["epochs"],
                     "topk": cache.meta["topk"], "student_epochs": d.epochs},
         "targets": targets,
-        "exits": {},
+        "exits": exits_report,
         "stages": runner.summary(),
     }
     from pocketvit.models import source_block
@@ -208,6 +240,11 @@ def run_build(
     c, h, _ = splits.shape
     source = source_block(recipe.student.arch, recipe.student.options, c, len(splits.labels), h)
     write_bundle_and_report(out_dir, recipe, report, exported, splits, spec, source, _weights_path(student, "student"))
+    if exit_exports:
+        from pocketvit.exits.bundle import add_exit_programs
+
+        add_exit_programs(out_dir / "bundle", {t: (e.path, e.meta) for t, e in exit_exports.items()},
+                          calibration.meta["thresholds"])
     return report
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -111,6 +111,36 @@ class QuantizeSection(Section):
     tolerance: Tolerance = Field(Tolerance(max_abs_diff=2.0, cosine=0.99, top1_agreement=0.98),
                                  description="verify tolerance of int8 files against eager fp32")
 
+class ExitsStage1(Section):
+    epochs: int = Field(2, ge=0, description="end-to-end epochs, weighted sum of every exit's distillation loss")
+    lr: float = Field(1e-3, gt=0)
+    weights: Optional[list[float]] = Field(
+        None, description="loss weight per exit, final head last; default i/(E+1) for exit i and 1 for the final"
+    )
+
+
+class ExitsStage2(Section):
+    epochs: int = Field(2, ge=0, description="epochs with the backbone frozen; exits self-distil from the final head")
+    lr: float = Field(2e-3, gt=0)
+    temperature: float = Field(2.0, gt=0, description="KL temperature T (LGViT: 2)")
+    alpha: float = Field(0.3, ge=0, le=1, description="weight of the KL term (LGViT: 0.3)")
+
+
+class ExitsSection(Section):
+    after_blocks: list[int] = Field(..., min_length=1, description="an exit after each of these blocks (1-based)")
+    heads: Union[Literal["auto"], list[Literal["local", "global"]]] = Field(
+        "auto", description="exit head per exit; auto = local perception in the first half, global aggregation after"
+    )
+    batch_size: int = Field(128, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    stage1: ExitsStage1 = ExitsStage1()
+    stage2: ExitsStage2 = ExitsStage2()
+    budget: float = Field(0.005, ge=0, lt=1, description="largest allowed top-1 drop vs the full model (0.005 = 0.5 pt)")
+    margin: float = Field(0.0, ge=0, lt=1, description="calibrate to budget - margin on the validation split")
+    targets: Optional[list[TargetName]] = Field(
+        None, description="targets that get the segmented exit program; default: every fp32 export target"
+    )
+
 
 class Recipe(Section):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -122,4 +152,5 @@ class Recipe(Section):
     distill: DistillSection = DistillSection()
     export: ExportSection = ExportSection()
     verify: VerifySection = VerifySection()
+    exits: Optional[ExitsSection] = None
     quantize: QuantizeSection = QuantizeSection()

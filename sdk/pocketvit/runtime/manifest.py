@@ -166,6 +166,15 @@ def file_entry(
     }
 
 
+def segment_entry(bundle_dir: str | os.PathLike, method: str, path: str) -> dict:
+    """One item of ``files[target]["segments"]``: {method, path, sha256, bytes} for ``bundle_dir/path``."""
+    rel = _safe_relpath(path, where=f"segment {method!r}")
+    full = Path(bundle_dir) / rel
+    if not full.exists():
+        raise BundleError(f"{full}: file of segment {method!r} does not exist; write it before its entry")
+    return {"method": method, "path": rel, "sha256": sha256_file(full), "bytes": _size_of(full)}
+
+
 def write_manifest(bundle_dir: str | os.PathLike, manifest: dict) -> Path:
     """Validate ``manifest`` against the files in ``bundle_dir`` and write manifest.json atomically.
 
@@ -308,6 +317,21 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
             w,
             "'bytes' must be a non-negative integer",
         )
+        segs = entry.get("segments")
+        if segs is not None:
+            _require(
+                isinstance(segs, list) and segs and all(isinstance(g, dict) for g in segs),
+                w,
+                "'segments' (early-exit program) must be a non-empty list of {method, path, sha256}",
+            )
+            for j, g in enumerate(segs):
+                _require(isinstance(g.get("method"), str), f"{w}: segments[{j}]", "'method' must be a string")
+                _safe_relpath(g.get("path"), where=f"{w}: segments[{j}]")
+                _require(
+                    isinstance(g.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", g["sha256"]) is not None,
+                    f"{w}: segments[{j}]",
+                    "'sha256' must be a 64-character lower-case hex digest",
+                )
         fout = entry.get("outputs")
         _require(fout is None or fout in OUTPUTS, w, f"'outputs' must be one of {', '.join(OUTPUTS)}, got {fout!r}")
         over = entry.get("input")
@@ -396,6 +420,11 @@ def _check_files_present(root: Path, m: dict) -> None:
     rootr = root.resolve()
     entries: list[tuple[str, str, int | None]] = [
         (f"files[{t!r}]", e["path"], e.get("bytes")) for t, e in m["files"].items()
+    ]
+    entries += [
+        (f"files[{t!r}].segments[{j}]", g["path"], g.get("bytes"))
+        for t, e in m["files"].items()
+        for j, g in enumerate(e.get("segments") or [])
     ]
     if m.get("text_embeddings"):
         entries.append(("text_embeddings", m["text_embeddings"], None))
@@ -625,6 +654,12 @@ class Bundle:
         e = self.file_info(target)
         return self._verify_one(e["path"], e["sha256"])
 
+    def segment_paths(self, target: str) -> dict[str, Path]:
+        """{method: path} of ``target``'s early-exit program (files[target]["segments"]), sha256-verified;
+        several methods may share one file (ExecuTorch methods, LiteRT signatures)."""
+        return {g["method"]: self._verify_one(g["path"], g["sha256"])
+                for g in self.file_info(target).get("segments") or []}
+
     def text_embeddings_path(self) -> Path | None:
         """Path of text_embeddings.npy (zero-shot), sha256-verified when the manifest records one."""
         rel = self.manifest.get("text_embeddings")
@@ -636,6 +671,7 @@ class Bundle:
         """Check sha256 of every listed file (or only ``targets``) and of text_embeddings."""
         for t in targets if targets is not None else self.targets:
             self.model_path(t)
+            self.segment_paths(t)
         if self.manifest.get("text_embeddings"):
             self.text_embeddings_path()
 

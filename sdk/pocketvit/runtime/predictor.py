@@ -14,6 +14,9 @@ last. Each segment's last output is that exit's logits (or embedding, for zero-s
 stops at the first segment whose top-1 probability reaches its threshold, or at the last one.
 ``Prediction.exit`` is the name of the exit taken, or None when the final segment answered.
 With no exits, or a model file that lacks the segment methods, the model's "forward" runs.
+The segments may also live in files of their own, listed in ``files[target]["segments"]``
+([{method, path, sha256}], one file per segment for ONNX / Core ML, or one shared file): then the
+target's main file stays the unsegmented model, and ``use_exits=False`` (``--no-exits``) runs it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 
 from pocketvit.errors import BundleError, MissingExtraError
 
-from .backends import Backend, open_backend
+from .backends import Backend, open_backend, open_segments
 from .manifest import Bundle
 from .preprocessing import fast_preprocessor, prepare_image, preprocess_array
 
@@ -490,6 +493,14 @@ def load(
     info = bundle.file_info(target)  # raises, listing the bundle's targets, when it has no such target
     path = bundle.model_path(target)
     backend = open_backend(info["runtime"], path, num_threads=num_threads, **backend_options)
+    if use_exits and info.get("segments"):
+        # the early-exit program lives in its own file(s); the main file stays the unsegmented model
+        try:
+            backend = open_segments(info["runtime"], backend, bundle.segment_paths(target),
+                                    num_threads=num_threads, **backend_options)
+        except BaseException:
+            backend.close()
+            raise
     try:
         p = Predictor(bundle, target, backend, use_exits=use_exits)
         if warmup:

@@ -86,6 +86,57 @@ class Backend:
         )
 
 
+class SegmentedBackend(Backend):
+    """A model file plus the early-exit segments kept in other files (manifest ``files[t]["segments"]``).
+
+    ``run`` is the main file's forward (the unsegmented model); ``run_method(seg)`` runs a segment:
+    the method / signature of that name in its file, or the file's only graph (one ONNX or Core ML
+    file per segment)."""
+
+    def __init__(self, main: Backend, parts: dict[str, Backend]):
+        self.main, self.parts = main, parts
+        self.runtime, self.path, self.num_threads = main.runtime, main.path, main.num_threads
+        self.input_shape, self.input_dtype = main.input_shape, main.input_dtype
+        self.has_forward = main.has_forward
+        self.method_names = tuple(dict.fromkeys((*main.method_names, *parts)))
+        self._inner = {m: (b, m if m in b.method_names else "forward") for m, b in parts.items()}
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.main.run(x)
+
+    def _run_forward(self, x: np.ndarray) -> np.ndarray:
+        return self.main._run_forward(x)
+
+    def run_method(self, name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        hit = self._inner.get(name)
+        if hit is None:
+            return self.main.run_method(name, inputs)
+        backend, inner = hit
+        return backend.run_method(inner, inputs)
+
+    def close(self) -> None:
+        for b in {id(b): b for b in (self.main, *self.parts.values())}.values():
+            b.close()
+
+
+def open_segments(runtime: str, main: Backend, paths: dict[str, str | os.PathLike], num_threads: int | None = None,
+                  **options) -> SegmentedBackend:
+    """Wrap ``main`` with the segment files ``{method: path}`` (each distinct file opened once)."""
+    opened: dict[str, Backend] = {}
+    parts: dict[str, Backend] = {}
+    try:
+        for method, path in paths.items():
+            key = os.fspath(path)
+            if key not in opened:
+                opened[key] = open_backend(runtime, key, num_threads=num_threads, **options)
+            parts[method] = opened[key]
+    except BaseException:
+        for b in opened.values():
+            b.close()
+        raise
+    return SegmentedBackend(main, parts)
+
+
 def open_backend(runtime: str, path: str | os.PathLike, num_threads: int | None = None, **options) -> Backend:
     """Open ``path`` with the named runtime (onnx | litert | executorch | coreml).
 
@@ -110,4 +161,4 @@ def open_backend(runtime: str, path: str | os.PathLike, num_threads: int | None 
     raise ValueError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
 
 
-__all__ = ["RUNTIMES", "Backend", "RuntimeUnavailableError", "open_backend"]
+__all__ = ["RUNTIMES", "Backend", "RuntimeUnavailableError", "SegmentedBackend", "open_backend", "open_segments"]
