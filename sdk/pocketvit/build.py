@@ -244,7 +244,7 @@ def run_build(
         from pocketvit.exits.bundle import add_exit_programs
 
         add_exit_programs(out_dir / "bundle", {t: (e.path, e.meta) for t, e in exit_exports.items()},
-                          calibration.meta["thresholds"])
+                          calibration.meta["thresholds"], exits_stage.path / "exits.safetensors")
     return report
 
 

@@ -33,7 +33,9 @@ def executable_here(runtime: str) -> bool:
     return runtime != "coreml" or sys.platform == "darwin"
 
 
-def open_target(bundle: Bundle, target: str, threads: int, explicit: bool) -> tuple[Predictor | None, str | None]:
+def open_target(
+    bundle: Bundle, target: str, threads: int, explicit: bool, use_exits: bool = False
+) -> tuple[Predictor | None, str | None]:
     """(predictor, None), or (None, note) for Core ML off macOS and for a runtime that is not installed.
 
     A missing runtime is an error only when the user named the target (`explicit`).
@@ -41,7 +43,7 @@ def open_target(bundle: Bundle, target: str, threads: int, explicit: bool) -> tu
     if not executable_here(bundle.file_info(target)["runtime"]):
         return None, COREML_NOTE
     try:
-        return load(bundle, target=target, num_threads=threads, warmup=0, use_exits=False), None
+        return load(bundle, target=target, num_threads=threads, warmup=0, use_exits=use_exits), None
     except MissingExtraError as e:
         if explicit:
             raise

@@ -145,8 +145,12 @@ def bench_bundle(
     warmup: int = 10,
     seed: int = 0,
     peak_repeats: int = 5,
+    exits: bool = True,
 ) -> dict[str, Any]:
-    """Benchmark a bundle's targets and eager torch in one interleaved run. Returns a JSON-able dict."""
+    """Benchmark a bundle's targets and eager torch in one interleaved run. Returns a JSON-able dict.
+
+    With `exits` (and a bundle with an early-exit program) predict:<target> runs the exit chain on the
+    benchmark image; the raw <target> row stays the unsegmented model's forward."""
     import torch
 
     from pocketvit.runtime import preprocess_array
@@ -199,7 +203,7 @@ def bench_bundle(
         rt = info["runtime"]
         entry = {"runtime": rt, "target": t, "precision": info.get("precision", "fp32"),
                  "version": _version(RUNTIME_PACKAGES.get(rt, rt))}
-        p, note = open_target(bundle, t, threads, explicit)
+        p, note = open_target(bundle, t, threads, explicit, use_exits=exits)
         if p is None:
             entries[t] = entry | {"note": note}
             continue

@@ -92,6 +92,7 @@ def verify_bundle(
     seed: int = 0,
     tolerance_overrides: dict[str, dict[str, Any]] | None = None,
     threads: int | None = None,
+    exits: bool = True,
 ) -> dict[str, Any]:
     """Compare every (or each named) target with eager torch. Returns a JSON-able result; never raises
     for a missed tolerance (see ``raise_on_failure``). A runtime that is not installed gives a
@@ -139,6 +140,10 @@ def verify_bundle(
         row.top1_agreement = figures["top1_agreement"]
         check(row, tols[precision_class(t, info)])
         rows.append(row)
+    if exits:  # early-exit programs: the runtime's segment chain vs the eager exit model (exits/verify.py)
+        from pocketvit.exits.verify import exit_rows
+
+        rows += exit_rows(bundle, chosen, crops, spec, tols, threads, explicit, TargetParity, check)
     return {
         "bundle": str(bundle.source),
         "name": bundle.name,

@@ -76,6 +76,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (tables go to stderr).")] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the JSON result to this file.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart of the latencies (PNG) here.")] = None,
+    no_exits: Annotated[bool, typer.Option("--no-exits", help="predict:<target> runs the full model even when the bundle has early exits.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
     """Time eager torch and every runtime of a bundle, batch 1, in one interleaved run.
@@ -87,7 +88,7 @@ def bench(
 
     console = table_console(stderr=as_json)
     err_console.print(f"benchmarking {bundle} ({runs} rounds)…", highlight=False)
-    result = bench_bundle(bundle, target or None, runs=runs, threads=threads, warmup=warmup)
+    result = bench_bundle(bundle, target or None, runs=runs, threads=threads, warmup=warmup, exits=not no_exits)
     if plot is not None:
         from pocketvit.bench.plot import bench_plot
 

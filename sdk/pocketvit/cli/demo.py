@@ -61,6 +61,7 @@ def demo(
     retries: Annotated[int, typer.Option("--retries", help="Reconnect attempts for a camera or stream (backoff 0.5 s doubling to 4 s).")] = 3,
     camera_size: Annotated[str | None, typer.Option("--camera-size", help="Capture size asked of a camera, e.g. 640x480.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Runtime threads (default: the runtime's choice).")] = None,
+    no_exits: Annotated[bool, typer.Option("--no-exits", help="Run the full model even when the bundle has early exits.")] = False,
     bench: Annotated[
         bool, typer.Option("--bench", help="After the run, time the runtime alone on the same frames and print demo FPS, runtime FPS and their ratio.")
     ] = False,
@@ -82,6 +83,7 @@ def demo(
         bundle=bundle, source=source, target=target, headless=headless, out=out, save=save,
         max_frames=max_frames, mjpeg_port=mjpeg, mjpeg_host=mjpeg_host, input_color=input_color.upper(),
         topk=topk, loop=loop, fps=fps, retries=retries, camera_size=_size(camera_size), num_threads=threads,
+        use_exits=not no_exits,
     )
     try:
         result = run_demo(

@@ -23,20 +23,22 @@ def predict(
     target: TargetOpt = None,
     topk: Annotated[int, typer.Option("--topk", "-k", help="How many labels to print per image.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
+    no_exits: Annotated[bool, typer.Option("--no-exits", help="Run the full model even when the bundle has early exits.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
     """Classify image files with a bundle and print the top-k labels and scores."""
     from pocketvit.errors import PocketVitError
     from pocketvit.runtime import load
 
-    predictor = load(bundle, target=target)
+    predictor = load(bundle, target=target, use_exits=not no_exits)
     for path in images:
         if not path.is_file():
             raise PocketVitError(f"image {path} not found")
         r = predictor.predict(str(path), topk=topk)
         if as_json:
             print(json.dumps({"image": str(path), "label": r.label, "score": r.score, "topk": r.topk,
-                              "latency_ms": r.latency_ms, "target": predictor.target}))
+                              "latency_ms": r.latency_ms, "target": predictor.target, "exit": r.exit}))
         else:
             tops = ", ".join(f"{lab} {score:.3f}" for lab, score in r.topk)
-            print(f"{path}: {tops}  [{predictor.target}, {r.latency_ms:.2f} ms]")
+            taken = f", exit {r.exit}" if r.exit else (", final" if predictor.exits else "")
+            print(f"{path}: {tops}  [{predictor.target}, {r.latency_ms:.2f} ms{taken}]")

@@ -69,6 +69,9 @@ def verify(
         float | None, typer.Option("--int8-max-abs-diff", help="int8 targets: largest allowed |runtime - eager| (default: not checked).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
+    no_exits: Annotated[
+        bool, typer.Option("--no-exits", help="Skip the early-exit program rows ('<target> exits': the segment chain vs the eager exit model).")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
     """Check every target of a bundle against eager torch on the same preprocessed inputs.
@@ -86,7 +89,7 @@ def verify(
         "int8": {"max_abs_diff": int8_max_abs_diff, "cosine": int8_cosine, "top1": int8_top1},
     }
     result = verify_bundle(bundle, target or None, n_inputs=inputs, seed=seed, tolerance_overrides=overrides,
-                           threads=threads)
+                           threads=threads, exits=not no_exits)
     if as_json:
         print(json.dumps(result, indent=2))
     else:

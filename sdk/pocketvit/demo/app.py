@@ -53,6 +53,7 @@ class DemoOptions:
     camera_size: tuple[int, int] | None = None
     stall_timeout_s: float = 10.0
     num_threads: int | None = None
+    use_exits: bool = True  # False: the full model even when the bundle has early exits
 
 
 @dataclass
@@ -104,14 +105,15 @@ def _check_options(o: DemoOptions) -> None:
 class _Targets:
     """Predictors for the bundle's targets, loaded on first use, for the window's `t` key."""
 
-    def __init__(self, bundle: Bundle, first: str | None, num_threads: int | None):
+    def __init__(self, bundle: Bundle, first: str | None, num_threads: int | None, use_exits: bool = True):
         self.bundle = bundle
         self.num_threads = num_threads
+        self.use_exits = use_exits
         self._loaded: dict[str, Predictor] = {}
         self.current = self._load(first)
 
     def _load(self, target: str | None) -> Predictor:
-        p = load(self.bundle, target=target, num_threads=self.num_threads)
+        p = load(self.bundle, target=target, num_threads=self.num_threads, use_exits=self.use_exits)
         self._loaded[p.target] = p
         return p
 
@@ -164,7 +166,7 @@ def run_demo(options: DemoOptions, log: Log = print, warn: Log | None = None) ->
     src = open_source(o.source, loop=o.loop, retry=Retry(attempts=max(1, o.retries + 1)),
                       size=o.camera_size, warn=_warn)
     try:
-        targets = _Targets(bundle, o.target, o.num_threads)
+        targets = _Targets(bundle, o.target, o.num_threads, o.use_exits)
     except BaseException:
         src.close()
         raise

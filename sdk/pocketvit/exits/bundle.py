@@ -18,9 +18,14 @@ def exits_list(exits: list[dict[str, Any]], thresholds: list[float]) -> list[dic
     return out
 
 
+EXIT_WEIGHTS = "reference/exits.safetensors"
+
+
 def add_exit_programs(bundle_dir: Path | str, programs: dict[str, tuple[Path, dict[str, Any]]],
-                      thresholds: list[float]) -> dict[str, Any]:
+                      thresholds: list[float], exit_weights: Path | str | None = None) -> dict[str, Any]:
     """programs: {target: (folder holding the exported segment files, export meta from exits/export.py)}.
+    exit_weights: the eager EarlyExitModel's safetensors, placed at reference/exits.safetensors and named
+    in source["exits"] so `pocketvit verify` can rebuild the eager exit model.
     Rewrites manifest.json (validated, atomically); returns it."""
     from pocketvit.export.bundle import place
     from pocketvit.runtime.manifest import segment_entry, write_manifest
@@ -37,5 +42,12 @@ def add_exit_programs(bundle_dir: Path | str, programs: dict[str, tuple[Path, di
         exits = exits or exits_list(meta["exits"], thresholds)
     if exits:
         manifest["exits"] = exits
+        if exit_weights is not None:
+            place(Path(exit_weights), bundle / EXIT_WEIGHTS)
+            manifest.setdefault("source", {})["exits"] = {
+                "after_blocks": [e["after_block"] for e in exits[:-1]],
+                "heads": [e["head"] for e in exits[:-1]],
+                "weights": EXIT_WEIGHTS,
+            }
     write_manifest(bundle, manifest)
     return manifest

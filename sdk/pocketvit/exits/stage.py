@@ -180,7 +180,8 @@ def measure_stage_fn(target: str, exported, exit_export, calibration, exits_stag
                             exported.meta["precision"])
         write_bundle_dir(bundle, name=name, files=[main], labels=splits.labels, input_spec=spec, source=source,
                          reference_weights=exits_stage.path / "student.safetensors")
-        add_exit_programs(bundle, {target: (exit_export.path, exit_export.meta)}, thresholds)
+        add_exit_programs(bundle, {target: (exit_export.path, exit_export.meta)}, thresholds,
+                          exits_stage.path / "exits.safetensors")
         x = runtime_inputs(splits, spec)
         labels = splits.test.labels.numpy()
         p_exit = load(bundle, target=target, num_threads=cfg.threads, warmup=5, use_exits=True)
@@ -201,11 +202,12 @@ def measure_stage_fn(target: str, exported, exit_export, calibration, exits_stag
                 t1 = clock()
                 pe = p_exit.predict_array(xi, topk=1)[0]
                 t2 = clock()
-                ys, _, _ = p_exit._infer(xi, force_full=True)
+                ys, _, ms = p_exit._infer(xi, force_full=True)
+                ps = p_exit._make(ys, None, ms, 1)  # the same postprocessing as the other two
                 t3 = clock()
                 t_full[i], t_exit[i], t_seg[i] = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
                 rt_exit[i] = pe.latency_ms
-                pred_full[i], pred_exit[i], pred_seg[i] = pf.index, pe.index, int(np.argmax(ys[0]))
+                pred_full[i], pred_exit[i], pred_seg[i] = pf.index, pe.index, ps.index
                 taken[i] = index[pe.exit] if pe.exit is not None else len(names) - 1
                 advance(1)
         p_exit.close()
