@@ -169,7 +169,8 @@ def measure_stage_fn(target: str, exported, exit_export, calibration, exits_stag
         thresholds = calibration.meta["thresholds"]
         entry: dict[str, Any] = {"thresholds": thresholds, "budget": calibration.meta["budget"],
                                  "exits": [e["name"] for e in exit_export.meta["exits"]],
-                                 "eager": calibration.meta["eager_test"]}
+                                 "eager": calibration.meta["eager_test"], "val": calibration.meta["val"],
+                                 "curve": calibration.meta["curve"]}
         if exported.meta["runtime"] == "coreml" and platform.system() != "Darwin":
             entry.update(test_top1=None, full_test_top1=None, mean_latency_ms=None, full_latency_ms=None,
                          exit_histogram=None, note="Core ML cannot execute on Linux: segments converted and "

@@ -40,6 +40,9 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
         "latency": latency_by_target(report, out_dir / "plots" / "latency.png"),
         "accuracy_vs_latency": accuracy_vs_latency(report, out_dir / "plots" / "accuracy_vs_latency.png"),
     }
+    from pocketvit.exits.report import exit_plots
+
+    plots.update(exit_plots(report, out_dir))
     plots = {k: str(v.relative_to(out_dir)) for k, v in plots.items() if v is not None}
     write_json(out_dir / "report.json", report)
     from pocketvit.io import atomic_path

@@ -72,6 +72,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     from pocketvit.export.quantize.report import quantization_markdown
 
     lines += quantization_markdown(report)
+    from pocketvit.exits.report import exits_markdown
+
+    lines += exits_markdown(report, plots, _md_table)
     dist = report.get("distill") or {}
     if dist:
         lines += [f"Teacher cache: {dist['cache_epochs']} augmented epoch(s), top-{dist['topk']} probabilities, "
