@@ -59,12 +59,12 @@ def runtime_inputs(splits: Splits, spec: dict[str, Any], form: str = "float-nchw
 
 
 def dropin_export_stage_fn(runtime: str, model_fn: ModelFn, spec: dict[str, Any], name: str,
-                           input_dtype: str = "uint8") -> Callable[[Path], dict]:
+                           input_dtype: str = "uint8", labels: list[str] | None = None) -> Callable[[Path], dict]:
     """Stage `export-<runtime>-dropin`: the model with NHWC pixels in, normalization and softmax inside."""
     def run(path: Path) -> dict[str, Any]:
         from pocketvit.export.dropin import export_dropin
 
-        f = export_dropin(model_fn(), spec, runtime, path, input_dtype=input_dtype, model_name=name)
+        f = export_dropin(model_fn(), spec, runtime, path, input_dtype=input_dtype, labels=labels, model_name=name)
         return {"file": f.path.name, "runtime": f.runtime, "precision": f.precision, "info": f.info}
 
     return run
@@ -121,9 +121,11 @@ def verify_stage_fn(
 
 
 def dropin_runtimes(recipe: Any) -> list[str]:
-    """Runtimes whose drop-in file the build writes: export.dropin, or LiteRT's when litert is a target."""
+    """Runtimes whose drop-in file the build writes: export.dropin, or LiteRT's and Core ML's for those targets."""
+    from pocketvit.export.dropin import DEFAULT_DROPIN
+
     chosen = getattr(recipe.export, "dropin", None)
-    return list(chosen) if chosen is not None else [r for r in ("litert",) if r in recipe.export.targets]
+    return list(chosen) if chosen is not None else [r for r in DEFAULT_DROPIN if r in recipe.export.targets]
 
 
 def dropin_stages(recipe: Any, runner: Any, inputs: list, data: Any, splits: Splits, spec: dict[str, Any],
@@ -136,7 +138,7 @@ def dropin_stages(recipe: Any, runner: Any, inputs: list, data: Any, splits: Spl
     for runtime in dropin_runtimes(recipe):
         t = dropin_target(runtime)
         exp = runner.run(f"export-{t}", {"target": t, "input": dtype}, inputs,
-                         dropin_export_stage_fn(runtime, model_fn, spec, recipe.name, dtype))
+                         dropin_export_stage_fn(runtime, model_fn, spec, recipe.name, dtype, list(splits.labels)))
         exported[t] = exp
         ver = runner.run(f"verify-{t}", recipe.verify.model_dump(), [exp, data],
                          verify_stage_fn(t, exp, model_fn, splits, spec, recipe.verify))

@@ -1,5 +1,6 @@
 """Drop-in model files: the bundle's image contract inside the graph, so MediaPipe Tasks, the TFLite Task
-Library, Apple's Vision or a plain runtime call needs no preprocessing code.
+Library, Apple's Vision or a plain runtime call needs no preprocessing code. (Core ML's drop-in file, an
+ImageType + ClassifierConfig model, is written by export/coreml_image.py; `export_dropin` dispatches to it.)
 
     from pocketvit.export.dropin import DropInWrapper, export_dropin
     f = export_dropin(model, spec, "litert", out_dir, labels=[...], input_dtype="uint8")
@@ -33,7 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 DROPIN_SUFFIX = "-dropin"
-DROPIN_RUNTIMES = ("litert", "executorch", "onnx")
+DROPIN_RUNTIMES = ("litert", "coreml", "executorch", "onnx")
+DEFAULT_DROPIN = ("litert", "coreml")  # what MediaPipe Tasks and Apple's Vision load
 INPUT_DTYPES = ("uint8", "float")
 FORM_OF_DTYPE = {"uint8": "uint8-nhwc", "float": "float-nhwc"}
 LUMA = (19595.0, 38470.0, 7471.0)
@@ -157,8 +159,11 @@ def export_dropin(
     from pocketvit.export.prepare import prepare_for_export
 
     if runtime not in DROPIN_RUNTIMES:
-        raise ExportError(f"No drop-in form for {runtime}; drop-in files exist for {', '.join(DROPIN_RUNTIMES)} "
-                          "(Core ML gets its image input through the coreml target's ImageType).")
+        raise ExportError(f"No drop-in form for {runtime}; drop-in files exist for {', '.join(DROPIN_RUNTIMES)}.")
+    if runtime == "coreml":  # ImageType input + ClassifierConfig: Vision feeds it camera frames
+        from pocketvit.export.coreml_image import export_coreml_image
+
+        return export_coreml_image(model, spec, labels or [], out_dir, name=name, model_name=model_name)
     if input_dtype not in INPUT_DTYPES:
         raise ExportError(f"--dropin-input must be one of {', '.join(INPUT_DTYPES)}, got {input_dtype!r}")
     check_dropin_spec(spec, model_name)

@@ -16,6 +16,21 @@ from pocketvit.errors import BundleError, MissingExtraError
 from . import Backend, RuntimeUnavailableError
 
 
+def _class_labels(spec) -> list:
+    """Class labels of an ML Program classifier, in order (the constant list its `classify` op takes)."""
+    for fn in spec.mlProgram.functions.values():
+        for blk in fn.block_specializations.values():
+            consts = {op.outputs[0].name: op.attributes["val"] for op in blk.operations if op.type == "const"}
+            for op in blk.operations:
+                if op.type == "classify":
+                    arg = op.inputs["classes"].arguments[0]
+                    val = (consts.get(arg.name) if arg.name else arg.value).immediateValue
+                    items = ([s for v in val.list.values for s in v.immediateValue.tensor.strings.values]
+                             if val.WhichOneof("value") == "list" else list(val.tensor.strings.values))
+                    return [v.decode() if isinstance(v, bytes) else str(v) for v in items]
+    raise BundleError("this Core ML classifier has no `classify` op with class labels; rebuild the bundle")
+
+
 class CoreMLBackend(Backend):
     runtime = "coreml"
 
@@ -44,6 +59,10 @@ class CoreMLBackend(Backend):
             i.name for i in spec.description.input if i.type.WhichOneof("Type") == "imageType"
         }
         self._outputs = [o.name for o in spec.description.output]
+        # a classifier (a drop-in file: ImageType in, ClassifierConfig out) returns {label: probability};
+        # forward gives the probabilities in the model's class order, like any other target's scores
+        self._probs = spec.description.predictedProbabilitiesName or None
+        self._classes = _class_labels(spec) if self._probs else []
         shape = None
         try:
             arr = spec.description.input[0].type.multiArrayType
@@ -74,6 +93,12 @@ class CoreMLBackend(Backend):
         return [np.asarray(out[n]) for n in out_names]
 
     def _run_forward(self, x: np.ndarray) -> np.ndarray:
+        if self._probs:
+            rows = []
+            for i in range(len(x)):  # an image input takes one image per call
+                d = self._predict(self.model, [x[i : i + 1]], self._inputs, [self._probs])[0].item()
+                rows.append([float(d[c]) for c in self._classes])
+            return np.asarray(rows, dtype=np.float32)
         return self._predict(self.model, [x], self._inputs, self._outputs[:1])[0]
 
     def run_method(self, name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
