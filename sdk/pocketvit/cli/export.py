@@ -154,8 +154,9 @@ def export(
     dropin: Annotated[
         list[str] | None,
         typer.Option("--dropin", help="Runtimes that also get a drop-in file (NHWC pixels in, normalization and softmax "
-                     "inside, labels in the file's metadata; target '<runtime>-dropin'): litert, executorch, onnx "
-                     "(repeatable or comma-separated). Default: litert when it is a target."),
+                     "inside, labels in the file's metadata; Core ML: image input + classifier; target "
+                     "'<runtime>-dropin'): litert, coreml, executorch, onnx (repeatable or comma-separated). "
+                     "Default: litert and coreml, for those among the targets."),
     ] = None,
     no_dropin: Annotated[bool, typer.Option("--no-dropin", help="Write no drop-in file.")] = False,
     dropin_input: Annotated[

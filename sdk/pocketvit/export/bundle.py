@@ -333,7 +333,8 @@ def export_to_bundle(
     """Export `resolved.model` to every target, write ONE bundle with those that worked, measure them.
 
     dropin: runtimes that also get a drop-in file (export/dropin.py: NHWC pixels in, normalization and
-    softmax inside, target '<runtime>-dropin'); None: LiteRT's, when 'litert' is among the targets.
+    softmax inside, target '<runtime>-dropin'; Core ML: image input + classifier); None: LiteRT's and Core
+    ML's, for those among the targets.
     dropin_input: 'uint8' or 'float' pixels.
 
     Returns a JSON-able result: {model, name, bundle, input, provenance, targets: {t: {status, file,
@@ -349,9 +350,9 @@ def export_to_bundle(
     for t in targets:
         if t not in TARGETS:
             raise ExportError(f"Unknown export target '{t}'. Choose from: {', '.join(TARGETS)} (or all).")
-    from pocketvit.export.dropin import DROPIN_RUNTIMES, INPUT_DTYPES, dropin_target
+    from pocketvit.export.dropin import DEFAULT_DROPIN, DROPIN_RUNTIMES, INPUT_DTYPES, dropin_target
 
-    dropin = [r for r in (["litert"] if dropin is None else dropin) if dropin is not None or r in targets]
+    dropin = [r for r in (DEFAULT_DROPIN if dropin is None else dropin) if dropin is not None or r in targets]
     for r in dropin:
         if r not in DROPIN_RUNTIMES:
             raise ExportError(f"--dropin {r}: drop-in files exist for {', '.join(DROPIN_RUNTIMES)}")
@@ -388,7 +389,7 @@ def export_to_bundle(
             t0 = time.perf_counter()
             try:
                 f = export_dropin(resolved.model, resolved.input, r, staging, input_dtype=dropin_input,
-                                  model_name=resolved.name)
+                                  labels=resolved.labels, model_name=resolved.name)
             except (ExportError, MissingExtraError) as e:
                 failed[t] = str(e)
                 results[t] = {"status": "failed", "error": str(e), "seconds": round(time.perf_counter() - t0, 2)}
@@ -453,6 +454,14 @@ def dropin_card_lines(manifest: dict[str, Any]) -> list[str]:
     spec = manifest["input"]
     lines = ["## Files an app can load without preprocessing code", ""]
     for t, e in rows:
+        if e.get("runtime") == "coreml":
+            lines.append(
+                f"- **{t}** (`{e['path']}`): Core ML image input ({spec['height']}x{spec['width']}, "
+                f"{'GRAYSCALE' if spec['channels'] == 1 else spec.get('color_order', 'RGB')} ImageType whose scale/bias "
+                "are the normalization above) and a classifier (`classLabel`, `classLabel_probs` with these labels): "
+                "Vision's `VNCoreMLRequest` takes a `CVPixelBuffer` as it is. Spec checked on Linux; execution needs "
+                "macOS/iOS.")
+            continue
         over = e.get("input") or {}
         dtype = "uint8" if e["input_form"] == "uint8-nhwc" else "float32 (values 0..255)"
         gray = " (the model converts to gray inside, with PIL's luma)" if spec["channels"] == 1 else ""

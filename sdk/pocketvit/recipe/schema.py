@@ -72,9 +72,10 @@ class DistillSection(Section):
 
 class ExportSection(Section):
     targets: list[TargetName] = Field(default_factory=lambda: ["executorch"])
-    dropin: Optional[list[Literal["litert", "executorch", "onnx"]]] = Field(
-        None, description="runtimes that also get a drop-in file (NHWC pixels in, normalization and softmax inside, "
-        "target <runtime>-dropin); default: litert when it is a target; [] for none")
+    dropin: Optional[list[Literal["litert", "coreml", "executorch", "onnx"]]] = Field(
+        None, description="runtimes that also get a drop-in file (NHWC pixels in, normalization and softmax inside; "
+        "Core ML: image input + classifier; target <runtime>-dropin); default: litert and coreml for those among "
+        "the targets; [] for none")
     dropin_input: Literal["uint8", "float"] = Field("uint8", description="pixels a drop-in file takes")
 
     @field_validator("targets")

@@ -107,7 +107,23 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f
 """
 
 
+# licences of the data sets pocketvit builds from, for the model card
+DATA_LICENCES = {"fashion-mnist": "Fashion-MNIST, MIT licence (Zalando Research)"}
+
+
+def _licence_lines(report: dict[str, Any]) -> list[str]:
+    """Licence of every set of weights involved in a build: student, teacher, the data they come from."""
+    t, d = report["teacher"], report["dataset"]
+    data = DATA_LICENCES.get(d["name"], f"{d['name']}: see the data set's own terms")
+    return [f"  - student ({report['student']['arch']}): made by this build; yours to ship under the data's terms.",
+            f"  - teacher ({t['arch']}): trained by pocketvit on {d['name']} (the shipped teacher in recipes/weights/ "
+            "is pocketvit's own), not shipped in this bundle.",
+            f"  - data: {data}."]
+
+
 def render_model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
+    from pocketvit.export.bundle import dropin_card_lines
+
     t, s, d = report["teacher"], report["student"], report["dataset"]
     return "\n".join([
         f"# {manifest['name']} (pocketvit bundle)", "",
@@ -116,10 +132,12 @@ def render_model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"- Teacher: {t['arch']}, {t['params']:,} parameters, test top-1 {_pct(t['test_top1'])} (eager).",
         f"- Data: {d['name']} ({d['train']} training images; figures on the {d['test']}-image test split).",
         "- Training: TinyViT-style distillation from a sparse (top-k) teacher cache.",
-        "- Licence of the weights: produced by this build from the data above; no third-party weights.", "",
+        "- Licence of the weights: produced by this build from the data above; no third-party weights.",
+        *_licence_lines(report), "",
         "## Measured on each runtime", "", _md_table(targets_table(report)), "",
         "Accuracy is the exported file run on its own runtime over the whole test split; latency is batch 1, "
         "median and p90 of timed runs after warm-up, on the machine that ran the build.", "",
+        *dropin_card_lines(manifest),
         "## Input contract", "", "```json", _json(manifest["input"]), "```", "",
         "Load it with `pocketvit.runtime.load(<bundle>, target=...)`; see manifest.json for the files.", "",
     ])
