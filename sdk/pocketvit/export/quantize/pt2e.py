@@ -35,7 +35,9 @@ def xnnpack_quantizer(mode: str = "static", per_channel: bool = True) -> Quantiz
             return q
         q.set_global(cfg)
         for name in float_layers:
-            q.set_module_name(name, None)
+            # set_module_name asserts on None ("not supported yet"), but a None entry is what leaves a
+            # module unannotated: the global config skips every listed name and None annotates nothing.
+            q.module_name_config[name] = None
         return q
 
     return make

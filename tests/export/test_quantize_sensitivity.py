@@ -1,0 +1,90 @@
+"""The sensitivity pass keeps a deliberately fragile layer in float; calibration never touches the test split."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+
+def _fragile_model() -> nn.Module:
+    """pre -> fragile -> head. `fragile` writes one output channel 1000x larger than the others (and `head`
+    scales it back), so int8 with one scale per tensor wipes out the other channels of that activation:
+    quantizing `fragile` (its output) or `head` (its input) is what breaks the model; `pre` is harmless."""
+    torch.manual_seed(0)
+    m = nn.Sequential(OrderedDict(pre=nn.Linear(8, 16), act=nn.ReLU(), fragile=nn.Linear(16, 16),
+                                  head=nn.Linear(16, 4)))
+    with torch.no_grad():
+        m.fragile.weight[0] *= 1000.0
+        m.fragile.bias[0] *= 1000.0
+        m.head.weight[:, 0] /= 1000.0
+    return m.eval()
+
+
+def test_sensitivity_keeps_the_fragile_layer_in_float():
+    from pocketvit.export.quantize.pt2e import xnnpack_quantizer
+    from pocketvit.export.quantize.sensitivity import choose_float_layers
+
+    m = _fragile_model()
+    gen = torch.Generator().manual_seed(0)
+    calib, held = torch.randn(64, 8, generator=gen), torch.randn(256, 8, generator=gen)
+    r = choose_float_layers(m, calib[:1], calib, held, None, xnnpack_quantizer(), budget=0.02)
+    ranked = [x["layer"] for x in r.ranking]
+    assert set(ranked[:2]) == {"fragile", "head"}, r.ranking  # the two layers that quantize the wide tensor
+    assert r.all_int8_top1 < 0.9  # all-int8 breaks it ...
+    assert "fragile" in r.float_layers and "pre" not in r.float_layers  # ... mixed precision repairs it
+    assert r.met and r.final_top1 >= 0.98
+    assert [s["float_layers"] for s in r.steps] == list(range(len(r.float_layers) + 1))
+
+
+def _splits():
+    from pocketvit.data.datasets import ImageSet, Splits
+
+    def images(n, value):
+        return ImageSet(torch.full((n, 1, 8, 8), value, dtype=torch.uint8), torch.arange(n) % 10)
+
+    return Splits(name="t", train=images(40, 10), val=images(20, 100), test=images(30, 250),
+                  labels=[str(i) for i in range(10)], mean=[0.0], std=[1.0], color_order="GRAY")
+
+
+def test_calibration_and_held_out_images_come_from_train_and_val_only():
+    from pocketvit.export.quantize.calibration import calibration_images, held_out_images
+
+    s = _splits()
+    calib, idx = calibration_images(s, 16)
+    assert len(calib) == 16 and idx.max() < 40
+    assert torch.allclose(calib, torch.full_like(calib, 10 / 255))  # training pixels, never the test's 250
+    hx, _ = held_out_images(s, 8)
+    assert torch.allclose(hx, torch.full_like(hx, 100 / 255))
+
+
+def test_calibration_refuses_the_test_split():
+    from pocketvit.errors import DataError
+    from pocketvit.export.quantize.calibration import calibration_images, held_out_images
+
+    s = _splits()
+    s.train = s.test
+    with pytest.raises(DataError, match="test split"):
+        calibration_images(s, 8)
+    s = _splits()
+    s.val = s.test
+    with pytest.raises(DataError, match="test split"):
+        held_out_images(s, 8)
+
+
+def test_build_plan_draws_calibration_from_train(tmp_path):
+    """The build's quantize-plan stage: indices saved, images read back from the training split."""
+    from types import SimpleNamespace
+
+    from pocketvit.export.quantize.stages import plan_calibration, plan_stage_fn
+    from pocketvit.recipe.schema import QuantizeSection
+
+    s = _splits()
+    q = QuantizeSection(calibration_images=12, sensitivity=False)
+    meta = plan_stage_fn(lambda: None, s, {"channels": 1, "height": 8, "width": 8}, q, seed=0)(tmp_path)
+    assert meta["calibration"] == {"split": "train", "images": 12, "file": "calibration_indices.npy"}
+    x = plan_calibration(SimpleNamespace(path=tmp_path, meta=meta), s)
+    assert len(x) == 12 and torch.allclose(x, torch.full_like(x, 10 / 255))
