@@ -329,6 +329,7 @@ def export_to_bundle(
     log: Callable[[str], None] | None = None,
     dropin: Iterable[str] | None = None,
     dropin_input: str = "uint8",
+    quantize: Callable[..., Iterable[tuple[str, Any, dict[str, Any]]]] | None = None,
 ) -> dict[str, Any]:
     """Export `resolved.model` to every target, write ONE bundle with those that worked, measure them.
 
@@ -336,6 +337,7 @@ def export_to_bundle(
     softmax inside, target '<runtime>-dropin'; Core ML: image input + classifier); None: LiteRT's and Core
     ML's, for those among the targets.
     dropin_input: 'uint8' or 'float' pixels.
+    quantize: export/quantize/cli_support.int8_exporter(...): adds '<target>-int8' files beside the fp32 ones.
 
     Returns a JSON-able result: {model, name, bundle, input, provenance, targets: {t: {status, file,
     bytes, runtime, precision, seconds, backend, summary, parity, latency_ms, error}}, failed: {t: message},
@@ -400,6 +402,13 @@ def export_to_bundle(
                           "seconds": round(time.perf_counter() - t0, 2), "backend": f.info,
                           "summary": backend_summary(t, f.info)}
             say(f"  {t}: done in {results[t]['seconds']:.1f} s")
+        for t, f, row in (quantize(resolved, list(targets), staging, say) if quantize else ()):
+            all_targets.append(t)
+            results[t] = row
+            if f is None:
+                failed[t] = row["error"]
+            else:
+                exported.append(f)
         if not exported:
             raise ExportError(f"Could not export '{resolved.name}' to any target; nothing was written.\n"
                               + "\n".join(f"- {t}: {msg}" for t, msg in failed.items()))
