@@ -162,6 +162,20 @@ def export(
     dropin_input: Annotated[
         str, typer.Option("--dropin-input", help="Pixels a drop-in file takes: uint8 or float (0..255).")
     ] = "uint8",
+    quantize: Annotated[
+        str | None,
+        typer.Option("--quantize", help="int8: also write '<target>-int8' files (ExecuTorch/LiteRT PT2E static int8, "
+                     "ONNX quantize_static, Core ML int8 weights), with the most sensitive layers kept in float.",
+                     show_default=False),
+    ] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option("--calibration", help="Calibration images for --quantize: a folder of a few hundred training "
+                     "images (never test images), or 'fashion-mnist' (its training split; the default for "
+                     "Fashion-MNIST models).", show_default=False),
+    ] = None,
+    budget: Annotated[float, typer.Option("--budget", min=0.0, max=1.0, help="--quantize: largest top-1 drop "
+                      "allowed on held-out images before layers are kept in float (0.005 = 0.5 points).")] = 0.005,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
@@ -191,8 +205,16 @@ def export(
                              num_classes=num_classes, in_chans=in_chans, labels_file=labels)
     out_dir = out or Path("exports") / _safe_name(resolved.name)
     runtimes = [] if no_dropin else None if not dropin else [r.strip() for v in dropin for r in v.split(",") if r.strip()]
+    quantizer = None
+    if quantize is not None:
+        if quantize.lower() != "int8":
+            raise ExportError(f"--quantize {quantize}: only int8 is supported")
+        from pocketvit.export.quantize.cli_support import int8_exporter
+
+        quantizer = int8_exporter(calibration, budget=budget)
     result = export_to_bundle(resolved, targets, out_dir, n_inputs=inputs, threads=threads,
-                              log=None if as_json else log, dropin=runtimes, dropin_input=dropin_input)
+                              log=None if as_json else log, dropin=runtimes, dropin_input=dropin_input,
+                              quantize=quantizer)
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:
