@@ -59,6 +59,25 @@ def _source_bundle(tmp_path, spec, targets=("litert", "onnx"), dropin=("litert",
     return model, out, result
 
 
+@pytest.fixture(scope="module")
+def gray_bundle(tmp_path_factory):
+    """A gray (Fashion-MNIST-like) bundle with litert, onnx and the default LiteRT drop-in (uint8)."""
+    return _source_bundle(tmp_path_factory.mktemp("dropin"), GRAY)
+
+
+def _bundle_of(tmp_path, f, spec, model):
+    """A bundle around one drop-in file (no export-time measurement: quicker than export_to_bundle)."""
+    from pocketvit.export.bundle import write_bundle_dir
+
+    weights = tmp_path / "w.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    write_bundle_dir(tmp_path / "bundle", name="tiny", files=[f], labels=LABELS, input_spec=spec,
+                     source={"arch": "test-tiny"}, reference_weights=weights)
+    return tmp_path / "bundle"
+
+
 def _eager_probs(model, spec, crops):
     from pocketvit.runtime import preprocess_array
 
@@ -108,11 +127,11 @@ def test_wrapper_luma_is_exactly_pils():
     np.testing.assert_array_equal(gray, pil.astype(np.float32))
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "float"])
-def test_litert_dropin_predicts_like_the_float_files(tmp_path, dtype):
+@pytest.mark.parametrize("dtype", ["uint8", pytest.param("float", marks=pytest.mark.slow)])
+def test_litert_dropin_predicts_like_the_float_files(tmp_path, gray_bundle, dtype):
     from pocketvit.runtime import Bundle, load
 
-    _, bundle, result = _source_bundle(tmp_path, GRAY, dtype=dtype)
+    _, bundle, result = gray_bundle if dtype == "uint8" else _source_bundle(tmp_path, GRAY, dtype=dtype)
     assert result["targets"]["litert-dropin"]["status"] == "ok", result["targets"]["litert-dropin"]
     b = Bundle.open(bundle, verify=True)
     e = b.file_info("litert-dropin")
@@ -135,39 +154,36 @@ def test_litert_dropin_predicts_like_the_float_files(tmp_path, dtype):
     assert [p.label for p in preds["onnx"]] == [p.label for p in preds["litert-dropin"]]
 
 
-def test_export_card_and_cli_defaults(tmp_path):
-    """A gray classify bundle through `pocketvit export` gets litert-dropin by default; the card says so."""
-    _, bundle, _ = _source_bundle(tmp_path, GRAY, targets=("litert",), dropin=("litert",))
+def test_export_card_describes_the_dropin_file(gray_bundle):
+    _, bundle, _ = gray_bundle
     card = (bundle / "README.md").read_text()
     assert "litert-dropin" in card and "MediaPipe" in card and "Licence of the weights: test only" in card
-    from pocketvit.export.bundle import export_to_bundle  # noqa: F401 - default list checked below
-    from pocketvit.export.dropin import DEFAULT_DROPIN
-
-    assert DEFAULT_DROPIN == ("litert", "coreml")
+    assert "converts to gray inside" in card and "metadata_props" in card
 
 
-def test_executorch_dropin_matches_and_reports_the_delegate(tmp_path):
-    from pocketvit.runtime import load
+def test_executorch_dropin_matches_eager_and_reports_the_delegate(tmp_path):
+    from pocketvit.export.bundle import backend_summary
+    from pocketvit.export.dropin import export_dropin
+    from pocketvit.runtime import load, prepare_image
 
-    _, bundle, result = _source_bundle(tmp_path, RGB, targets=("onnx",), dropin=("executorch",))
-    r = result["targets"]["executorch-dropin"]
-    assert r["status"] == "ok", r
-    info = r["backend"]
-    assert info["input_form"] == "uint8-nhwc" and info["delegate_calls"] >= 1
-    assert "XNNPACK delegate call" in r["summary"]
+    model = Tiny(3).eval()
+    f = export_dropin(model, RGB, "executorch", tmp_path / "x")
+    assert f.target == "executorch-dropin" and f.info["input_form"] == "uint8-nhwc" and f.info["delegate_calls"] >= 1
+    assert "XNNPACK delegate call" in backend_summary(f.target, f.info)
+    bundle = _bundle_of(tmp_path, f, RGB, model)
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, (20, 24, 3), dtype=np.uint8) for _ in range(8)]
-    with load(bundle, target="onnx") as a, load(bundle, target="executorch-dropin") as b:
-        for im in images:
-            pa, pb = a.predict(im, input_color="RGB"), b.predict(im, input_color="RGB")
-            assert pa.label == pb.label
-            np.testing.assert_allclose(pa.scores, pb.scores, atol=1e-5)
+    want = _eager_probs(model, RGB, np.stack([prepare_image(im, RGB, "RGB") for im in images]))
+    with load(bundle, target="executorch-dropin") as p:
+        got = np.stack([p.predict(im, input_color="RGB").scores for im in images])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert (got.argmax(1) == want.argmax(1)).all()
 
 
-def test_onnx_metadata_props_carry_labels_and_contract(tmp_path):
+def test_onnx_metadata_props_carry_labels_and_contract(gray_bundle):
     from pocketvit.export.metadata import read_onnx_metadata
 
-    _, bundle, _ = _source_bundle(tmp_path, RGB, targets=("onnx",), dropin=())
+    _, bundle, _ = gray_bundle
     m = json.loads((bundle / "manifest.json").read_text())
     props = read_onnx_metadata(bundle / "model.onnx")
     assert json.loads(props["labels"]) == LABELS
@@ -182,21 +198,25 @@ def test_onnx_metadata_props_carry_labels_and_contract(tmp_path):
 def test_tflite_metadata_missing_tool_still_writes_a_working_file(tmp_path, monkeypatch):
     from pocketvit.runtime import load
 
+    from pocketvit.export.dropin import export_dropin
+
     monkeypatch.setenv("POCKETVIT_TFLITE_TOOLS_PYTHON", str(tmp_path / "no-such-python"))
-    _, bundle, result = _source_bundle(tmp_path, RGB, targets=("litert",), dropin=("litert",))
-    meta = result["targets"]["litert-dropin"]["backend"]["metadata"]
+    model = Tiny(3).eval()
+    f = export_dropin(model, RGB, "litert", tmp_path / "x")
+    bundle = _bundle_of(tmp_path, f, RGB, model)
+    meta = f.info["metadata"]
     assert meta["written"] is False and "make tools-venv" in meta["reason"]
     assert not zipfile.is_zipfile(bundle / "model-dropin.tflite")  # no metadata, no packed label file
     with load(bundle, target="litert-dropin") as p:
         assert p.predict(np.zeros((16, 16, 3), np.uint8), input_color="RGB").label in LABELS
 
 
-def test_tflite_metadata_written_with_the_tool_venv(tmp_path):
+def test_tflite_metadata_written_with_the_tool_venv(gray_bundle):
     from pocketvit.export.metadata import read_tflite_metadata, tflite_labels, tools_python
 
     if tools_python() is None:
         pytest.skip("no tflite-support tool environment: run `make tools-venv`")
-    _, bundle, _ = _source_bundle(tmp_path, GRAY, targets=("litert",), dropin=("litert",))
+    _, bundle, _ = gray_bundle
     path = bundle / "model-dropin.tflite"
     assert tflite_labels(path) == LABELS  # torch- and tool-free read: the packed labels file
     md = read_tflite_metadata(path)
