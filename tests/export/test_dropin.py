@@ -39,9 +39,8 @@ class Tiny(torch.nn.Module):
 def _source_bundle(tmp_path, spec, targets=("litert", "onnx"), dropin=("litert",), dtype="uint8"):
     """A real bundle via export_to_bundle (the `pocketvit export` path) for a tiny model."""
     from pocketvit.export.bundle import export_to_bundle
-    from pocketvit.models.sources import ResolvedModel
-
     from pocketvit.models import build_model, source_block
+    from pocketvit.models.sources import ResolvedModel
 
     opts = {"stem_dim": 8, "dims": [16], "depths": [1], "heads": [1], "mlp_ratio": 2.0}
     c, n, size = spec["channels"], len(LABELS), spec["height"]
@@ -110,7 +109,6 @@ def test_wrapper_is_the_contract_in_torch(spec):
 def test_wrapper_luma_is_exactly_pils():
     """The in-graph luma must give PIL's integer luma bit for bit (float32 holds every term exactly)."""
     from PIL import Image
-
     from pocketvit.export.dropin import wrap
 
     class Identity(torch.nn.Module):
@@ -196,9 +194,8 @@ def test_onnx_metadata_props_carry_labels_and_contract(gray_bundle):
 
 
 def test_tflite_metadata_missing_tool_still_writes_a_working_file(tmp_path, monkeypatch):
-    from pocketvit.runtime import load
-
     from pocketvit.export.dropin import export_dropin
+    from pocketvit.runtime import load
 
     monkeypatch.setenv("POCKETVIT_TFLITE_TOOLS_PYTHON", str(tmp_path / "no-such-python"))
     model = Tiny(3).eval()

@@ -43,7 +43,7 @@ def image_scale_bias(spec: dict[str, Any]) -> tuple[float, list[float], list[flo
     return scale, [-m for m in mean], std
 
 
-def _classifier_module(model: "torch.nn.Module", divisor: list[float] | None):
+def _classifier_module(model: torch.nn.Module, divisor: list[float] | None):
     import torch
 
     class CoreMLClassifier(torch.nn.Module):
@@ -68,7 +68,7 @@ def _classifier_module(model: "torch.nn.Module", divisor: list[float] | None):
 
 
 def export_coreml_image(
-    model: "torch.nn.Module",
+    model: torch.nn.Module,
     spec: dict[str, Any],
     labels: list[str],
     out_dir: Path | str,
@@ -113,9 +113,8 @@ def export_coreml_image(
         raise
     except Exception as exc:
         raise lowering_error(model_name, "coreml", exc, "ct.convert with an ImageType input") from exc
-    with atomic_path(path) as tmp:
-        with _quiet():
-            mlmodel.save(str(tmp))
+    with atomic_path(path) as tmp, _quiet():
+        mlmodel.save(str(tmp))
     check = image_spec_check(path, spec=spec, labels=labels)
     if not check["ok"]:
         raise ExportError(f"{path}: the Core ML image model's spec does not match the bundle: {check['problems']}")
