@@ -23,7 +23,7 @@ def quantize_executorch(model: "torch.nn.Module", example: "torch.Tensor", calib
     require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch", _WHY)
     try:
         converted = quantized_graph(model, example, calib, xnnpack_quantizer(config.mode, config.per_channel),
-                                    float_layers)
+                                    float_layers, batched=True)
     except Exception as exc:
         raise lowering_error(model_name, config.target, exc, "PT2E quantization (XNNPACKQuantizer)") from exc
     ep = _torch_export(converted, (example,), model_name)

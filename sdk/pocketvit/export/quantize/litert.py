@@ -29,7 +29,7 @@ def quantize_litert(model: "torch.nn.Module", example: "torch.Tensor", calib: "t
 
     make = litert_quantizer(config.mode, config.per_channel)
     try:
-        converted = quantized_graph(model, example, calib, make, float_layers, fold=False)
+        converted = quantized_graph(model, example, calib, make, float_layers, fold=False, batched=True)
         with _quiet(), torch.no_grad():
             edge = litert_torch.convert(converted, (example,),
                                         quant_config=QuantConfig(pt2e_quantizer=make(float_layers)))

@@ -108,7 +108,10 @@ def calibrate_and_convert(graph, quantizer, calib: "torch.Tensor", batched: bool
 def quantized_graph(model: "torch.nn.Module", example: "torch.Tensor", calib: "torch.Tensor",
                     make_quantizer: QuantizerFactory, float_layers: Sequence[str] = (), *, graph=None,
                     batched: bool = False, fold: bool = True, only: Sequence[str] | None = None):
-    """The converted (q/dq) GraphModule of `model`; `graph` reuses an exported graph (copied first)."""
+    """The converted (q/dq) GraphModule of `model`; `graph` reuses an exported graph (copied first).
+
+    batched: calibrate on a graph exported with a symbolic batch (64 images per call instead of one);
+    the converted graph is then exported again at the example's static shape for lowering."""
     if graph is None:
         graph, batched = export_graph(model, example, dynamic_batch=batched)
     else:

@@ -55,5 +55,13 @@ def quantization_markdown(report: dict[str, Any]) -> list[str]:
                            + ", ".join(f"{r['layer']} {r['rel_error']:.1e}" for r in worst[:5]) + ".")
         else:
             out.append("Sensitivity pass off: every quantizable layer is int8.")
+        ps = plan.get("post_softmax") or {}
+        if ps.get("8bit"):
+            out.append(f"Post-softmax activations ({ps['softmax_values']:,} values from {ps['images']} calibration "
+                       f"images; {100 * ps['fraction_below_1_over_256']:.0f}% are below 1/256, the runtimes' int8 step): "
+                       "mean squared error of uniform vs I&S-ViT shift-uniform-log2 (SULQ) quantization — "
+                       + ", ".join(f"{b}: {ps[b]['uniform_mse']:.1e} vs {ps[b]['sulq_mse']:.1e}"
+                                   for b in ("4bit", "6bit", "8bit") if b in ps)
+                       + ". No target runtime can execute SULQ (README: int8 quantization).")
         out.append("")
     return out

@@ -50,6 +50,9 @@ def plan_stage_fn(model_fn: ModelFn, splits: Any, spec: dict[str, Any], q: Any, 
             result = choose_float_layers(model_fn(), example, calib, held_x, held_y, xnnpack_quantizer(), q.budget)
             meta["sensitivity"] = result.to_dict()
             meta["float_layers"] = result.float_layers
+        from pocketvit.export.quantize.sulq import post_softmax_errors
+
+        meta["post_softmax"] = post_softmax_errors(model_fn(), calib[:32])  # what I&S-ViT's SULQ would buy
         return meta
 
     return run
@@ -104,4 +107,5 @@ def _plan_summary(meta: dict[str, Any]) -> dict[str, Any]:
     s = meta.get("sensitivity") or {}
     keep = ("budget", "fp32_top1", "all_int8_top1", "final_top1", "met", "held_out_images", "steps")
     return {"calibration": meta["calibration"], "float_layers": meta["float_layers"],
+            "post_softmax": meta.get("post_softmax"),
             "sensitivity": {k: s[k] for k in keep if k in s} | {"ranking": s.get("ranking", [])[:5]} if s else None}
