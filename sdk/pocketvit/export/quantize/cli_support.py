@@ -50,8 +50,8 @@ def _folder(folder: Path, spec: dict[str, Any], n: int, held: int):
     return x[:cut], x[cut:], None
 
 
-def calibration_for(calibration: str | None, resolved: Any, n: int = 256, held: int = 1000, seed: int = 0):
-    """(calibration images, held-out images, held-out labels or None) for `pocketvit export --quantize`."""
+def check_calibration(calibration: str | None, resolved: Any) -> str:
+    """'fashion-mnist' or the folder: refuse early (before any export) what calibration_for would refuse."""
     if calibration is None:
         from pocketvit.data.fashion_mnist import LABELS
 
@@ -61,13 +61,18 @@ def calibration_for(calibration: str | None, resolved: Any, n: int = 256, held: 
             raise DataError("--quantize int8 needs calibration images from the model's training data: pass "
                             "--calibration DIR (a folder of a few hundred training images, never test images), or "
                             "--calibration fashion-mnist for Fashion-MNIST models")
-    if calibration == "fashion-mnist":
-        return _fashion_mnist(resolved.input, n, held, seed)
-    folder = Path(calibration)
-    if not folder.is_dir():
+    if calibration != "fashion-mnist" and not Path(calibration).is_dir():
         raise DataError(f"--calibration {calibration}: not a folder; pass a folder of training images or "
                         "'fashion-mnist'")
-    return _folder(folder, resolved.input, n, held)
+    return calibration
+
+
+def calibration_for(calibration: str | None, resolved: Any, n: int = 256, held: int = 1000, seed: int = 0):
+    """(calibration images, held-out images, held-out labels or None) for `pocketvit export --quantize`."""
+    calibration = check_calibration(calibration, resolved)
+    if calibration == "fashion-mnist":
+        return _fashion_mnist(resolved.input, n, held, seed)
+    return _folder(Path(calibration), resolved.input, n, held)
 
 
 def int8_exporter(calibration: str | None, *, budget: float = 0.005, sensitivity: bool = True,
@@ -110,4 +115,5 @@ def int8_exporter(calibration: str | None, *, budget: float = 0.005, sensitivity
                          "seconds": round(time.perf_counter() - t0, 2), "backend": f.info,
                          "summary": backend_summary(t, f.info) + f"; {len(float_layers)} layer(s) kept in float"}
 
+    run.check = lambda resolved: check_calibration(calibration, resolved)  # before any export starts
     return run
