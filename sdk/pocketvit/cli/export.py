@@ -212,6 +212,7 @@ def export(
         from pocketvit.export.quantize.cli_support import int8_exporter
 
         quantizer = int8_exporter(calibration, budget=budget)
+        quantizer.check(resolved)  # calibration images exist, before any export starts
     result = export_to_bundle(resolved, targets, out_dir, n_inputs=inputs, threads=threads,
                               log=None if as_json else log, dropin=runtimes, dropin_input=dropin_input,
                               quantize=quantizer)
