@@ -1,0 +1,114 @@
+"""int8 per target on a tiny TinyViT: each quantizer, then the file on its own runtime, agreeing with float."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def tiny_vit():
+    """A tiny TinyViT whose logits are spread out (random init, BatchNorm re-estimated, head scaled)."""
+    from pocketvit.export.prepare import recalibrate_batchnorm
+    from pocketvit.models.tinyvit import TinyViTConfig, TinyViTStudent
+
+    torch.manual_seed(0)
+    m = TinyViTStudent(TinyViTConfig(in_chans=1, num_classes=10, img_size=16, stem_dim=8, dims=[16], depths=[1],
+                                     heads=[1], mlp_ratio=2.0))
+    recalibrate_batchnorm(m, (16, 1, 16, 16))
+    with torch.no_grad():
+        m.head.weight.mul_(8.0)
+    gen = torch.Generator().manual_seed(1)
+    calib = torch.randn(64, 1, 16, 16, generator=gen)  # stands in for training images
+    probe = torch.randn(48, 1, 16, 16, generator=gen)
+    return m.eval(), calib, probe
+
+
+def _agreement(runtime: str, path, model, probe) -> tuple[float, float]:
+    from pocketvit.runtime.backends import open_backend
+
+    b = open_backend(runtime, path, num_threads=1)
+    out = b.run(probe.numpy())
+    b.close()
+    with torch.no_grad():
+        ref = model(probe).numpy()
+    cos = (out * ref).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1))
+    return float((out.argmax(1) == ref.argmax(1)).mean()), float(cos.min())
+
+
+@pytest.mark.parametrize("cfg_name", ["executorch", "executorch-dynamic", "litert", "onnx"])
+def test_int8_file_runs_on_its_runtime_and_agrees(tiny_vit, tmp_path, cfg_name):
+    from pocketvit.export._common import file_extension
+    from pocketvit.export.quantize import config_for, quantize_export
+
+    model, calib, probe = tiny_vit
+    base = cfg_name.split("-")[0]
+    cfg = config_for(base, mode="dynamic") if cfg_name.endswith("dynamic") else config_for(base)
+    f = quantize_export(model, probe[:1], calib, cfg, tmp_path / f"m{file_extension(base)}")
+    assert f.precision == "int8" and f.target == f"{base}-int8" and f.path.is_file()
+    fp32_size = model.head.weight.numel() * 4  # sanity only: the file exists and is not empty
+    assert f.path.stat().st_size > fp32_size
+    agree, cos = _agreement(f.runtime, f.path, model, probe)
+    assert agree >= 0.85 and cos >= 0.9, (agree, cos)
+    if base == "executorch":
+        assert f.info["delegate_calls"] >= 1
+    if cfg_name == "executorch":
+        assert f.info["nodes_delegated"] > 0
+    if base == "litert":
+        ops = f.info["ops"]
+        assert ops.get("FULLY_CONNECTED", 0) > 0
+    if base == "onnx":
+        assert f.info["ops"].get("QuantizeLinear", 0) > 0 and f.info["ops"].get("DequantizeLinear", 0) > 0
+
+
+def test_litert_full_integer_file_has_int8_input(tiny_vit, tmp_path):
+    from pocketvit.export.quantize import LiteRTInt8, quantize_export
+    from pocketvit.runtime.backends import open_backend
+
+    model, calib, probe = tiny_vit
+    f = quantize_export(model, probe[:1], calib, LiteRTInt8(), tmp_path / "m.tflite")
+    b = open_backend("litert", f.path)
+    assert b.input_dtype == np.int8 and b.input_quantization[0] > 0  # the runtime quantizes floats itself
+    b.close()
+
+
+def test_coreml_int8_weights_convert_and_pass_the_spec_check(tiny_vit, tmp_path):
+    from pocketvit.export.quantize import CoreMLInt8, quantize_export
+
+    model, calib, probe = tiny_vit
+    f = quantize_export(model, probe[:1], calib, CoreMLInt8(), tmp_path / "m.mlpackage")
+    assert f.info["spec_check"]["ok"] and f.info["executed"] is False
+    assert f.info["int8_weight_ops"] > 0 and f.precision == "int8"
+
+
+def test_coreml_w8a8_says_it_needs_macos(tiny_vit, tmp_path):
+    import platform
+
+    from pocketvit.errors import ExportError
+    from pocketvit.export.quantize import CoreMLInt8, quantize_export
+
+    if platform.system() == "Darwin":
+        pytest.skip("on macOS W8A8 calibration can run")
+    model, calib, probe = tiny_vit
+    with pytest.raises(ExportError, match="macOS"):
+        quantize_export(model, probe[:1], calib, CoreMLInt8(mode="w8a8"), tmp_path / "m.mlpackage")
+
+
+def test_float_layers_stay_float_in_the_onnx_graph(tiny_vit, tmp_path):
+    """A layer named as float gets no QuantizeLinear before its weights: fewer quantized nodes."""
+    import onnx
+
+    from pocketvit.export.quantize import OnnxInt8, quantize_export
+
+    model, calib, probe = tiny_vit
+    a = quantize_export(model, probe[:1], calib[:16], OnnxInt8(), tmp_path / "a.onnx")
+    b = quantize_export(model, probe[:1], calib[:16], OnnxInt8(), tmp_path / "b.onnx",
+                        float_layers=["head", "stages.0.blocks.0.attn.q"])
+    assert b.info["nodes_kept_float"] > 0 and b.info["float_layers"] == ["head", "stages.0.blocks.0.attn.q"]
+
+    def dq(path):
+        return sum(n.op_type == "DequantizeLinear" for n in onnx.load(str(path)).graph.node)
+
+    assert dq(b.path) < dq(a.path)
