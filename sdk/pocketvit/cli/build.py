@@ -23,7 +23,7 @@ def build(
     set_: SetOpt = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore finished stages and recompute everything.")] = False,
     until: Annotated[
-        Optional[str], typer.Option("--until", help="Stop after this stage (teacher, teacher_cache, distill, baseline).")
+        Optional[str], typer.Option("--until", help="Stop after this stage (teacher, teacher_cache, distill, baseline, exits).")
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
