@@ -105,6 +105,8 @@ class QuantizeSection(Section):
                           "0.005 = 0.5 points; the most sensitive layers stay in float until it is met")
     calibration_images: int = Field(256, ge=1, le=20000, description="training images for calibration (never test)")
     held_out_images: int = Field(1000, ge=10, description="validation images for the sensitivity pass and budget")
+    min_agreement: float = Field(0.99, ge=0, le=1, description="also keep layers in float until top-1 agreement with "
+                                 "float on the held-out images reaches this")
     sensitivity: bool = Field(True, description="rank layers one at a time and keep the worst in float (mixed precision)")
     executorch: Literal["static", "dynamic"] = Field("static", description="XNNPACK int8: static (calibrated) or dynamic")
     litert: Literal["static", "dynamic"] = Field("static", description="full-integer (static) or dynamic-range")
