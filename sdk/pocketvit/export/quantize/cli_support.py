@@ -76,7 +76,7 @@ def calibration_for(calibration: str | None, resolved: Any, n: int = 256, held: 
 
 
 def int8_exporter(calibration: str | None, *, budget: float = 0.005, sensitivity: bool = True,
-                  n: int = 256) -> Callable[..., Iterator[tuple[str, Any, dict[str, Any]]]]:
+                  n: int = 256, min_agreement: float = 0.99) -> Callable[..., Iterator[tuple[str, Any, dict[str, Any]]]]:
     """A callable for export_to_bundle(quantize=...): yields (target, ExportedFile or None, result row)."""
 
     def run(resolved: Any, targets: list[str], staging: Path, say: Callable[[str], None]):
@@ -93,7 +93,8 @@ def int8_exporter(calibration: str | None, *, budget: float = 0.005, sensitivity
             from pocketvit.export.quantize.sensitivity import choose_float_layers
 
             say(f"sensitivity pass: {len(calib)} calibration / {len(hx)} held-out images, budget {budget}")
-            result = choose_float_layers(resolved.model, example, calib, hx, hy, xnnpack_quantizer(), budget)
+            result = choose_float_layers(resolved.model, example, calib, hx, hy, xnnpack_quantizer(), budget,
+                                         min_agreement=min_agreement)
             float_layers = result.float_layers
             plan = {"calibration_images": len(calib), "float_layers": float_layers,
                     "sensitivity": {k: v for k, v in result.to_dict().items() if k != "ranking"}}

@@ -15,6 +15,7 @@ class ExecuTorchInt8:
 
     mode: Literal["static", "dynamic"] = "static"
     per_channel: bool = True
+    layernorm_as_linear: bool = True  # LayerNorm inside the delegate, kept float (export/rewrites.py)
     target: str = "executorch-int8"
 
     def describe(self) -> dict:

@@ -21,6 +21,16 @@ def quantize_executorch(model: "torch.nn.Module", example: "torch.Tensor", calib
     from pocketvit.export.quantize.pt2e import quantized_graph, xnnpack_quantizer
 
     require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch", _WHY)
+    rewrites: dict[str, int] = {}
+    if config.layernorm_as_linear:
+        # the fp32 export's rewrite keeps LayerNorm inside the delegate (native_layer_norm is left outside,
+        # splitting the graph into several delegate calls); its mean/variance linears stay float: int8
+        # would quantize x*x and the variance, which is what makes LayerNorm outputs fragile.
+        from pocketvit.export.rewrites import apply_rewrites
+
+        rewrites = apply_rewrites(model, "executorch")
+        float_layers = tuple(float_layers) + tuple(
+            name for name, m in model.named_modules() if type(m).__name__ == "LinearLayerNorm")
     try:
         converted = quantized_graph(model, example, calib, xnnpack_quantizer(config.mode, config.per_channel),
                                     float_layers, batched=True)
@@ -31,4 +41,6 @@ def quantize_executorch(model: "torch.nn.Module", example: "torch.Tensor", calib
     _write(et, path, model_name)
     info = dict(summaries["forward"])
     info["methods"] = ["forward"]
+    info["rewrites"] = rewrites
+    info["float_layers"] = list(float_layers)
     return ExportedFile(target=config.target, path=path, runtime="executorch", precision="int8", info=info)

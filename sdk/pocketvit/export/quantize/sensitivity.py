@@ -3,8 +3,8 @@
 1. Quantize one layer at a time (that layer alone int8, with the target's own PT2E quantizer, calibrated
    on training images) and measure how far the logits move on held-out images: relative squared error
    ||q - f||^2 / ||f||^2 and top-1 agreement with float.
-2. Quantize everything; while the top-1 drop on the held-out images exceeds the budget, move the next
-   most sensitive layer back to float and measure again.
+2. Quantize everything; while the top-1 drop on the held-out images exceeds the budget (or top-1 agreement
+   with float is below min_agreement), move the next most sensitive layer back to float and measure again.
 
 The result (ranking, each step, the float layers chosen) goes into the export info and the report.
 The simulation is the converted PT2E graph in eager torch (q/dq reference ops), batched; the shipped file
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 @dataclass
 class SensitivityResult:
     budget: float
+    min_agreement: float
     fp32_top1: float
     all_int8_top1: float
     final_top1: float
@@ -66,10 +67,12 @@ def choose_float_layers(
     *,
     layers: Sequence[str] | None = None,
     max_float: int | None = None,
+    min_agreement: float = 0.0,
     what: str = "int8",
 ) -> SensitivityResult:
     """Rank `layers` (default: every Conv2d/Linear) by sensitivity, then keep the worst in float until the
-    top-1 drop on (held_x, held_y) is at most `budget` (a fraction: 0.005 = 0.5 points). held_y None: the
+    top-1 drop on (held_x, held_y) is at most `budget` (a fraction: 0.005 = 0.5 points) and top-1 agreement
+    with float at least `min_agreement`. held_y None: the
     float model's own predictions stand in for labels (the budget is then on agreement with float)."""
     from pocketvit.export.prepare import prepare_for_export
     from pocketvit.export.quantize.pt2e import export_graph, quantizable_layers, quantized_graph
@@ -104,13 +107,13 @@ def choose_float_layers(
         _, agree = logit_error(out, ref)
         steps.append({"float_layers": len(keep), "added": keep[-1] if keep else None, "top1": top1,
                       "drop": fp32_top1 - top1, "agreement": agree})
-        if fp32_top1 - top1 <= budget or len(keep) >= max_float:
+        if (fp32_top1 - top1 <= budget and agree >= min_agreement) or len(keep) >= max_float:
             break
         keep.append(ranking[len(keep)]["layer"])
-    met = steps[-1]["drop"] <= budget
+    met = steps[-1]["drop"] <= budget and steps[-1]["agreement"] >= min_agreement
     log(f"  sensitivity ({what}): fp32 {fp32_top1:.4f}, all-int8 {steps[0]['top1']:.4f}, final "
         f"{steps[-1]['top1']:.4f} with {len(keep)} layer(s) in float"
         + ("" if met else f" — budget {budget:.3f} NOT met"))
-    return SensitivityResult(budget=budget, fp32_top1=fp32_top1, all_int8_top1=steps[0]["top1"],
+    return SensitivityResult(budget=budget, min_agreement=min_agreement, fp32_top1=fp32_top1, all_int8_top1=steps[0]["top1"],
                              final_top1=steps[-1]["top1"], float_layers=keep, met=met, held_out_images=len(held_x),
                              calibration_images=len(calib), ranking=ranking, steps=steps)

@@ -47,7 +47,8 @@ def plan_stage_fn(model_fn: ModelFn, splits: Any, spec: dict[str, Any], q: Any, 
 
             held_x, held_y = held_out_images(splits, q.held_out_images, seed + 1)
             example = torch.zeros(1, spec["channels"], spec["height"], spec["width"])
-            result = choose_float_layers(model_fn(), example, calib, held_x, held_y, xnnpack_quantizer(), q.budget)
+            result = choose_float_layers(model_fn(), example, calib, held_x, held_y, xnnpack_quantizer(), q.budget,
+                                         min_agreement=q.min_agreement)
             meta["sensitivity"] = result.to_dict()
             meta["float_layers"] = result.float_layers
         from pocketvit.export.quantize.sulq import post_softmax_errors
