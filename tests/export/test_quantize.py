@@ -38,7 +38,8 @@ def _agreement(runtime: str, path, model, probe) -> tuple[float, float]:
     return float((out.argmax(1) == ref.argmax(1)).mean()), float(cos.min())
 
 
-@pytest.mark.parametrize("cfg_name", ["executorch", "executorch-dynamic", "litert", "onnx"])
+@pytest.mark.parametrize("cfg_name", ["executorch", pytest.param("executorch-dynamic", marks=pytest.mark.slow),
+                                      "litert", "onnx"])
 def test_int8_file_runs_on_its_runtime_and_agrees(tiny_vit, tmp_path, cfg_name):
     from pocketvit.export._common import file_extension
     from pocketvit.export.quantize import config_for, quantize_export
@@ -63,6 +64,7 @@ def test_int8_file_runs_on_its_runtime_and_agrees(tiny_vit, tmp_path, cfg_name):
         assert f.info["ops"].get("QuantizeLinear", 0) > 0 and f.info["ops"].get("DequantizeLinear", 0) > 0
 
 
+@pytest.mark.slow
 def test_litert_full_integer_file_has_int8_input(tiny_vit, tmp_path):
     from pocketvit.export.quantize import LiteRTInt8, quantize_export
     from pocketvit.runtime.backends import open_backend

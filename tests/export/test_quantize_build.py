@@ -1,0 +1,37 @@
+"""`pocketvit build` with int8 targets on the tiny recipe: plan, exports, verify on each runtime, report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY
+
+
+@pytest.mark.slow
+def test_build_adds_verified_int8_targets(tmp_path, fmnist_root):
+    from pocketvit.build import run_build
+    from pocketvit.recipe import load_recipe
+    from pocketvit.runtime import load
+
+    recipe = load_recipe(TINY)
+    recipe.export.targets = ["executorch", "executorch-int8", "litert-int8", "onnx-int8", "coreml-int8"]
+    recipe.quantize.calibration_images = 32
+    recipe.quantize.held_out_images = 64
+    report = run_build(recipe, TINY, tmp_path)
+    t = report["targets"]
+    for name in ("executorch-int8", "litert-int8", "onnx-int8"):
+        assert t[name]["precision"] == "int8" and 0 <= t[name]["test_top1"] <= 1
+        assert t[name]["parity"]["top1_agreement"] >= 0.9
+        assert t[name]["export_info"]["plan"]["calibration"]["split"] == "train"
+    assert t["coreml-int8"]["test_top1"] is None and t["coreml-int8"]["export_info"]["spec_check"]["ok"]
+    assert t["executorch-int8"]["bytes"] < t["executorch"]["bytes"]
+    m = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert m["files"]["litert-int8"]["path"] == "model-int8.tflite" and m["files"]["litert-int8"]["precision"] == "int8"
+    p = load(tmp_path / "bundle", target="litert-int8")
+    assert p.predict(np.full((28, 28), 90, np.uint8), input_color="GRAY").label in m["labels"]
+    md = (tmp_path / "report.md").read_text()
+    assert "## int8" in md and "Accuracy vs latency" in md
+    assert (tmp_path / "plots" / "accuracy_vs_latency.png").stat().st_size > 1000
