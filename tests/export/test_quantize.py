@@ -101,7 +101,6 @@ def test_coreml_w8a8_says_it_needs_macos(tiny_vit, tmp_path):
 def test_float_layers_stay_float_in_the_onnx_graph(tiny_vit, tmp_path):
     """A layer named as float gets no QuantizeLinear before its weights: fewer quantized nodes."""
     import onnx
-
     from pocketvit.export.quantize import OnnxInt8, quantize_export
 
     model, calib, probe = tiny_vit

@@ -7,7 +7,7 @@ from collections import OrderedDict
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+from torch import nn
 
 
 def _fragile_model() -> nn.Module:

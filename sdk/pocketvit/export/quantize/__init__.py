@@ -16,8 +16,9 @@ Importing this package is instant; torch and the toolchains are imported by the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from pocketvit.export.quantize.configs import (
     CONFIG_TYPES,
@@ -42,15 +43,15 @@ __all__ = [
 
 
 def quantize_export(
-    model: "torch.nn.Module",
-    example: "torch.Tensor",
-    calib: "torch.Tensor",
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    calib: torch.Tensor,
     config: QuantConfig,
     path: Path | str,
     *,
     float_layers: Sequence[str] = (),
     model_name: str = "model",
-) -> "ExportedFile":
+) -> ExportedFile:
     """Quantize `model` with `config`'s toolchain (calibrated on `calib`) and write the int8 file at `path`."""
     from pocketvit.export.prepare import prepare_for_export
 

@@ -20,25 +20,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from pocketvit.data.datasets import ImageSet, Splits
 
 
-def _draw(images: "ImageSet", n: int, seed: int) -> np.ndarray:
+def _draw(images: ImageSet, n: int, seed: int) -> np.ndarray:
     n = min(int(n), len(images))
     return np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))
 
 
-def _check_not_test(splits: "Splits", source: "ImageSet", what: str) -> None:
+def _check_not_test(splits: Splits, source: ImageSet, what: str) -> None:
     if source is splits.test or source.images.data_ptr() == splits.test.images.data_ptr():
         raise DataError(f"{what}: refusing to use the test split; quantization calibrates on training images "
                         "only (the test split is where accuracy is measured)")
 
 
-def calibration_images(splits: "Splits", n: int, seed: int = 0) -> tuple["torch.Tensor", np.ndarray]:
+def calibration_images(splits: Splits, n: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
     """(normalized float images, their indices into splits.train): `n` training images, seeded."""
     _check_not_test(splits, splits.train, "calibration")
     idx = _draw(splits.train, n, seed)
     return splits.normalize(splits.train.images[idx]), idx
 
 
-def held_out_images(splits: "Splits", n: int, seed: int = 1) -> tuple["torch.Tensor", "torch.Tensor"]:
+def held_out_images(splits: Splits, n: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(normalized images, labels): `n` validation images (held out of training) for the accuracy budget."""
     _check_not_test(splits, splits.val, "sensitivity")
     idx = _draw(splits.val, n, seed)

@@ -4,8 +4,9 @@ exports that export_to_bundle adds beside the fp32 files (target '<runtime>-int8
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal, Union
+from typing import Literal
 
 from pocketvit.errors import ExportError
 
@@ -59,7 +59,7 @@ class CoreMLInt8:
         return asdict(self) | {"toolchain": "coremltools.optimize.coreml.linear_quantize_weights"}
 
 
-QuantConfig = Union[ExecuTorchInt8, LiteRTInt8, OnnxInt8, CoreMLInt8]
+QuantConfig = ExecuTorchInt8 | LiteRTInt8 | OnnxInt8 | CoreMLInt8
 CONFIG_TYPES = {"executorch": ExecuTorchInt8, "litert": LiteRTInt8, "onnx": OnnxInt8, "coreml": CoreMLInt8}
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import platform
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from pocketvit.errors import ExportError
 from pocketvit.export._common import ExportedFile, atomic_path, lowering_error
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-def quantize_coreml(model: "torch.nn.Module", example: "torch.Tensor", calib: "torch.Tensor", config: CoreMLInt8,
+def quantize_coreml(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor, config: CoreMLInt8,
                     path: Path, *, float_layers: Sequence[str] = (), model_name: str = "model") -> ExportedFile:
     from pocketvit.export.coreml import _import_coremltools, _quiet, export_coreml, spec_check
 
@@ -32,7 +33,11 @@ def quantize_coreml(model: "torch.nn.Module", example: "torch.Tensor", calib: "t
             f"Could not export '{model_name}' to {config.target} (w8a8): coremltools' "
             "linear_quantize_activations calibrates by running the model in Core ML, which only runs on "
             "macOS/iOS. Use mode 'weights' (int8 weights) on Linux, or run this export on a Mac.")
-    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+    from coremltools.optimize.coreml import (
+        OpLinearQuantizerConfig,
+        OptimizationConfig,
+        linear_quantize_weights,
+    )
 
     with tempfile.TemporaryDirectory(prefix="pocketvit-coreml-int8-") as tmpdir:
         fp16 = export_coreml(model, example, Path(tmpdir) / "fp16.mlpackage", model_name=model_name, prepare=False)

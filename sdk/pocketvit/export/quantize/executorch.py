@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from pocketvit.export._common import ExportedFile, lowering_error, require
 from pocketvit.export.quantize.configs import ExecuTorchInt8
@@ -14,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _WHY = "needed to write int8 .pte files"
 
 
-def quantize_executorch(model: "torch.nn.Module", example: "torch.Tensor", calib: "torch.Tensor",
+def quantize_executorch(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor,
                         config: ExecuTorchInt8, path: Path, *, float_layers: Sequence[str] = (),
                         model_name: str = "model") -> ExportedFile:
     from pocketvit.export.executorch import _lower, _torch_export, _write

@@ -4,8 +4,9 @@ zero point) or dynamic-range (int8 weights, float activations)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from pocketvit.export._common import ExportedFile, lowering_error, require
 from pocketvit.export.quantize.configs import LiteRTInt8
@@ -16,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _WHY = "needed to write int8 .tflite files"
 
 
-def quantize_litert(model: "torch.nn.Module", example: "torch.Tensor", calib: "torch.Tensor",
+def quantize_litert(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor,
                     config: LiteRTInt8, path: Path, *, float_layers: Sequence[str] = (),
                     model_name: str = "model") -> ExportedFile:
     import torch

@@ -42,7 +42,7 @@ def measure(bundle: Path, runs: int = 300, threads: int = 2, root: str = "/usr/s
         opened.append(p)
         out = []
         with progress_bar(f"{t}: test split", len(x)) as advance:
-            for i in range(0, len(x)):
+            for i in range(len(x)):
                 out.append(p.run(x[i:i + 1]))
                 advance(1)
         logits = np.concatenate(out).reshape(len(x), -1)

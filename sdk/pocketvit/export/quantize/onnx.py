@@ -11,8 +11,9 @@ import ast
 import contextlib
 import io
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from pocketvit.export._common import ExportedFile, atomic_path, lowering_error, require
 from pocketvit.export.quantize.configs import OnnxInt8
@@ -41,7 +42,7 @@ def nodes_under(proto, module_paths: Sequence[str]) -> list[str]:
     return found
 
 
-def quantize_onnx(model: "torch.nn.Module", example: "torch.Tensor", calib: "torch.Tensor", config: OnnxInt8,
+def quantize_onnx(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor, config: OnnxInt8,
                   path: Path, *, float_layers: Sequence[str] = (), model_name: str = "model") -> ExportedFile:
     from collections import Counter
 

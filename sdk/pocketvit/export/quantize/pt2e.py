@@ -8,7 +8,8 @@ left unannotated, so the toolchain runs it in float.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -72,7 +73,7 @@ def litert_quantizer(mode: str = "static", per_channel: bool = True) -> Quantize
     return make
 
 
-def export_graph(model: "torch.nn.Module", example: "torch.Tensor", dynamic_batch: bool = False):
+def export_graph(model: torch.nn.Module, example: torch.Tensor, dynamic_batch: bool = False):
     """torch.export's GraphModule of `model` (batch dimension symbolic when dynamic_batch)."""
     import torch
 
@@ -86,12 +87,12 @@ def export_graph(model: "torch.nn.Module", example: "torch.Tensor", dynamic_batc
                 with torch.no_grad():
                     graph(example.repeat(3, *([1] * (example.dim() - 1))))  # really dynamic?
                 return graph, True
-            except Exception:  # a model whose code pins the batch: calibrate one image at a time
+            except Exception:  # noqa: BLE001, S110 - a model whose code pins the batch: one image at a time
                 pass
         return torch.export.export(model, (example,)).module(), False
 
 
-def calibrate_and_convert(graph, quantizer, calib: "torch.Tensor", batched: bool, batch_size: int = 64,
+def calibrate_and_convert(graph, quantizer, calib: torch.Tensor, batched: bool, batch_size: int = 64,
                           fold: bool = True):
     """prepare_pt2e(graph, quantizer), run the calibration images through the observers, convert_pt2e."""
     import torch
@@ -105,7 +106,7 @@ def calibrate_and_convert(graph, quantizer, calib: "torch.Tensor", batched: bool
     return convert_pt2e(prepared, fold_quantize=fold)
 
 
-def quantized_graph(model: "torch.nn.Module", example: "torch.Tensor", calib: "torch.Tensor",
+def quantized_graph(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor,
                     make_quantizer: QuantizerFactory, float_layers: Sequence[str] = (), *, graph=None,
                     batched: bool = False, fold: bool = True, only: Sequence[str] | None = None):
     """The converted (q/dq) GraphModule of `model`; `graph` reuses an exported graph (copied first).
@@ -119,7 +120,7 @@ def quantized_graph(model: "torch.nn.Module", example: "torch.Tensor", calib: "t
     return calibrate_and_convert(graph, make_quantizer(float_layers, only=only), calib, batched, fold=fold)
 
 
-def quantizable_layers(model: "torch.nn.Module") -> list[str]:
+def quantizable_layers(model: torch.nn.Module) -> list[str]:
     """Module paths of the layers a PT2E quantizer gives int8 weights: every Conv2d and Linear, in order."""
     from torch import nn
 

@@ -13,8 +13,9 @@ is then measured again on its runtime over the whole test split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pocketvit.progress import log, progress_bar
 
@@ -42,7 +43,7 @@ class SensitivityResult:
         return asdict(self)
 
 
-def _logits(fn, x: "torch.Tensor", batched: bool, batch: int = 256) -> "torch.Tensor":
+def _logits(fn, x: torch.Tensor, batched: bool, batch: int = 256) -> torch.Tensor:
     import torch
 
     step = batch if batched else 1
@@ -50,19 +51,19 @@ def _logits(fn, x: "torch.Tensor", batched: bool, batch: int = 256) -> "torch.Te
         return torch.cat([fn(x[i:i + step]) for i in range(0, len(x), step)])
 
 
-def logit_error(q: "torch.Tensor", f: "torch.Tensor") -> tuple[float, float]:
+def logit_error(q: torch.Tensor, f: torch.Tensor) -> tuple[float, float]:
     """(mean relative squared error, top-1 agreement) of quantized logits q against float logits f."""
     rel = ((q - f).pow(2).sum(1) / f.pow(2).sum(1).clamp_min(1e-12)).mean()
     return float(rel), float((q.argmax(1) == f.argmax(1)).float().mean())
 
 
 def choose_float_layers(
-    model: "torch.nn.Module",
-    example: "torch.Tensor",
-    calib: "torch.Tensor",
-    held_x: "torch.Tensor",
-    held_y: "torch.Tensor | None",
-    make_quantizer: "QuantizerFactory",
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    calib: torch.Tensor,
+    held_x: torch.Tensor,
+    held_y: torch.Tensor | None,
+    make_quantizer: QuantizerFactory,
     budget: float = 0.005,
     *,
     layers: Sequence[str] | None = None,

@@ -4,8 +4,9 @@ other target (its runtime, whole test split, parity against eager fp32, latency)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -50,7 +50,7 @@ def fit_sulq(x: np.ndarray, bits: int) -> tuple[float, float]:
     return best[1], best[2]
 
 
-def softmax_outputs(model: "torch.nn.Module", images: "torch.Tensor") -> np.ndarray:
+def softmax_outputs(model: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
     """Every softmax output of `model` on `images`, flattened (torch.export graph, fx Interpreter)."""
     import torch
 
@@ -73,12 +73,12 @@ def softmax_outputs(model: "torch.nn.Module", images: "torch.Tensor") -> np.ndar
     return np.concatenate(found) if found else np.zeros(0, dtype=np.float32)
 
 
-def post_softmax_errors(model: "torch.nn.Module", images: "torch.Tensor", bits=(4, 6, 8)) -> dict[str, Any]:
+def post_softmax_errors(model: torch.nn.Module, images: torch.Tensor, bits=(4, 6, 8)) -> dict[str, Any]:
     """Mean squared error of uniform vs SULQ quantization of the model's post-softmax activations."""
     x = softmax_outputs(model, images)
     if not len(x):
         return {"softmax_values": 0}
-    out: dict[str, Any] = {"softmax_values": int(len(x)), "images": int(len(images)),
+    out: dict[str, Any] = {"softmax_values": len(x), "images": len(images),
                            "fraction_below_1_over_256": float(np.mean(x < 1 / 256))}
     for b in bits:
         eta, step = fit_sulq(x, b)
