@@ -102,7 +102,9 @@ def _wrapper_class():
             self.register_buffer("luma", torch.tensor(LUMA, dtype=torch.float32).reshape(1, 3, 1, 1))
 
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-            x = pixels.to(torch.float32).permute(0, 3, 1, 2)
+            # contiguous: without it ExecuTorch leaves an as_strided_copy outside XNNPACK on some models
+            # (EfficientNet-Lite0: 2 delegate calls instead of 1); only the uint8 cast stays outside
+            x = pixels.to(torch.float32).permute(0, 3, 1, 2).contiguous()
             if self.gray:
                 x = torch.floor((torch.nn.functional.conv2d(x, self.luma) + 32768.0) * (1.0 / 65536.0))
             y = self.model(x * self.mul + self.add)
