@@ -42,6 +42,7 @@ def test_uint8_dropin_agrees_with_float_over_the_test_split(tmp_path_factory, fm
     if src is None:
         from pocketvit.build import run_build
         from pocketvit.recipe import load_recipe
+
         from tests.conftest import TINY
 
         src = tmp_path_factory.mktemp("tiny-build")

