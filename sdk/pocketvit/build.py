@@ -171,9 +171,10 @@ def run_build(
     if recipe.exits is not None:
         from pocketvit.exits.stage import calibrate_stage_fn, exits_stage_fn
 
-        ex_cfg = recipe.exits.model_dump(exclude={"budget", "margin", "targets"})
+        ex_cfg = recipe.exits.model_dump(exclude={"budget", "margin", "confidence", "targets"})
         exits_stage = runner.run("exits", ex_cfg, [student, cache], exits_stage_fn(recipe, splits, aug, student, cache, _student))
-        calibration = runner.run("exits-calibrate", {"budget": recipe.exits.budget, "margin": recipe.exits.margin},
+        calibration = runner.run("exits-calibrate", {"budget": recipe.exits.budget, "margin": recipe.exits.margin,
+                                                     "confidence": recipe.exits.confidence},
                                  [exits_stage], calibrate_stage_fn(recipe, splits, exits_stage))
         student = exits_stage
     if until == "exits":

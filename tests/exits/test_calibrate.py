@@ -79,3 +79,20 @@ def test_curve_is_a_rising_front():
     assert pareto([(0.5, 0.9), (0.4, 0.95), (0.6, 0.92)]) == [{"cost": 0.4, "accuracy": 0.95}]
     acc, cost, hist = evaluate(np.array([[0.9, 0.1]]), np.array([[True, False], [True, True]]), np.array([0.5, 1.0]), [0.5])
     assert (acc, cost, hist.tolist()) == (1.0, 0.75, [1, 1])
+
+
+def test_a_confidence_bound_is_more_careful_than_the_plain_estimate():
+    rng = np.random.default_rng(0)
+    n = 2000
+    labels = rng.integers(0, 2, n)
+    conf1 = rng.uniform(0.5, 1.0, n)
+    right1 = rng.uniform(0, 1, n) < conf1  # the more confident, the more often right
+    pred1 = np.where(right1, labels, 1 - labels)
+    final = _logits(np.full(n, 0.99), labels)
+    logits = np.stack([_logits(conf1, pred1), final])
+    costs = np.array([0.4, 1.0])
+    plain = calibrate(logits, labels, costs, budget=0.01)
+    bounded = calibrate(logits, labels, costs, budget=0.01, bound=0.95)
+    assert plain.full_accuracy - plain.accuracy <= 0.01 + 1e-9
+    assert bounded.accuracy >= plain.accuracy and bounded.cost >= plain.cost
+    assert bounded.thresholds[0] > plain.thresholds[0]

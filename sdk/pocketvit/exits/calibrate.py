@@ -9,6 +9,7 @@ head's, on the calibration split. A threshold above 1 switches an exit off; 0 ma
 from __future__ import annotations
 
 import itertools
+from statistics import NormalDist
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,12 +60,16 @@ def _candidates(conf: np.ndarray, grid: int) -> list[float]:
 
 
 def calibrate(
-    logits: np.ndarray, labels: np.ndarray, costs, budget: float = 0.005, grid: int | None = None
+    logits: np.ndarray, labels: np.ndarray, costs, budget: float = 0.005, grid: int | None = None,
+    bound: float | None = None,
 ) -> Calibration:
     """logits: (E + 1, N, C), final head last; costs: (E + 1,) compute of leaving at each exit (full = 1).
 
     Exhaustive search over per-exit candidate thresholds (quantiles of that exit's confidence, plus
     NEVER); keeps the cheapest set whose accuracy >= final accuracy - budget (ties: higher accuracy).
+    With `bound` (a confidence level, e.g. 0.95) the drop must hold as a one-sided upper bound: measured drop + z * its
+    standard error (per-image paired differences with the final head) <= budget, so that thresholds
+    chosen on the calibration split keep the budget on unseen images at that confidence.
     """
     logits = np.asarray(logits)
     labels = np.asarray(labels)
@@ -79,12 +84,20 @@ def calibrate(
     if grid is None:
         grid = max(3, int(MAX_COMBINATIONS ** (1.0 / e)))
     cands = [_candidates(confidence[i], grid) for i in range(e)]
+    z = NormalDist().inv_cdf(bound) if bound else 0.0
+    n = correct.shape[1]
+    rows = np.arange(n)
+    final_ok = correct[-1].astype(np.float64)
     best = None
     points = []
     for ths in itertools.product(*cands):
         acc, cost, _ = evaluate(confidence, correct, costs, ths)
         points.append((cost, acc))
-        if acc >= full - budget - 1e-12:
+        margin = 0.0
+        if z and acc < full + budget:  # standard error of the drop, only where it can matter
+            diff = correct[exit_points(confidence, ths), rows] - final_ok
+            margin = z * float(diff.std(ddof=1)) / np.sqrt(n) if n > 1 else 0.0
+        if acc - margin >= full - budget - 1e-12:
             key = (cost, -acc)
             if best is None or key < best[0]:
                 best = (key, ths)

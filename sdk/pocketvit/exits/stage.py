@@ -105,13 +105,14 @@ def calibrate_stage_fn(recipe, splits, exits_stage) -> Callable[[Path], dict]:
 
         costs = np.asarray(exits_stage.meta["exit_cost"])
         val = np.load(exits_stage.path / "val_logits.npy")
-        cal = calibrate(val, splits.val.labels.numpy(), costs, budget=max(0.0, cfg.budget - cfg.margin))
+        cal = calibrate(val, splits.val.labels.numpy(), costs, budget=max(0.0, cfg.budget - cfg.margin),
+                        bound=cfg.confidence)
         test = np.load(exits_stage.path / "test_logits.npy")
         probs = softmax_np(test)
         correct = probs.argmax(-1) == splits.test.labels.numpy()[None]
         acc, cost, hist = evaluate(probs[:-1].max(-1), correct, costs, cal.thresholds)
         meta = {
-            "budget": cfg.budget, "margin": cfg.margin, "thresholds": cal.thresholds,
+            "budget": cfg.budget, "margin": cfg.margin, "confidence": cfg.confidence, "thresholds": cal.thresholds,
             "val": {"top1": cal.accuracy, "full_top1": cal.full_accuracy, "cost": cal.cost, "exit_histogram": cal.histogram},
             "eager_test": {"top1": acc, "full_top1": float(correct[-1].mean()), "cost": cost,
                            "exit_histogram": hist.tolist()},

@@ -140,6 +140,10 @@ class ExitsSection(Section):
     stage2: ExitsStage2 = ExitsStage2()
     budget: float = Field(0.005, ge=0, lt=1, description="largest allowed top-1 drop vs the full model (0.005 = 0.5 pt)")
     margin: float = Field(0.0, ge=0, lt=1, description="calibrate to budget - margin on the validation split")
+    confidence: Optional[float] = Field(
+        0.95, ge=0.5, lt=1, description="the budget must hold as a one-sided bound at this confidence (measured val "
+        "drop + z * its standard error); null: the val drop alone"
+    )
     targets: Optional[list[TargetName]] = Field(
         None, description="targets that get the segmented exit program; default: every fp32 export target"
     )
