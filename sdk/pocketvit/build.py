@@ -116,9 +116,14 @@ def run_build(
         from pocketvit.distill.cache import TeacherCache, write_cache
 
         model = load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
+        from pocketvit.distill.trainer import resolve_precision
+
         c = recipe.teacher_cache
-        write_cache(model, splits, aug, recipe.seed, c.epochs, c.topk, c.batch_size, path / "cache")
-        return {"epochs": c.epochs, "topk": c.topk, "bytes": TeacherCache(path / "cache", len(splits.train)).size_bytes()}
+        model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        precision = resolve_precision(c.precision, next(model.parameters()).device)
+        write_cache(model, splits, aug, recipe.seed, c.epochs, c.topk, c.batch_size, path / "cache", precision=precision)
+        return {"epochs": c.epochs, "topk": c.topk, "precision": precision,
+                "bytes": TeacherCache(path / "cache", len(splits.train)).size_bytes()}
 
     cache_cfg = {"cache": recipe.teacher_cache.model_dump(), "augment": recipe.data.augment.model_dump()}
     cache = runner.run("teacher_cache", cache_cfg, [data, teacher], cache_stage)
@@ -192,8 +197,10 @@ def run_build(
     for target in recipe.export.targets:
         exp, vcfg = int8[target] if target in int8 else (None, recipe.verify)
         if exp is None:
-            exp = runner.run(f"export-{target}", {"target": target}, [student],
-                             export_stage_fn(target, lambda: _student(student, splits), spec, recipe.name))
+            no_rw = tuple(recipe.export.no_rewrite)
+            exp = runner.run(f"export-{target}", {"target": target} | ({"no_rewrite": list(no_rw)} if no_rw else {}),
+                             [student], export_stage_fn(target, lambda: _student(student, splits), spec, recipe.name,
+                                                        no_rw))
         exported[target] = exp
         ver = runner.run(f"verify-{target}", vcfg.model_dump(), [exp, data],
                          verify_stage_fn(target, exp, lambda: _student(student, splits), splits, spec, vcfg))

@@ -16,13 +16,14 @@ from pocketvit.progress import log, progress_bar
 ModelFn = Callable[[], torch.nn.Module]
 
 
-def export_stage_fn(target: str, model_fn: ModelFn, spec: dict[str, Any], name: str) -> Callable[[Path], dict]:
+def export_stage_fn(target: str, model_fn: ModelFn, spec: dict[str, Any], name: str,
+                    no_rewrite: tuple[str, ...] = ()) -> Callable[[Path], dict]:
     def run(path: Path) -> dict[str, Any]:
         from pocketvit.export import export_model
 
         model = model_fn()
         example = torch.zeros(1, spec["channels"], spec["height"], spec["width"])
-        f = export_model(model, example, target, path, name="model", model_name=name)
+        f = export_model(model, example, target, path, name="model", model_name=name, disabled_rewrites=no_rewrite)
         return {"file": f.path.name, "runtime": f.runtime, "precision": f.precision, "info": f.info}
 
     return run

@@ -150,6 +150,11 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", help="Bundle folder to write (default: exports/<model name>).")] = None,
     inputs: Annotated[int, typer.Option("--inputs", "-n", min=1, help="Seeded random images for the parity check after export.")] = 16,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Runtime threads for the checks (default: up to 4).")] = None,
+    no_rewrite: Annotated[
+        list[str] | None,
+        typer.Option("--no-rewrite", help="Switch off an export rewrite by name (repeatable), or all: "
+                     "layernorm-as-linear, attention-as-bmm. Compare with and without to report a toolchain bug."),
+    ] = None,
     list_models: Annotated[bool, typer.Option("--list-models", help="List the models known to work, with their status per target, and exit.")] = False,
     dropin: Annotated[
         list[str] | None,
@@ -194,6 +199,9 @@ def export(
         raise ExportError("Name the model to export: pocketvit export MODEL --target T (see `pocketvit export "
                           "--list-models`).")
     targets = _targets(target)
+    from pocketvit.export.rewrites import check_rewrite_names
+
+    check_rewrite_names(no_rewrite or ())  # before loading anything
     from pocketvit.export.bundle import check_out_dir, export_to_bundle
     from pocketvit.models.sources import resolve_model
 
@@ -215,7 +223,7 @@ def export(
         quantizer.check(resolved)  # calibration images exist, before any export starts
     result = export_to_bundle(resolved, targets, out_dir, n_inputs=inputs, threads=threads,
                               log=None if as_json else log, dropin=runtimes, dropin_input=dropin_input,
-                              quantize=quantizer)
+                              quantize=quantizer, disabled_rewrites=tuple(no_rewrite or ()))
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:

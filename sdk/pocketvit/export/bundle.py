@@ -251,7 +251,15 @@ def backend_summary(target: str, info: dict[str, Any]) -> str:
             grouped[short_op(op)] = grouped.get(short_op(op), 0) + int(n)
         text = (f"{info.get('delegate_calls', '?')} XNNPACK delegate call(s), {info.get('nodes_delegated', '?')} "
                 f"node(s) delegated, {info.get('nodes_outside', 0)} outside")
-        return text + (f": {_ops_text(grouped)}" if grouped else " (whole graph delegated)")
+        text += f": {_ops_text(grouped)}" if grouped else " (whole graph delegated)"
+        if info.get("rewrites"):
+            text += f"; rewrites {', '.join(f'{k} x{v}' for k, v in info['rewrites'].items())}"
+        before = info.get("before_rewrites")
+        if before:
+            text += (f" (without them: {before['delegate_calls']} call(s), {before['nodes_outside']} outside"
+                     + (f": {_ops_text({short_op(k): v for k, v in before['outside_ops'].items()})}"
+                        if before["outside_ops"] else "") + ")")
+        return text
     if runtime == "litert":
         ops = info.get("ops") or {}
         if not ops:
@@ -330,6 +338,7 @@ def export_to_bundle(
     dropin: Iterable[str] | None = None,
     dropin_input: str = "uint8",
     quantize: Callable[..., Iterable[tuple[str, Any, dict[str, Any]]]] | None = None,
+    disabled_rewrites: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Export `resolved.model` to every target, write ONE bundle with those that worked, measure them.
 
@@ -374,7 +383,8 @@ def export_to_bundle(
             say(f"exporting {resolved.name} to {t} ...")
             t0 = time.perf_counter()
             try:
-                f = export_model(resolved.model, example, t, staging, name="model", model_name=resolved.name)
+                f = export_model(resolved.model, example, t, staging, name="model", model_name=resolved.name,
+                                 disabled_rewrites=disabled_rewrites, compare_rewrites=True)
             except (ExportError, MissingExtraError) as e:
                 failed[t] = str(e)
                 results[t] = {"status": "failed", "error": str(e), "seconds": round(time.perf_counter() - t0, 2)}

@@ -63,8 +63,9 @@ def delegation_summary(edge_program) -> dict:
     }
 
 
-def _lower(programs, model_name: str):
-    """torch ExportedProgram(s) -> (ExecutorchProgramManager, {method: summary})."""
+def _lower(programs, model_name: str, serialise: bool = True):
+    """torch ExportedProgram(s) -> (ExecutorchProgramManager, {method: summary}); (None, summaries) when
+    serialise is False (only the delegation summary is wanted)."""
     exir = require("executorch.exir", "executorch", _WHY)
     xnn = require("executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch", _WHY)
     try:
@@ -72,6 +73,8 @@ def _lower(programs, model_name: str):
     except Exception as exc:
         raise lowering_error(model_name, TARGET, exc, "to_edge_transform_and_lower (XNNPACK)") from exc
     summaries = {m: delegation_summary(edge.exported_program(m)) for m in sorted(edge.methods)}
+    if not serialise:
+        return None, summaries
     try:
         et = edge.to_executorch()
     except Exception as exc:
@@ -110,14 +113,20 @@ def export_executorch(
     prepare: bool = True,
     unfused_attention: bool = True,
     disabled_rewrites: tuple[str, ...] = (),
+    compare_rewrites: bool = False,
 ) -> ExportedFile:
-    """Lower `model` for ExecuTorch with the XNNPACK delegate and write a .pte with method "forward"."""
+    """Lower `model` for ExecuTorch with the XNNPACK delegate and write a .pte with method "forward".
+
+    compare_rewrites: when a rewrite changed the model, also lower it without the rewrites (not written)
+    and put that delegation summary in info["before_rewrites"], so a user sees what they bought.
+    """
     from pocketvit.export.prepare import prepare_for_export
     from pocketvit.export.rewrites import apply_rewrites
 
     require("executorch.exir", "executorch", _WHY)
     args = example if isinstance(example, tuple) else (example,)
     rewrites: dict[str, int] = {}
+    source = model
     if prepare:
         model = prepare_for_export(model, unfused_attention=unfused_attention)
         rewrites = apply_rewrites(model, TARGET, disabled_rewrites)
@@ -128,6 +137,9 @@ def export_executorch(
     info = dict(summaries["forward"])
     info["methods"] = ["forward"]
     info["rewrites"] = rewrites
+    if compare_rewrites and rewrites:
+        plain = prepare_for_export(source, unfused_attention=unfused_attention)
+        info["before_rewrites"] = _lower(_torch_export(plain, args, model_name), model_name, serialise=False)[1]["forward"]
     return ExportedFile(target=TARGET, path=path, runtime="executorch", precision="fp32", info=info)
 
 

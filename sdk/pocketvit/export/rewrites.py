@@ -34,11 +34,67 @@ def _layernorm_as_linear(model: "torch.nn.Module") -> int:
                 y = y * self.weight
             return y + self.bias if self.bias is not None else y
 
+    plain = {nn.LayerNorm}
+    try:  # timm's LayerNorm only adds a fast-norm switch; its channels-first LayerNorm2d is not matched
+        from timm.layers import LayerNorm as TimmLayerNorm
+
+        plain.add(TimmLayerNorm)
+    except ImportError:
+        pass
+    return _replace(model, lambda m: type(m) in plain and len(m.normalized_shape) == 1, LinearLayerNorm)
+
+
+def _timm_attention_as_bmm(model: "torch.nn.Module") -> int:
+    """timm's ViT Attention with heads folded into the batch: 3-D bmm instead of 4-D matmul, whose
+    decomposition leaves expand_copy / squeeze_copy nodes outside XNNPACK (2 per matmul)."""
+    try:
+        from timm.layers.attention import Attention
+    except ImportError:
+        return 0
+    import torch
+    from torch import nn
+
+    class BmmAttention(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
+            # q, k and v as three linears (row slices of qkv): unbinding one fused output costs 3 squeeze_copy
+            w, bias = inner.qkv.weight.detach(), inner.qkv.bias
+            dim = w.shape[0] // 3
+            self.q, self.k, self.v = (nn.Linear(w.shape[1], dim, bias=bias is not None) for _ in range(3))
+            for i, lin in enumerate((self.q, self.k, self.v)):
+                lin.weight.data.copy_(w[i * dim:(i + 1) * dim])
+                if bias is not None:
+                    lin.bias.data.copy_(bias.detach()[i * dim:(i + 1) * dim])
+
+        def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
+            a = self.inner
+            if attn_mask is not None or is_causal:
+                return a(x, attn_mask=attn_mask, is_causal=is_causal)
+            b, n, _ = x.shape
+            h, d = a.num_heads, a.head_dim
+            gate = a.gate(x).sigmoid() if getattr(a, "gate", None) is not None else None
+            q, k, v = (p(x).reshape(b, n, h, d).transpose(1, 2) for p in (self.q, self.k, self.v))
+            q, k = a.q_norm(q) * a.scale, a.k_norm(k)
+            q, k, v = (t.reshape(b * h, n, d) for t in (q, k, v))
+            attn = torch.bmm(q, k.transpose(1, 2)).softmax(-1)
+            x = torch.bmm(a.attn_drop(attn), v).reshape(b, h, n, d).transpose(1, 2).reshape(b, n, h * d)
+            x = a.norm(x)
+            if gate is not None:
+                x = x * gate
+            return a.proj_drop(a.proj(x))
+
+    needed = ("qkv", "num_heads", "head_dim", "scale", "q_norm", "k_norm", "norm", "proj", "attn_drop", "proj_drop")
+    return _replace(model, lambda m: type(m) is Attention and all(hasattr(m, a) for a in needed), BmmAttention)
+
+
+def _replace(model: "torch.nn.Module", match: Callable, make: Callable) -> int:
+    """Replace every child module for which match(child) holds by make(child); returns how many."""
     count = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) is nn.LayerNorm and len(child.normalized_shape) == 1:
-                setattr(parent, name, LinearLayerNorm(child))
+            if match(child):
+                setattr(parent, name, make(child))
                 count += 1
     return count
 
@@ -54,6 +110,8 @@ class Rewrite:
 REWRITES: tuple[Rewrite, ...] = (
     Rewrite("layernorm-as-linear", "LayerNorm's mean and variance as linear layers the delegate takes",
             ("executorch",), _layernorm_as_linear),
+    Rewrite("attention-as-bmm", "timm ViT attention as 3-D batched matmuls (no expand/squeeze copies)",
+            ("executorch",), _timm_attention_as_bmm),
 )
 
 
@@ -61,14 +119,20 @@ def rewrite_names() -> list[str]:
     return [r.name for r in REWRITES]
 
 
-def apply_rewrites(model: "torch.nn.Module", target: str, disabled: Iterable[str] = ()) -> dict[str, int]:
-    """Apply every rewrite meant for `target` that is not disabled ("all" disables every one)."""
+def check_rewrite_names(disabled: Iterable[str]) -> set[str]:
+    """The set of names, or ExportError naming the unknown ones and listing the known."""
     from pocketvit.errors import ExportError
 
     disabled = set(disabled)
     unknown = disabled - set(rewrite_names()) - {"all"}
     if unknown:
-        raise ExportError(f"unknown rewrite(s) {sorted(unknown)}; known: {', '.join(rewrite_names())}")
+        raise ExportError(f"unknown rewrite(s) {sorted(unknown)}; known: {', '.join(rewrite_names())} (or all)")
+    return disabled
+
+
+def apply_rewrites(model: "torch.nn.Module", target: str, disabled: Iterable[str] = ()) -> dict[str, int]:
+    """Apply every rewrite meant for `target` that is not disabled ("all" disables every one)."""
+    disabled = check_rewrite_names(disabled)
     applied = {}
     for r in REWRITES:
         if target in r.targets and r.name not in disabled and "all" not in disabled:

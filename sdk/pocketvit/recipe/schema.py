@@ -55,6 +55,9 @@ class TeacherCacheSection(Section):
     epochs: int = Field(3, gt=0, description="augmented epochs to record (the student cycles through them)")
     topk: int = Field(5, gt=0, description="classes kept per sample (TinyViT: 10 of 1k)")
     batch_size: int = Field(500, gt=0)
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="teacher compute precision while recording; auto = bf16 where the CPU/GPU has it natively"
+    )
 
 
 class StudentSection(ModelSection):
@@ -77,6 +80,8 @@ class ExportSection(Section):
         "Core ML: image input + classifier; target <runtime>-dropin); default: litert and coreml for those among "
         "the targets; [] for none")
     dropin_input: Literal["uint8", "float"] = Field("uint8", description="pixels a drop-in file takes")
+    no_rewrite: list[str] = Field(
+        default_factory=list, description="export rewrites to switch off by name, or [all] (see `pocketvit export --help`)")
 
     @field_validator("targets")
     @classmethod
@@ -113,6 +118,7 @@ class QuantizeSection(Section):
     coreml: Literal["weights", "w8a8"] = Field("weights", description="int8 weights; w8a8 needs macOS to calibrate")
     tolerance: Tolerance = Field(Tolerance(max_abs_diff=2.0, cosine=0.99, top1_agreement=0.98),
                                  description="verify tolerance of int8 files against eager fp32")
+
 
 class ExitsStage1(Section):
     epochs: int = Field(2, ge=0, description="end-to-end epochs, weighted sum of every exit's distillation loss")

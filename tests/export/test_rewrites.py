@@ -1,0 +1,67 @@
+"""Each export rewrite: same outputs before and after, and fewer nodes outside XNNPACK (a real lowering)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from export_testkit import RUNNERS, eager
+
+from pocketvit.errors import ExportError
+from pocketvit.export.rewrites import REWRITES, apply_rewrites, check_rewrite_names
+
+torch = pytest.importorskip("torch")
+timm = pytest.importorskip("timm")
+
+
+def tiny_timm_vit():
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10).eval()
+    return model, torch.randn(1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("name", [r.name for r in REWRITES])
+def test_rewrite_keeps_outputs_and_takes_nodes_into_the_delegate(tmp_path, name):
+    from pocketvit.export.executorch import export_executorch
+    from pocketvit.export.prepare import prepare_for_export
+
+    model, x = tiny_timm_vit()
+    ref = eager(model, x)
+    rewritten = prepare_for_export(model, unfused_attention=True)
+    others = [r.name for r in REWRITES if r.name != name]
+    assert apply_rewrites(rewritten, "executorch", disabled=others)[name] > 0
+    np.testing.assert_allclose(eager(rewritten, x), ref, atol=1e-5)
+
+    without = export_executorch(model, x, tmp_path / "without.pte", disabled_rewrites=("all",))
+    with_it = export_executorch(model, x, tmp_path / "with.pte", disabled_rewrites=tuple(others))
+    assert set(with_it.info["rewrites"]) == {name} and without.info["rewrites"] == {}
+    assert with_it.info["nodes_outside"] < without.info["nodes_outside"]
+    assert with_it.info["delegate_calls"] <= without.info["delegate_calls"]
+    for f in (with_it, without):
+        out = RUNNERS["executorch"](f.path, x)
+        assert float(np.abs(out - ref).max()) < 1e-4
+
+
+@pytest.mark.slow
+def test_all_rewrites_keep_a_timm_vit_in_few_delegate_calls(tmp_path):
+    """With every rewrite, only the class-token expand and its select stay outside; top-1 equal on every runtime."""
+    from pocketvit.export import export_model
+
+    model, x = tiny_timm_vit()
+    ref = eager(model, x)
+    raw = export_model(model, x, "executorch", tmp_path, name="raw", disabled_rewrites=("all",)).info
+    f = export_model(model, x, "executorch", tmp_path, name="fast", compare_rewrites=True)
+    assert f.info["nodes_outside"] <= 2 < raw["nodes_outside"]
+    before = f.info["before_rewrites"]  # what `pocketvit export` prints as "without them"
+    assert (before["delegate_calls"], before["nodes_outside"]) == (raw["delegate_calls"], raw["nodes_outside"])
+    assert f.info["delegate_calls"] <= 2 < raw["delegate_calls"]
+    for target in ("executorch", "litert", "onnx"):
+        g = f if target == "executorch" else export_model(model, x, target, tmp_path, name=target)
+        assert RUNNERS[target](g.path, x).argmax() == ref.argmax()
+
+
+def test_unknown_rewrite_name_is_refused_with_the_known_ones():
+    with pytest.raises(ExportError, match="layernorm-as-linear"):
+        check_rewrite_names(["no-such-rewrite"])
+    assert check_rewrite_names(["all"]) == {"all"}
