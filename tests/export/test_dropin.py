@@ -243,3 +243,22 @@ def test_coreml_image_classifier_spec(tmp_path, spec):
     bad = image_spec_check(f.path, spec=spec, labels=LABELS[::-1])
     assert not bad["ok"] and any("class labels" in p for p in bad["problems"])
     assert f.target == "coreml-dropin" and f.info["input_form"] == "uint8-nhwc"
+
+
+def test_onnx_dropin_matches_eager_and_carries_its_own_contract(tmp_path):
+    from pocketvit.export.dropin import export_dropin
+    from pocketvit.export.metadata import read_onnx_metadata
+    from pocketvit.runtime import load, prepare_image
+
+    model = Tiny(3).eval()
+    f = export_dropin(model, RGB, "onnx", tmp_path / "x")
+    bundle = _bundle_of(tmp_path, f, RGB, model)
+    props = read_onnx_metadata(bundle / "model-dropin.onnx")  # the bundle writer's metadata, this file's form
+    assert props["input_form"] == "uint8-nhwc" and props["outputs"] == "probabilities"
+    assert json.loads(props["labels"]) == LABELS
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (20, 24, 3), dtype=np.uint8) for _ in range(6)]
+    want = _eager_probs(model, RGB, np.stack([prepare_image(im, RGB, "RGB") for im in images]))
+    with load(bundle, target="onnx-dropin") as p:
+        got = np.stack([p.predict(im, input_color="RGB").scores for im in images])
+    np.testing.assert_allclose(got, want, atol=1e-5)
