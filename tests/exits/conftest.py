@@ -67,6 +67,28 @@ def _exported(model, target: str, work: Path):
     return _EXPORTS[key]
 
 
+VIT_ARCH = "timm:vit_tiny_patch16_224"
+VIT_OPTIONS = {"img_size": 28, "patch_size": 7, "depth": 3, "embed_dim": 32, "num_heads": 2}
+
+
+@pytest.fixture(scope="session")
+def vit_exit_model(tmp_path_factory):
+    """A plain timm ViT student (DeiT's architecture) with 2 exits, a few training steps on random images."""
+    from pocketvit.exits.model import EarlyExitModel
+    from pocketvit.exits.train import train_exits
+    from pocketvit.models import build_model
+
+    torch.manual_seed(0)
+    xs = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    ys = (xs.mean((1, 2, 3)) > 0).long()
+    model = EarlyExitModel(build_model(VIT_ARCH, 1, 10, 28, VIT_OPTIONS), [1, 2], "auto", 10)
+    train_exits(model, lambda e: iter([(xs[:16], ys[:16]), (xs[16:], ys[16:])]), 2,
+                tmp_path_factory.mktemp("vit-exits-train"), stage1_epochs=2, stage1_lr=3e-3, stage2_epochs=1,
+                stage2_lr=3e-3)
+    model.source = (VIT_ARCH, VIT_OPTIONS)
+    return model.eval()
+
+
 def make_bundle(model, target: str, out: Path, thresholds: list[float]) -> Path:
     """The unsegmented student + the segmented exit program for `target`, as build.py writes them."""
     from pocketvit.exits.bundle import add_exit_programs
@@ -76,7 +98,7 @@ def make_bundle(model, target: str, out: Path, thresholds: list[float]) -> Path:
     main, meta, work = _exported(model, target, out / "work")
     bundle = out / "bundle"
     write_bundle_dir(bundle, name="tiny-exits", files=[main], labels=LABELS, input_spec=SPEC,
-                     source=source_block("pocketvit-tinyvit", OPTIONS, 1, 10, 28),
+                     source=source_block(*getattr(model, "source", ("pocketvit-tinyvit", OPTIONS)), 1, 10, 28),
                      reference_weights=work / "student.safetensors")
     add_exit_programs(bundle, {target: (work / "segments", meta)}, thresholds, work / "exits.safetensors")
     return bundle

@@ -84,3 +84,21 @@ def test_verify_cli_compares_the_exit_chain(tiny_exit_model, tmp_path):
     assert rows["onnx exits"]["status"] == "pass" and "exit decisions agree" in rows["onnx exits"]["note"]
     r = run_cli("verify", str(bundle), "--json", "--no-exits")
     assert "onnx exits" not in json.loads(r.stdout)["targets"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["onnx", "executorch", "litert"])
+def test_vit_exit_program_on_the_runtimes(vit_exit_model, tmp_path, target):
+    """A plain ViT/DeiT-style student: the same chain, decisions and outputs as eager."""
+    images = sample_images(12)
+    eager = eager_logits(vit_exit_model, images)
+    conf = softmax_np(eager)[:-1].max(-1)
+    thresholds = [float(np.median(conf[0])), float(np.median(conf[1]))]
+    bundle = make_bundle(vit_exit_model, target, tmp_path, thresholds)
+    p, preds = _run(bundle, target, images)
+    names = [e["name"] for e in p.exits]
+    taken = np.array([names.index(r.exit) if r.exit else 2 for r in preds])
+    expected = exit_points(conf, thresholds)
+    assert (taken == expected).all()
+    np.testing.assert_allclose(np.stack([r.scores for r in preds]),
+                               softmax_np(eager)[expected, np.arange(len(images))], atol=1e-4)
