@@ -213,7 +213,8 @@ def run_build(
     exits_report: dict[str, Any] = {}
     exit_exports: dict[str, StageResult] = {}
     if exits_stage is not None:
-        from pocketvit.exits.stage import export_stage_fn as exit_export_fn, measure_stage_fn
+        from pocketvit.exits.stage import export_stage_fn as exit_export_fn
+        from pocketvit.exits.stage import measure_stage_fn
         from pocketvit.models import source_block as _source_block
 
         c, h, _ = splits.shape

@@ -50,10 +50,9 @@ _EXPORTS: dict = {}
 
 def _exported(model, target: str, work: Path):
     """Export the student and the segments once per model and target (exports are the slow part)."""
-    from safetensors.torch import save_file
-
     from pocketvit.exits.export import export_segments
     from pocketvit.export import export_model
+    from safetensors.torch import save_file
 
     key = (id(model), target)
     if key not in _EXPORTS:

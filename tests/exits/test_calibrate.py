@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
-
 from pocketvit.exits.calibrate import NEVER, calibrate, evaluate, exit_points, pareto
 
 
@@ -75,7 +75,7 @@ def test_curve_is_a_rising_front():
     logits, labels, costs = _case()
     front = calibrate(logits, labels, costs).curve
     assert [p["cost"] for p in front] == sorted(p["cost"] for p in front)
-    assert all(a["accuracy"] < b["accuracy"] for a, b in zip(front, front[1:]))
+    assert all(a["accuracy"] < b["accuracy"] for a, b in itertools.pairwise(front))
     assert pareto([(0.5, 0.9), (0.4, 0.95), (0.6, 0.92)]) == [{"cost": 0.4, "accuracy": 0.95}]
     acc, cost, hist = evaluate(np.array([[0.9, 0.1]]), np.array([[True, False], [True, True]]), np.array([0.5, 1.0]), [0.5])
     assert (acc, cost, hist.tolist()) == (1.0, 0.75, [1, 1])

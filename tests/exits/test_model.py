@@ -4,7 +4,6 @@ training stages."""
 from __future__ import annotations
 
 import torch
-
 from pocketvit.exits.model import EarlyExitModel, segment_examples
 from pocketvit.exits.train import default_weights, stage1_loss, stage2_loss
 from pocketvit.models import build_model
@@ -54,7 +53,6 @@ def test_timm_vit_exits():
 
 def test_bad_exit_positions_are_refused_clearly():
     import pytest
-
     from pocketvit.errors import RecipeError
 
     student = build_model("pocketvit-tinyvit", 1, 10, 28, {"dims": [16], "depths": [2], "heads": [1]})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from pocketvit.exits.calibrate import NEVER, exit_points, softmax_np
 
 from .conftest import eager_logits, make_bundle, sample_images

@@ -9,8 +9,8 @@ head's, on the calibration split. A threshold above 1 switches an exit off; 0 ma
 from __future__ import annotations
 
 import itertools
-from statistics import NormalDist
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 

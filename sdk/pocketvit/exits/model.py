@@ -21,7 +21,7 @@ from pocketvit.exits.heads import make_head
 
 
 def _tokens_to_map(t: torch.Tensor, side: int) -> torch.Tensor:
-    b, n, c = t.shape
+    b, _, c = t.shape
     return t.transpose(1, 2).reshape(b, c, side, side)
 
 

@@ -74,9 +74,9 @@ def exits_markdown(report: dict[str, Any], plots: dict[str, str], table) -> list
     if not report.get("exits"):
         return []
     lines = ["## Early exits (LGViT; measured on each runtime over the whole test split, batch 1)", "",
-             "Mean wall time per image of pocketvit.runtime's predict (runtime calls, exit decisions, "
-             "postprocessing), exits on vs the unsegmented model, taken in turn on every image in one run; "
-             "'segmented, exits off' runs every segment.", "", table(exits_table(report)), ""]
+             ("Mean wall time per image of pocketvit.runtime's predict (runtime calls, exit decisions, "
+              "postprocessing), exits on vs the unsegmented model, taken in turn on every image in one run; "
+              "'segmented, exits off' runs every segment."), "", table(exits_table(report)), ""]
     for title, key in (("Accuracy vs compute", "exits_curve"), ("Exits taken", "exits_histogram")):
         if key in plots:
             lines += [f"![{title}]({plots[key]})", ""]

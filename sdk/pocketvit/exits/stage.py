@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -159,10 +160,10 @@ def measure_stage_fn(target: str, exported, exit_export, calibration, exits_stag
         import platform
         import time
 
-        from pocketvit.export import ExportedFile
-        from pocketvit.export.bundle import write_bundle_dir
         from pocketvit.exits.bundle import add_exit_programs
         from pocketvit.exits.calibrate import exit_points, softmax_np
+        from pocketvit.export import ExportedFile
+        from pocketvit.export.bundle import write_bundle_dir
         from pocketvit.progress import progress_bar
         from pocketvit.runtime import load
         from pocketvit.verify import runtime_inputs

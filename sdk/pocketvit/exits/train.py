@@ -7,8 +7,8 @@ head: (1 - alpha) * distillation loss + alpha * T^2 * KL(final / T || exit / T).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F

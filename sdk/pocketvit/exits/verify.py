@@ -9,8 +9,6 @@ tolerance too)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 
