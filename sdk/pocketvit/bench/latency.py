@@ -208,6 +208,9 @@ def bench_bundle(
             entries[t] = entry | {"note": note}
             continue
         opened.append(p)
+        if p.exits:
+            notes.append(f"{t}: predict:{t} runs the early-exit chain (the benchmark image decides where it stops), "
+                         f"the raw row the unsegmented model; --no-exits times the full model in both")
         x = p.preprocess(image, input_color=color)
         raw = p.backend.run if p.backend.has_forward else p.run
         runners[t] = lambda raw=raw, x=x: raw(x)
