@@ -11,7 +11,9 @@ from pathlib import Path
 
 from tests.conftest import ROOT, TINY
 
-ALL_TARGETS = ["executorch", "onnx", "litert"]
+EXPORT_TARGETS = ["executorch", "onnx", "litert"]
+# what the bundle then holds: the export targets and the default LiteRT drop-in file (export/dropin.py)
+ALL_TARGETS = [*EXPORT_TARGETS, "litert-dropin"]
 _BUILT: dict[str, Path] = {}
 
 
@@ -24,7 +26,7 @@ def all_targets_build(tiny_build: Path, tmp_path_factory) -> Path:
         shutil.copytree(tiny_build, out)
         r = subprocess.run(
             [sys.executable, "-m", "pocketvit.cli.main", "build", str(TINY), "--out", str(out),
-             "--set", f"export.targets=[{', '.join(ALL_TARGETS)}]"],
+             "--set", f"export.targets=[{', '.join(EXPORT_TARGETS)}]"],
             check=False, capture_output=True, text=True, cwd=ROOT, timeout=900,
         )
         assert r.returncode == 0, r.stderr[-4000:]
