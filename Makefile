@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 RECIPE ?= recipes/fashion-mnist.yaml
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-fast test-slow bench data teacher-weights lint clean
+.PHONY: demo test test-fast test-slow bench bench-zoo data teacher-weights lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -56,6 +56,10 @@ bench: $(STAMP)
 	$(VENV)/bin/pocketvit bench $(BENCH_BUNDLE) --json --plot runs/fashion-mnist/bench.png > runs/fashion-mnist/bench.json.tmp
 	mv runs/fashion-mnist/bench.json.tmp runs/fashion-mnist/bench.json
 	@echo "wrote runs/fashion-mnist/bench.json and runs/fashion-mnist/bench.png"
+
+# `make bench-zoo`: ImageNet-size timm models, raw toolchain vs pocketvit exports, one interleaved run each.
+bench-zoo: $(STAMP)
+	$(VENV)/bin/pocketvit bench-zoo --out runs/bench-zoo
 
 # `make test-device`: the bundle's litert target in a torch-free venv (numpy<2 + tflite-runtime), as on a Raspberry Pi.
 .PHONY: test-device

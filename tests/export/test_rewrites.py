@@ -65,3 +65,36 @@ def test_unknown_rewrite_name_is_refused_with_the_known_ones():
     with pytest.raises(ExportError, match="layernorm-as-linear"):
         check_rewrite_names(["no-such-rewrite"])
     assert check_rewrite_names(["all"]) == {"all"}
+
+
+def tiny_timm_tinyvit():
+    from timm.models.tiny_vit import TinyVit
+
+    torch.manual_seed(0)
+    return TinyVit(in_chans=3, num_classes=10, embed_dims=(16, 32), depths=(1, 1), num_heads=(1, 2),
+                   window_sizes=(7, 7)).eval(), torch.randn(1, 3, 64, 64)
+
+
+def tiny_timm_convnext():
+    from timm.models.convnext import ConvNeXt
+
+    torch.manual_seed(0)
+    return ConvNeXt(in_chans=3, num_classes=10, depths=(1, 1, 1, 1), dims=(8, 16, 16, 16), conv_mlp=True).eval(), \
+        torch.randn(1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("make,expected", [
+    (tiny_timm_tinyvit, {"layernorm-as-linear": 3, "attention-as-bmm": 1}),  # windowed attention + bias table
+    (tiny_timm_convnext, {"layernorm-as-linear": 9}),  # channels-first LayerNorm2d
+])
+def test_rewrites_on_timm_tinyvit_and_convnext(tmp_path, make, expected):
+    from pocketvit.export.executorch import export_executorch
+
+    model, x = make()
+    ref = eager(model, x)
+    raw = export_executorch(model, x, tmp_path / "raw.pte", disabled_rewrites=("all",)).info
+    f = export_executorch(model, x, tmp_path / "fast.pte")
+    assert f.info["rewrites"] == expected
+    assert f.info["nodes_outside"] < raw["nodes_outside"] and f.info["delegate_calls"] < raw["delegate_calls"]
+    out = RUNNERS["executorch"](f.path, x)
+    assert float(np.abs(out - ref).max()) < 1e-4 and out.argmax() == ref.argmax()

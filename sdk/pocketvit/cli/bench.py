@@ -105,3 +105,41 @@ def bench(
             err_console.print(f"plot: {plot}", highlight=False)
         if out is not None:
             err_console.print(f"json: {out}", highlight=False)
+
+
+@handle_errors
+def bench_zoo(
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="timm model name (repeatable). Default: the zoo in bench/zoo.py "
+                     "(DeiT-tiny, TinyViT-5M, FastViT-T8, FastViT-MCi0, ConvNeXt-atto, MobileNetV3-large, "
+                     "EfficientNet-B0, ResNet-18)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for zoo.json, zoo.md, zoo.png and the exported files.")]
+    = Path("runs/bench-zoo"),
+    size: Annotated[int, typer.Option("--size", min=16, help="Input height = width.")] = 224,
+    runs: Annotated[int, typer.Option("--runs", min=5, help="Interleaved timing rounds per model.")] = 50,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Threads for every runtime and eager torch.")] = 2,
+    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also export and time ExecuTorch and LiteRT int8.")]
+    = True,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+) -> None:
+    """Raw toolchain exports vs pocketvit's on ImageNet-size timm models: eager torch, ONNX Runtime, ExecuTorch
+    (raw and with pocketvit's rewrites), LiteRT, ExecuTorch/LiteRT int8, timed in one interleaved run per model.
+
+    Random weights (BatchNorm re-estimated): speed does not depend on them; fp32 parity vs eager is checked on
+    the same 16 inputs. Writes OUT/zoo.json, OUT/zoo.md (table) and OUT/zoo.png (latency relative to ONNX
+    Runtime). A benchmark, not a test: run it on a quiet machine and compare the ratios.
+    """
+    from pocketvit.bench.zoo import ZOO
+    from pocketvit.bench.zoo import bench_zoo as run
+    from pocketvit.errors import MissingExtraError
+    from pocketvit.progress import log
+
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("bench-zoo needs timm: pip install 'pocketvit[train]'") from None
+    run(list(model or ZOO), out, size=size, runs=runs, threads=threads, int8=int8, say=log)
+    err_console.print(f"[bold green]done[/bold green]: {out / 'zoo.md'} {out / 'zoo.json'} {out / 'zoo.png'}")
+    print((out / "zoo.md").read_text())

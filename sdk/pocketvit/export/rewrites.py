@@ -41,7 +41,22 @@ def _layernorm_as_linear(model: "torch.nn.Module") -> int:
         plain.add(TimmLayerNorm)
     except ImportError:
         pass
-    return _replace(model, lambda m: type(m) in plain and len(m.normalized_shape) == 1, LinearLayerNorm)
+    count = _replace(model, lambda m: type(m) in plain and len(m.normalized_shape) == 1, LinearLayerNorm)
+    try:  # timm's channels-first LayerNorm2d (ConvNeXt): the same, between two permutes
+        from timm.layers import LayerNorm2d
+    except ImportError:
+        return count
+
+    class LinearLayerNorm2d(nn.Module):
+        def __init__(self, ln: nn.LayerNorm):
+            super().__init__()
+            self.inner = LinearLayerNorm(ln)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    return count + _replace(model, lambda m: type(m) is LayerNorm2d and len(m.normalized_shape) == 1,
+                            LinearLayerNorm2d)
 
 
 def _timm_attention_as_bmm(model: "torch.nn.Module") -> int:
@@ -85,7 +100,55 @@ def _timm_attention_as_bmm(model: "torch.nn.Module") -> int:
             return a.proj_drop(a.proj(x))
 
     needed = ("qkv", "num_heads", "head_dim", "scale", "q_norm", "k_norm", "norm", "proj", "attn_drop", "proj_drop")
-    return _replace(model, lambda m: type(m) is Attention and all(hasattr(m, a) for a in needed), BmmAttention)
+    count = _replace(model, lambda m: type(m) is Attention and all(hasattr(m, a) for a in needed), BmmAttention)
+    return count + _timm_tinyvit_attention_as_bmm(model)
+
+
+def _split_linear(lin: "torch.nn.Module", rows: "torch.Tensor") -> "torch.nn.Module":
+    """A new Linear made of the given output rows of `lin` (same numbers, row by row)."""
+    from torch import nn
+
+    out = nn.Linear(lin.in_features, len(rows), bias=lin.bias is not None)
+    out.weight.data.copy_(lin.weight.detach()[rows])
+    if lin.bias is not None:
+        out.bias.data.copy_(lin.bias.detach()[rows])
+    return out
+
+
+def _timm_tinyvit_attention_as_bmm(model: "torch.nn.Module") -> int:
+    """timm TinyViT's windowed attention: q/k/v as three linears (no split_with_sizes), the relative
+    position bias gathered once into a constant (no index.Tensor per call), 3-D bmm (no expand copies)."""
+    try:
+        from timm.models.tiny_vit import Attention
+    except ImportError:
+        return 0
+    import torch
+    from torch import nn
+
+    class BmmTinyViTAttention(nn.Module):
+        def __init__(self, a: nn.Module):
+            super().__init__()
+            h, kd, vd = a.num_heads, a.key_dim, a.val_dim
+            per_head = torch.arange(h)[:, None] * (2 * kd + vd)
+            rows = [(per_head + torch.arange(lo, hi)[None]).reshape(-1) for lo, hi in
+                    ((0, kd), (kd, 2 * kd), (2 * kd, 2 * kd + vd))]
+            self.q, self.k, self.v = (_split_linear(a.qkv, r) for r in rows)
+            self.norm, self.proj = a.norm, a.proj
+            self.heads, self.key_dim, self.val_dim, self.scale = h, kd, vd, a.scale
+            with torch.no_grad():
+                self.register_buffer("bias", a.attention_biases[:, a.attention_bias_idxs].detach().clone())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            b, n, _ = x.shape
+            h = self.heads
+            x = self.norm(x)
+            q, k, v = (p(x).reshape(b, n, h, -1).transpose(1, 2).reshape(b * h, n, -1) for p in (self.q, self.k, self.v))
+            attn = torch.bmm(q * self.scale, k.transpose(1, 2)).reshape(b, h, n, n) + self.bias
+            attn = attn.softmax(-1).reshape(b * h, n, n)
+            x = torch.bmm(attn, v).reshape(b, h, n, self.val_dim).transpose(1, 2).reshape(b, n, h * self.val_dim)
+            return self.proj(x)
+
+    return _replace(model, lambda m: type(m) is Attention and not m.training, BmmTinyViTAttention)
 
 
 def _replace(model: "torch.nn.Module", match: Callable, make: Callable) -> int:
@@ -110,7 +173,7 @@ class Rewrite:
 REWRITES: tuple[Rewrite, ...] = (
     Rewrite("layernorm-as-linear", "LayerNorm's mean and variance as linear layers the delegate takes",
             ("executorch",), _layernorm_as_linear),
-    Rewrite("attention-as-bmm", "timm ViT attention as 3-D batched matmuls (no expand/squeeze copies)",
+    Rewrite("attention-as-bmm", "timm ViT and TinyViT attention as 3-D batched matmuls, q/k/v as three linears",
             ("executorch",), _timm_attention_as_bmm),
 )
 
