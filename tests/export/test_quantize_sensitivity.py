@@ -82,9 +82,15 @@ def test_build_plan_draws_calibration_from_train(tmp_path):
     from pocketvit.export.quantize.stages import plan_calibration, plan_stage_fn
     from pocketvit.recipe.schema import QuantizeSection
 
+    from pocketvit.models.tinyvit import TinyViTConfig, TinyViTStudent
+
     s = _splits()
     q = QuantizeSection(calibration_images=12, sensitivity=False)
-    meta = plan_stage_fn(lambda: None, s, {"channels": 1, "height": 8, "width": 8}, q, seed=0)(tmp_path)
+    torch.manual_seed(0)
+    model = TinyViTStudent(TinyViTConfig(img_size=8, stem_dim=8, dims=[16], depths=[1], heads=[1])).eval()
+    meta = plan_stage_fn(lambda: model, s, {"channels": 1, "height": 8, "width": 8}, q, seed=0)(tmp_path)
     assert meta["calibration"] == {"split": "train", "images": 12, "file": "calibration_indices.npy"}
     x = plan_calibration(SimpleNamespace(path=tmp_path, meta=meta), s)
     assert len(x) == 12 and torch.allclose(x, torch.full_like(x, 10 / 255))
+    ps = meta["post_softmax"]  # what I&S-ViT's SULQ would buy on this model's attention
+    assert ps["softmax_values"] > 0 and ps["8bit"]["sulq_mse"] <= ps["8bit"]["uniform_mse"]
