@@ -80,9 +80,8 @@ def test_build_plan_draws_calibration_from_train(tmp_path):
     from types import SimpleNamespace
 
     from pocketvit.export.quantize.stages import plan_calibration, plan_stage_fn
-    from pocketvit.recipe.schema import QuantizeSection
-
     from pocketvit.models.tinyvit import TinyViTConfig, TinyViTStudent
+    from pocketvit.recipe.schema import QuantizeSection
 
     s = _splits()
     q = QuantizeSection(calibration_images=12, sensitivity=False)
