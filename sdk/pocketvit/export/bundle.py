@@ -379,29 +379,20 @@ def export_to_bundle(
     exported: list[ExportedFile] = []
     try:
         example = resolved.example()
-        for t in targets:
-            say(f"exporting {resolved.name} to {t} ...")
+        jobs = [(t, f"exporting {resolved.name} to {t} ...",
+                 lambda t=t: export_model(resolved.model, example, t, staging, name="model", model_name=resolved.name,
+                                          disabled_rewrites=disabled_rewrites, compare_rewrites=True))
+                for t in targets]
+        jobs += [(dropin_target(r), (f"exporting {resolved.name} to {dropin_target(r)} (NHWC {dropin_input} pixels "
+                                     "in, normalization inside) ..."),
+                  lambda r=r: export_dropin(resolved.model, resolved.input, r, staging, input_dtype=dropin_input,
+                                            labels=resolved.labels, model_name=resolved.name))
+                 for r in dropin]
+        for t, message, job in jobs:
+            say(message)
             t0 = time.perf_counter()
             try:
-                f = export_model(resolved.model, example, t, staging, name="model", model_name=resolved.name,
-                                 disabled_rewrites=disabled_rewrites, compare_rewrites=True)
-            except (ExportError, MissingExtraError) as e:
-                failed[t] = str(e)
-                results[t] = {"status": "failed", "error": str(e), "seconds": round(time.perf_counter() - t0, 2)}
-                say(f"  {t}: failed after {results[t]['seconds']:.1f} s")
-                continue
-            exported.append(f)
-            results[t] = {"status": "exported", "runtime": f.runtime, "precision": f.precision,
-                          "seconds": round(time.perf_counter() - t0, 2), "backend": f.info,
-                          "summary": backend_summary(t, f.info)}
-            say(f"  {t}: done in {results[t]['seconds']:.1f} s")
-        for r in dropin:
-            t = dropin_target(r)
-            say(f"exporting {resolved.name} to {t} (NHWC {dropin_input} pixels in, normalization inside) ...")
-            t0 = time.perf_counter()
-            try:
-                f = export_dropin(resolved.model, resolved.input, r, staging, input_dtype=dropin_input,
-                                  labels=resolved.labels, model_name=resolved.name)
+                f = job()
             except (ExportError, MissingExtraError) as e:
                 failed[t] = str(e)
                 results[t] = {"status": "failed", "error": str(e), "seconds": round(time.perf_counter() - t0, 2)}
