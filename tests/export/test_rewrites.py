@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from export_testkit import RUNNERS, eager
-
 from pocketvit.errors import ExportError
 from pocketvit.export.rewrites import REWRITES, apply_rewrites, check_rewrite_names
 

@@ -6,14 +6,15 @@ name so a user can compare and report a toolchain bug. `apply_rewrites` returns 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-def _layernorm_as_linear(model: "torch.nn.Module") -> int:
+def _layernorm_as_linear(model: torch.nn.Module) -> int:
     """nn.LayerNorm over the last dim → mean/variance as linear layers (XNNPACK leaves native_layer_norm out)."""
     import torch
     import torch.nn.functional as F
@@ -59,7 +60,7 @@ def _layernorm_as_linear(model: "torch.nn.Module") -> int:
                             LinearLayerNorm2d)
 
 
-def _timm_attention_as_bmm(model: "torch.nn.Module") -> int:
+def _timm_attention_as_bmm(model: torch.nn.Module) -> int:
     """timm's ViT Attention with heads folded into the batch: 3-D bmm instead of 4-D matmul, whose
     decomposition leaves expand_copy / squeeze_copy nodes outside XNNPACK (2 per matmul)."""
     try:
@@ -104,7 +105,7 @@ def _timm_attention_as_bmm(model: "torch.nn.Module") -> int:
     return count + _timm_tinyvit_attention_as_bmm(model)
 
 
-def _split_linear(lin: "torch.nn.Module", rows: "torch.Tensor") -> "torch.nn.Module":
+def _split_linear(lin: torch.nn.Module, rows: torch.Tensor) -> torch.nn.Module:
     """A new Linear made of the given output rows of `lin` (same numbers, row by row)."""
     from torch import nn
 
@@ -115,7 +116,7 @@ def _split_linear(lin: "torch.nn.Module", rows: "torch.Tensor") -> "torch.nn.Mod
     return out
 
 
-def _timm_tinyvit_attention_as_bmm(model: "torch.nn.Module") -> int:
+def _timm_tinyvit_attention_as_bmm(model: torch.nn.Module) -> int:
     """timm TinyViT's windowed attention: q/k/v as three linears (no split_with_sizes), the relative
     position bias gathered once into a constant (no index.Tensor per call), 3-D bmm (no expand copies)."""
     try:
@@ -151,7 +152,7 @@ def _timm_tinyvit_attention_as_bmm(model: "torch.nn.Module") -> int:
     return _replace(model, lambda m: type(m) is Attention and not m.training, BmmTinyViTAttention)
 
 
-def _replace(model: "torch.nn.Module", match: Callable, make: Callable) -> int:
+def _replace(model: torch.nn.Module, match: Callable, make: Callable) -> int:
     """Replace every child module for which match(child) holds by make(child); returns how many."""
     count = 0
     for parent in list(model.modules()):
@@ -167,7 +168,7 @@ class Rewrite:
     name: str
     doc: str
     targets: tuple[str, ...]
-    apply: Callable[["torch.nn.Module"], int]
+    apply: Callable[[torch.nn.Module], int]
 
 
 REWRITES: tuple[Rewrite, ...] = (
@@ -193,7 +194,7 @@ def check_rewrite_names(disabled: Iterable[str]) -> set[str]:
     return disabled
 
 
-def apply_rewrites(model: "torch.nn.Module", target: str, disabled: Iterable[str] = ()) -> dict[str, int]:
+def apply_rewrites(model: torch.nn.Module, target: str, disabled: Iterable[str] = ()) -> dict[str, int]:
     """Apply every rewrite meant for `target` that is not disabled ("all" disables every one)."""
     disabled = check_rewrite_names(disabled)
     applied = {}
