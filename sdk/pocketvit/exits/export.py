@@ -44,10 +44,8 @@ def export_segments(model: EarlyExitModel, example: torch.Tensor, target: str, o
 
         names = list(methods)
         prepared = prepare_many([methods[n][0] for n in names], unfused_attention=True)
-        rewrites: dict[str, int] = {}
-        for m in prepared:
-            for k, v in apply_rewrites(m, target).items():
-                rewrites[k] = rewrites.get(k, 0) + v
+        # once over all segments: they share the backbone, and a rewrite must not wrap a module twice
+        rewrites = apply_rewrites(torch.nn.ModuleList(prepared), target)
         f = export_executorch_methods({n: (m, methods[n][1]) for n, m in zip(names, prepared)},
                                       out_dir / f"{FILE_STEM}.pte", model_name=model_name, prepare=False)
         f.info["rewrites"] = rewrites
