@@ -74,19 +74,10 @@ def tiny_timm_tinyvit():
                    window_sizes=(7, 7)).eval(), torch.randn(1, 3, 64, 64)
 
 
-def tiny_timm_convnext():
-    from timm.models.convnext import ConvNeXt
-
-    torch.manual_seed(0)
-    return ConvNeXt(in_chans=3, num_classes=10, depths=(1, 1, 1, 1), dims=(8, 16, 16, 16), conv_mlp=True).eval(), \
-        torch.randn(1, 3, 64, 64)
-
-
 @pytest.mark.parametrize("make,expected", [
     (tiny_timm_tinyvit, {"layernorm-as-linear": 3, "attention-as-bmm": 1}),  # windowed attention + bias table
-    (tiny_timm_convnext, {"layernorm-as-linear": 9}),  # channels-first LayerNorm2d
 ])
-def test_rewrites_on_timm_tinyvit_and_convnext(tmp_path, make, expected):
+def test_rewrites_on_timm_tinyvit(tmp_path, make, expected):
     from pocketvit.export.executorch import export_executorch
 
     model, x = make()
@@ -97,3 +88,11 @@ def test_rewrites_on_timm_tinyvit_and_convnext(tmp_path, make, expected):
     assert f.info["nodes_outside"] < raw["nodes_outside"] and f.info["delegate_calls"] < raw["delegate_calls"]
     out = RUNNERS["executorch"](f.path, x)
     assert float(np.abs(out - ref).max()) < 1e-4 and out.argmax() == ref.argmax()
+
+
+def test_channels_first_layernorm_is_left_alone():
+    """timm's LayerNorm2d (ConvNeXt) is not rewritten: measured slower as linears between permutes."""
+    from timm.layers import LayerNorm2d
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), LayerNorm2d(8))
+    assert apply_rewrites(model, "executorch") == {}
