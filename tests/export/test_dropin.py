@@ -86,6 +86,19 @@ def _eager_probs(model, spec, crops):
 
 
 @pytest.mark.parametrize("spec", [GRAY, RGB], ids=["gray", "rgb"])
+
+def _assert_rgb_predictions_match(bundle, target, model, n, seed):
+    """pocketvit.runtime on random RGB photos through `target` gives eager softmax scores (same top-1)."""
+    from pocketvit.runtime import load, prepare_image
+
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (20, 24, 3), dtype=np.uint8) for _ in range(n)]
+    want = _eager_probs(model, RGB, np.stack([prepare_image(im, RGB, "RGB") for im in images]))
+    with load(bundle, target=target) as p:
+        got = np.stack([p.predict(im, input_color="RGB").scores for im in images])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert (got.argmax(1) == want.argmax(1)).all()
+
 def test_wrapper_is_the_contract_in_torch(spec):
     """uint8 and float NHWC pixels through the wrapper == softmax(model(preprocessed)), gray via PIL's luma."""
     from pocketvit.export.dropin import example_pixels, wrap
@@ -162,20 +175,13 @@ def test_export_card_describes_the_dropin_file(gray_bundle):
 def test_executorch_dropin_matches_eager_and_reports_the_delegate(tmp_path):
     from pocketvit.export.bundle import backend_summary
     from pocketvit.export.dropin import export_dropin
-    from pocketvit.runtime import load, prepare_image
 
     model = Tiny(3).eval()
     f = export_dropin(model, RGB, "executorch", tmp_path / "x")
     assert f.target == "executorch-dropin" and f.info["input_form"] == "uint8-nhwc" and f.info["delegate_calls"] >= 1
     assert "XNNPACK delegate call" in backend_summary(f.target, f.info)
     bundle = _bundle_of(tmp_path, f, RGB, model)
-    rng = np.random.default_rng(3)
-    images = [rng.integers(0, 256, (20, 24, 3), dtype=np.uint8) for _ in range(8)]
-    want = _eager_probs(model, RGB, np.stack([prepare_image(im, RGB, "RGB") for im in images]))
-    with load(bundle, target="executorch-dropin") as p:
-        got = np.stack([p.predict(im, input_color="RGB").scores for im in images])
-    np.testing.assert_allclose(got, want, atol=1e-5)
-    assert (got.argmax(1) == want.argmax(1)).all()
+    _assert_rgb_predictions_match(bundle, "executorch-dropin", model, n=8, seed=3)
 
 
 def test_onnx_metadata_props_carry_labels_and_contract(gray_bundle):
@@ -248,7 +254,6 @@ def test_coreml_image_classifier_spec(tmp_path, spec):
 def test_onnx_dropin_matches_eager_and_carries_its_own_contract(tmp_path):
     from pocketvit.export.dropin import export_dropin
     from pocketvit.export.metadata import read_onnx_metadata
-    from pocketvit.runtime import load, prepare_image
 
     model = Tiny(3).eval()
     f = export_dropin(model, RGB, "onnx", tmp_path / "x")
@@ -256,9 +261,4 @@ def test_onnx_dropin_matches_eager_and_carries_its_own_contract(tmp_path):
     props = read_onnx_metadata(bundle / "model-dropin.onnx")  # the bundle writer's metadata, this file's form
     assert props["input_form"] == "uint8-nhwc" and props["outputs"] == "probabilities"
     assert json.loads(props["labels"]) == LABELS
-    rng = np.random.default_rng(4)
-    images = [rng.integers(0, 256, (20, 24, 3), dtype=np.uint8) for _ in range(6)]
-    want = _eager_probs(model, RGB, np.stack([prepare_image(im, RGB, "RGB") for im in images]))
-    with load(bundle, target="onnx-dropin") as p:
-        got = np.stack([p.predict(im, input_color="RGB").scores for im in images])
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    _assert_rgb_predictions_match(bundle, "onnx-dropin", model, n=6, seed=4)
