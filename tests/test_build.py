@@ -75,7 +75,10 @@ def test_interrupted_stage_resumes(tmp_path, fmnist_root):
     args = [sys.executable, "-m", "pocketvit.cli.main", "build", str(TINY), "--out", str(out),
             "--set", "distill.epochs=8", "--set", "distill.baseline=false"]
     env = {**os.environ, "POCKETVIT_QUIET": "0"}
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell that starts jobs in the background (`cmd &`) hands them SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt: give the build the default disposition, as a terminal would.
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and not list(out.glob("stages/distill-*/checkpoint.pt")):
         time.sleep(0.2)
