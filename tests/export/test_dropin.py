@@ -85,8 +85,6 @@ def _eager_probs(model, spec, crops):
         return torch.softmax(model(torch.from_numpy(x)), 1).numpy()
 
 
-@pytest.mark.parametrize("spec", [GRAY, RGB], ids=["gray", "rgb"])
-
 def _assert_rgb_predictions_match(bundle, target, model, n, seed):
     """pocketvit.runtime on random RGB photos through `target` gives eager softmax scores (same top-1)."""
     from pocketvit.runtime import load, prepare_image
@@ -99,6 +97,8 @@ def _assert_rgb_predictions_match(bundle, target, model, n, seed):
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert (got.argmax(1) == want.argmax(1)).all()
 
+
+@pytest.mark.parametrize("spec", [GRAY, RGB], ids=["gray", "rgb"])
 def test_wrapper_is_the_contract_in_torch(spec):
     """uint8 and float NHWC pixels through the wrapper == softmax(model(preprocessed)), gray via PIL's luma."""
     from pocketvit.export.dropin import example_pixels, wrap
