@@ -62,13 +62,8 @@ def _timm_attention_as_bmm(model: torch.nn.Module) -> int:
             super().__init__()
             self.inner = inner
             # q, k and v as three linears (row slices of qkv): unbinding one fused output costs 3 squeeze_copy
-            w, bias = inner.qkv.weight.detach(), inner.qkv.bias
-            dim = w.shape[0] // 3
-            self.q, self.k, self.v = (nn.Linear(w.shape[1], dim, bias=bias is not None) for _ in range(3))
-            for i, lin in enumerate((self.q, self.k, self.v)):
-                lin.weight.data.copy_(w[i * dim:(i + 1) * dim])
-                if bias is not None:
-                    lin.bias.data.copy_(bias.detach()[i * dim:(i + 1) * dim])
+            dim = inner.qkv.out_features // 3
+            self.q, self.k, self.v = (_split_linear(inner.qkv, torch.arange(i * dim, (i + 1) * dim)) for i in range(3))
 
         def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
             a = self.inner
