@@ -135,14 +135,15 @@ def run_build(
     d = recipe.distill
 
     def distill_stage(path: Path) -> dict[str, Any]:
-        from pocketvit.distill.cache import TeacherCache, sparse_soft_cross_entropy
+        from pocketvit.distill.cache import TeacherCache
+        from pocketvit.distill.losses import sparse_kd_loss
         from pocketvit.distill.trainer import TrainSettings, train
 
         model = build_from_meta(scfg, splits)
         reader = TeacherCache(cache.path / "cache", len(splits.train))
         steps = -(-len(splits.train) // d.batch_size)
         settings = TrainSettings(epochs=d.epochs, lr=d.lr, weight_decay=d.weight_decay, steps_per_epoch=steps)
-        train(model, lambda e: reader.batches(splits, aug, e, d.batch_size, recipe.seed), sparse_soft_cross_entropy,
+        train(model, lambda e: reader.batches(splits, aug, e, d.batch_size, recipe.seed), sparse_kd_loss(d.temperature),
               settings, path, "distill student")
         save_weights(model, _weights_path(path, "student"))
         meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
@@ -150,7 +151,9 @@ def run_build(
         meta["test_top1"] = evaluate(model, splits, splits.test, "student test")
         return meta
 
-    train_cfg = {"student": scfg, "distill": d.model_dump(exclude={"baseline", "baseline_label_smoothing"})}
+    # temperature 1 is left out of the hash so builds made before the option existed stay cached
+    train_cfg = {"student": scfg, "distill": d.model_dump(exclude={"baseline", "baseline_label_smoothing"}
+                                                          | ({"temperature"} if d.temperature == 1.0 else set()))}
     student = runner.run("distill", train_cfg, [data, cache], distill_stage)
     log(f"  student (eager) test top-1 {student.meta['test_top1']:.4f}, {student.meta['gflops'] * 1e3:.1f} MFLOPs")
 
@@ -165,7 +168,8 @@ def run_build(
             meta["test_top1"] = evaluate(model, splits, splits.test, "baseline test")
             return meta
 
-        base_cfg = train_cfg | {"label_smoothing": d.baseline_label_smoothing}
+        base_cfg = {"student": scfg, "distill": d.model_dump(exclude={"baseline", "baseline_label_smoothing", "temperature"}),
+                    "label_smoothing": d.baseline_label_smoothing}
         baseline = runner.run("baseline", base_cfg, [data], baseline_stage)
         log(f"  baseline (labels only) test top-1 {baseline.meta['test_top1']:.4f}")
     if until in ("distill", "baseline"):

@@ -69,6 +69,8 @@ class DistillSection(Section):
     batch_size: int = Field(128, gt=0)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
+    temperature: float = Field(1.0, gt=0, le=20, description="KD temperature T: teacher re-tempered from the "
+                               "cache, student logits / T, loss x T^2 (1 = TinyViT's plain soft cross-entropy)")
     baseline: bool = Field(True, description="also train the student on labels only, same budget")
     baseline_label_smoothing: float = Field(0.1, ge=0, lt=1)
 
