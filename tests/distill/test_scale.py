@@ -111,3 +111,19 @@ def test_scale_settings_are_checked():
         setup(ScaleConfig(accelerator="cpu", strategy="fsdp"))
     with pytest.raises(RecipeError, match="scale.precision"):
         setup(ScaleConfig(precision="fp8"))
+
+
+@pytest.mark.slow  # ~30-60 s: a real `pocketvit build` on two CPU processes, then the same build on one
+def test_build_on_two_processes_then_one_reuses_every_stage(tmp_path, fmnist_root):
+    from tests.conftest import TINY, run_cli
+
+    args = ("build", str(TINY), "--out", str(tmp_path), "--until", "baseline")
+    loud = ENV | {"POCKETVIT_QUIET": "0"}
+    two = run_cli(*args, "--set", "scale.devices=2", "--set", "scale.accelerator=cpu", env=loud)
+    assert two.returncode == 0, two.stderr[-3000:]
+    (cache,) = (tmp_path / "stages").glob("teacher_cache-*")
+    assert sorted(p.name for p in (cache / "cache" / "epoch_000").iterdir()) == ["rank_000", "rank_001"]
+    assert two.stderr.count("▶ distill") == 1  # progress and logs from rank 0 only
+    one = run_cli(*args, env=loud)  # the scale settings are not part of any stage's hash: one process reuses it all
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert "▶" not in one.stderr and one.stderr.count("(cached") == 4

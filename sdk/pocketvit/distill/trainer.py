@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from pocketvit.progress import log, progress_bar
+
+if TYPE_CHECKING:
+    from pocketvit.scale.engine import Engine
 
 LossFn = Callable[[torch.Tensor, object], torch.Tensor]
 
@@ -83,17 +87,7 @@ def train(
             for inputs, target in rank_batches(batches, epoch, dist):
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(step, total, settings.lr, warmup)
-                inputs = inputs.to(engine.device, non_blocking=True)
-                if inputs.ndim == 4:
-                    inputs = inputs.contiguous(memory_format=layout)
-                target = _to(target, engine.device)
-                loss = loss_fn(net(inputs), target)
-                opt.zero_grad(set_to_none=True)
-                share = engine.share(len(inputs))
-                engine.backward(loss if share is None else loss * share)
-                if settings.grad_clip:
-                    engine.clip(net, opt, settings.grad_clip)
-                opt.step()
+                loss = train_step(engine, net, opt, inputs, target, loss_fn, settings.grad_clip, layout)
                 step += 1
                 running, seen = running + loss.item(), seen + 1
                 advance(1, info=f"epoch {epoch + 1}/{settings.epochs} loss {running / seen:.3f}")
@@ -102,6 +96,22 @@ def train(
     model.to(memory_format=torch.contiguous_format)  # exporters and safetensors expect plain layout
     model.eval()
     return model
+
+
+def train_step(engine: Engine, net: nn.Module, opt: torch.optim.Optimizer, inputs: torch.Tensor, target: object,
+               loss_fn: LossFn, grad_clip: float, layout: torch.memory_format) -> torch.Tensor:
+    """One optimizer step on this rank's rows; returns the (unweighted) loss."""
+    inputs = inputs.to(engine.device, non_blocking=True)
+    if inputs.ndim == 4:
+        inputs = inputs.contiguous(memory_format=layout)
+    loss = loss_fn(net(inputs), _to(target, engine.device))
+    opt.zero_grad(set_to_none=True)
+    share = engine.share(len(inputs))
+    engine.backward(loss if share is None else loss * share)
+    if grad_clip:
+        engine.clip(net, opt, grad_clip)
+    opt.step()
+    return loss
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

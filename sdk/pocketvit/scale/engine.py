@@ -104,7 +104,10 @@ class FabricEngine:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
 
 
-def engine_for(dist: Dist, device: torch.device | None) -> LocalEngine | FabricEngine:
+Engine = LocalEngine | FabricEngine
+
+
+def engine_for(dist: Dist, device: torch.device | None) -> Engine:
     if dist.fabric is None:
         return LocalEngine(device or dist.device)
     return FabricEngine(dist)

@@ -1,0 +1,50 @@
+"""The `cache_bench` build stage: report.json's distill.cache_speedup, measured on the recipe's own teacher,
+student, cache and batch size (see distill/bench_cache.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pocketvit.data.augment import AugmentConfig
+from pocketvit.data.datasets import Splits
+from pocketvit.pipeline import StageResult, StageRunner
+from pocketvit.progress import log
+from pocketvit.recipe import Recipe
+
+
+def cache_bench_stage(recipe: Recipe, runner: StageRunner, splits: Splits, aug: AugmentConfig, data: StageResult,
+                      teacher: StageResult, cache: StageResult) -> StageResult | None:
+    """Run (or reuse) the benchmark; None when the recipe sets distill.cache_bench_steps: 0."""
+    steps = recipe.distill.cache_bench_steps
+    if steps == 0:
+        return None
+
+    def run(path: Path) -> dict[str, Any]:
+        from pocketvit.build import _weights_path, build_from_meta, load_weights
+        from pocketvit.distill.bench_cache import measure_cache_speedup
+        from pocketvit.distill.cache import TeacherCache
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
+        torch.manual_seed(recipe.seed)
+        student = build_from_meta(recipe.student.model_dump(), splits).to(device)
+        reader = TeacherCache(cache.path / "cache", len(splits.train))
+        threads, before = recipe.distill.cache_bench_threads or torch.get_num_threads(), torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            out = measure_cache_speedup(model.to(device), student, reader, splits, aug, recipe.seed,
+                                        recipe.distill.batch_size, cache.meta["topk"], steps, cache.meta["precision"],
+                                        lr=recipe.distill.lr)
+        finally:
+            torch.set_num_threads(before)
+        return out | {"bench_threads": threads, "bench_device": device.type}
+
+    cfg = {"steps": steps, "threads": recipe.distill.cache_bench_threads, "student": recipe.student.model_dump(), "batch_size": recipe.distill.batch_size}
+    result = runner.run("cache_bench", cfg, [data, teacher, cache], run)
+    m = result.meta
+    log(f"  cache speed-up {m['cache_speedup']:.2f}x: {m['cache_step_seconds'] * 1e3:.0f} ms/step from the cache, "
+        f"{m['online_step_seconds'] * 1e3:.0f} ms/step with the teacher online")
+    return result
