@@ -66,7 +66,7 @@ def _model_meta(model: torch.nn.Module, arch: str, options: dict, splits: Splits
             "gflops": round(count_gflops(model, splits.shape), 6)}
 
 
-STAGES = ("teacher", "teacher_cache", "distill", "baseline", "exits", "export", "verify")
+STAGES = ("teacher", "teacher_cache", "cache_bench", "distill", "baseline", "exits", "export", "verify")
 
 
 def run_build(
@@ -135,6 +135,11 @@ def run_build(
     cache = runner.run("teacher_cache", cache_cfg, [data, teacher], cache_stage)
     if until == "teacher_cache":
         return {"recipe": recipe.name, "stages": runner.summary()}
+    from pocketvit.distill.bench_stage import cache_bench_stage
+
+    bench = cache_bench_stage(recipe, runner, splits, aug, data, teacher, cache)  # distill.cache_speedup
+    if until == "cache_bench":
+        return {"recipe": recipe.name, "distill": bench.meta if bench else {}, "stages": runner.summary()}
 
     # distill: the student learns only from the cache
     scfg = recipe.student.model_dump()
@@ -194,9 +199,6 @@ def run_build(
         return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}
     if not leave():  # training is over: rank 0 exports, verifies and reports alone
         return {"recipe": recipe.name, "rank": dist.rank, "stages": runner.summary(), "targets": {}}
-    from pocketvit.distill.bench_stage import cache_bench_stage
-
-    bench = cache_bench_stage(recipe, runner, splits, aug, data, teacher, cache)
 
     # export + verify per target, measured on each target's own runtime
     from pocketvit.verify import export_stage_fn, verify_stage_fn

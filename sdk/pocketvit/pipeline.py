@@ -94,6 +94,10 @@ class StageRunner:
             if dist.is_zero:
                 write_json(done, {"meta": meta, "seconds": seconds, "config": config, "outputs": _outputs(path)})
             dist.barrier()
+            if not dist.is_zero:  # every rank goes on with rank 0's record
+                import json
+
+                meta = json.loads(done.read_text())["meta"]
             result = StageResult(name, key, path, meta, seconds, cached=False)
             log(f"[green]✓[/green] {name} [dim]{seconds:.1f}s[/dim]")
         self.results[name] = result

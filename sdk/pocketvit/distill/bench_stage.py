@@ -26,7 +26,10 @@ def cache_bench_stage(recipe: Recipe, runner: StageRunner, splits: Splits, aug: 
         from pocketvit.build import _weights_path, build_from_meta, load_weights
         from pocketvit.distill.bench_cache import measure_cache_speedup
         from pocketvit.distill.cache import TeacherCache
+        from pocketvit.scale import current
 
+        if not current().is_zero:  # one process measures; in a multi-process run the others wait for it
+            return {}
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
         torch.manual_seed(recipe.seed)
