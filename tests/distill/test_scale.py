@@ -126,4 +126,4 @@ def test_build_on_two_processes_then_one_reuses_every_stage(tmp_path, fmnist_roo
     assert two.stderr.count("▶ distill") == 1  # progress and logs from rank 0 only
     one = run_cli(*args, env=loud)  # the scale settings are not part of any stage's hash: one process reuses it all
     assert one.returncode == 0, one.stderr[-3000:]
-    assert "▶" not in one.stderr and one.stderr.count("(cached") == 4
+    assert "▶" not in one.stderr and one.stderr.count("(cached") == 5

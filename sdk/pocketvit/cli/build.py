@@ -38,7 +38,9 @@ def build(
 
     out_dir = out or default_out_dir(r)
     report = run_build(r, recipe, out_dir, fresh=fresh, until=until)
-    if report.get("rank"):  # a helper rank of a multi-process run: rank 0 reports
+    from pocketvit.scale import current
+
+    if report.get("rank") or not current().is_zero:  # a helper rank of a multi-process run: rank 0 reports
         return
     if until:
         err_console.print(f"\n[bold green]stopped after {until}[/bold green]: stages in {out_dir / 'stages'}")

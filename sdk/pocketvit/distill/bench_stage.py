@@ -31,18 +31,20 @@ def cache_bench_stage(recipe: Recipe, runner: StageRunner, splits: Splits, aug: 
         if not current().is_zero:  # one process measures; in a multi-process run the others wait for it
             return {}
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        model = load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
-        torch.manual_seed(recipe.seed)
-        student = build_from_meta(recipe.student.model_dump(), splits).to(device)
-        reader = TeacherCache(cache.path / "cache", len(splits.train))
         threads, before = recipe.distill.cache_bench_threads or torch.get_num_threads(), torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            out = measure_cache_speedup(model.to(device), student, reader, splits, aug, recipe.seed,
-                                        recipe.distill.batch_size, cache.meta["topk"], steps, cache.meta["precision"],
-                                        lr=recipe.distill.lr)
-        finally:
-            torch.set_num_threads(before)
+        # its own random stream: whether this stage ran or was cached must not change the stages after it
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            model = load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
+            student = build_from_meta(recipe.student.model_dump(), splits).to(device)
+            reader = TeacherCache(cache.path / "cache", len(splits.train))
+            torch.set_num_threads(threads)
+            try:
+                out = measure_cache_speedup(model.to(device), student, reader, splits, aug, recipe.seed,
+                                            recipe.distill.batch_size, cache.meta["topk"], steps,
+                                            cache.meta["precision"], lr=recipe.distill.lr)
+            finally:
+                torch.set_num_threads(before)
         return out | {"bench_threads": threads, "bench_device": device.type}
 
     cfg = {"steps": steps, "threads": recipe.distill.cache_bench_threads, "student": recipe.student.model_dump(), "batch_size": recipe.distill.batch_size}

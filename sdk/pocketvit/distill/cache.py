@@ -71,6 +71,16 @@ def _place_teacher(teacher: nn.Module, dist: Dist) -> nn.Module:
     return teacher
 
 
+def _epochs_to_record(root: Path, epochs: int, rank: int, world_size: int, dist: Dist | None) -> list[int]:
+    """Epochs whose shard is unfinished or from a run of another size; in a multi-process run the union over
+    the ranks, so that every rank runs the same teacher forwards (FSDP gathers weights in each)."""
+    need = [(_read_done(_shard_dir(root, e, rank)) or {}).get("world_size") != world_size for e in range(epochs)]
+    if dist is not None and dist.fabric is not None and dist.world_size > 1:
+        mask = dist.fabric.all_reduce(torch.tensor(need, dtype=torch.int32, device=dist.device), reduce_op="sum")
+        need = [bool(v) for v in mask.tolist()]
+    return [e for e in range(epochs) if need[e]]
+
+
 @torch.no_grad()
 def write_cache(
     teacher: nn.Module,
@@ -99,7 +109,7 @@ def write_cache(
     model = _place_teacher(teacher, dist) if own else teacher
     device = dist.device if own else next(teacher.parameters()).device
     model.eval()
-    todo = [e for e in range(epochs) if (_read_done(_shard_dir(root, e, rank)) or {}).get("world_size") != world_size]
+    todo = _epochs_to_record(root, epochs, rank, world_size, dist if own else None)
     mine = np.arange(rank, len(data), world_size)
     # the same number of forwards on every rank (FSDP gathers the weights in each one)
     chunks = np.array_split(mine, max(1, math.ceil(math.ceil(len(data) / world_size) / batch_size)))
