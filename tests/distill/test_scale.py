@@ -12,7 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pocketvit.data.datasets import augmented_batches
 from pocketvit.distill.cache import TeacherCache, sparse_soft_cross_entropy, write_cache
+from pocketvit.distill.supervised import label_batches
 from pocketvit.distill.trainer import TrainSettings, train
 from pocketvit.errors import PocketVitError, RecipeError
 from pocketvit.scale import Dist, ScaleConfig, reset, setup
@@ -83,6 +85,10 @@ def test_sharded_producer_and_cut_batches_give_the_same_rows(tmp_path):
         assert len(made) == len(cut) == 3
         for (x1, t1), (x2, t2) in zip(made, cut):
             assert torch.equal(x1, x2) and torch.equal(t1.topk_idx, t2.topk_idx)
+        # the labelled producer (teacher, baseline): its global batches are the data module's, rows cut alike
+        made = list(rank_batches(label_batches(data, dist_worker.AUG, 4, 32), 1, dist))
+        for (x, y), (idx, _, images) in zip(made, augmented_batches(data.train, dist_worker.AUG, 4, 1, 32), strict=True):
+            assert torch.equal(x, data.normalize(images[rank::3])) and torch.equal(y, data.train.labels[idx[rank::3]])
 
 
 def test_fabric_path_in_one_process_trains_and_resumes(tmp_path):
