@@ -137,7 +137,9 @@ def run_build(
         return {"recipe": recipe.name, "stages": runner.summary()}
     from pocketvit.distill.bench_stage import cache_bench_stage
 
-    bench = cache_bench_stage(recipe, runner, splits, aug, data, teacher, cache)  # distill.cache_speedup
+    bench = cache_bench_stage(recipe, runner, splits, aug, data, teacher, cache,  # distill.cache_speedup
+                              lambda: load_weights(build_from_meta(teacher.meta, splits),
+                                                   _weights_path(teacher, "teacher"), "teacher"))
     if until == "cache_bench":
         return {"recipe": recipe.name, "distill": bench.meta if bench else {}, "stages": runner.summary()}
 

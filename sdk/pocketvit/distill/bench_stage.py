@@ -3,10 +3,12 @@ student, cache and batch size (see distill/bench_cache.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from pocketvit.data.augment import AugmentConfig
 from pocketvit.data.datasets import Splits
@@ -16,14 +18,17 @@ from pocketvit.recipe import Recipe
 
 
 def cache_bench_stage(recipe: Recipe, runner: StageRunner, splits: Splits, aug: AugmentConfig, data: StageResult,
-                      teacher: StageResult, cache: StageResult) -> StageResult | None:
-    """Run (or reuse) the benchmark; None when the recipe sets distill.cache_bench_steps: 0."""
+                      teacher: StageResult, cache: StageResult,
+                      teacher_model: Callable[[], nn.Module]) -> StageResult | None:
+    """Run (or reuse) the benchmark; None when the recipe sets distill.cache_bench_steps: 0.
+
+    `teacher_model()` loads the teacher the way the cache stage did (student-normalized images in, logits out)."""
     steps = recipe.distill.cache_bench_steps
     if steps == 0:
         return None
 
     def run(path: Path) -> dict[str, Any]:
-        from pocketvit.build import _weights_path, build_from_meta, load_weights
+        from pocketvit.build import build_from_meta
         from pocketvit.distill.bench_cache import measure_cache_speedup
         from pocketvit.distill.cache import TeacherCache
         from pocketvit.scale import current
@@ -35,7 +40,7 @@ def cache_bench_stage(recipe: Recipe, runner: StageRunner, splits: Splits, aug: 
         # its own random stream: whether this stage ran or was cached must not change the stages after it
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
-            model = load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
+            model = teacher_model()
             student = build_from_meta(recipe.student.model_dump(), splits).to(device)
             reader = TeacherCache(cache.path / "cache", len(splits.train))
             torch.set_num_threads(threads)
