@@ -119,13 +119,16 @@ def test_scale_settings_are_checked():
         setup(ScaleConfig(precision="fp8"))
 
 
-@pytest.mark.slow  # ~30-60 s: a real `pocketvit build` on two CPU processes, then the same build on one
+@pytest.mark.slow  # ~25-60 s: a real `pocketvit build` on two CPU processes under torchrun, then on one
 def test_build_on_two_processes_then_one_reuses_every_stage(tmp_path, fmnist_root):
-    from tests.conftest import TINY, run_cli
+    from tests.conftest import ROOT, TINY, run_cli
 
     args = ("build", str(TINY), "--out", str(tmp_path), "--until", "baseline")
     loud = ENV | {"POCKETVIT_QUIET": "0"}
-    two = run_cli(*args, "--set", "scale.devices=2", "--set", "scale.accelerator=cpu", env=loud)
+    # torchrun's topology (2 processes) wins over the recipe's scale.devices (1)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "pocketvit.cli.main", *args, "--set", "scale.accelerator=cpu"],
+                         check=False, capture_output=True, text=True, env=loud, cwd=ROOT, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     (cache,) = (tmp_path / "stages").glob("teacher_cache-*")
     assert sorted(p.name for p in (cache / "cache" / "epoch_000").iterdir()) == ["rank_000", "rank_001"]
