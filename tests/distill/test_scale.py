@@ -110,6 +110,13 @@ def test_fabric_path_in_one_process_trains_and_resumes(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(fp32.state_dict().values(), bf16.state_dict().values()))
     resumed = train(dist_worker.model(9), batches, sparse_soft_cross_entropy, settings, tmp_path / "bf16", "resume")
     assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), bf16.state_dict().values()))
+    # and the plain loop's checkpoint resumes under Fabric (fabric.load)
+    setup(ScaleConfig(accelerator="cpu", precision="bf16-mixed"))
+    try:
+        resumed = train(dist_worker.model(9), batches, sparse_soft_cross_entropy, settings, tmp_path / "fp32", "resume")
+    finally:
+        reset()
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), fp32.state_dict().values()))
 
 
 def test_scale_settings_are_checked():
