@@ -39,6 +39,14 @@ def model(seed: int) -> nn.Module:
                          nn.Flatten(), nn.Linear(32, 10))
 
 
+def bn_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    # no conv bias before the BatchNorm (as in pocketvit's students): BN takes the mean out, so such a bias has no
+    # gradient and AdamW would turn its rounding noise into steps that differ from run to run
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.GELU(), nn.AdaptiveAvgPool2d(2),
+                         nn.Flatten(), nn.Linear(32, 10))
+
+
 def run(out: Path, devices: int) -> None:
     setup(ScaleConfig(accelerator="cpu", devices=devices))
     try:
@@ -56,13 +64,17 @@ def run(out: Path, devices: int) -> None:
                 yield data.normalize(images), data.train.labels[torch.from_numpy(idx)]
 
         labels = train(model(3), labelled, F.cross_entropy, settings, out / "labels", "labels")
+        # BatchNorm: several ranks normalize with the global batch's statistics (scale/batchnorm.py)
+        bn = train(bn_model(4), labelled, F.cross_entropy, settings, out / "bn", "bn")
+        assert [type(m) for m in bn.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] == [nn.BatchNorm2d]
         if current().is_zero:
             from safetensors.torch import save_file
 
             (out / "modules.txt").write_text("\n".join(sorted(sys.modules)))
 
             save_file({f"distill.{k}": v for k, v in student.state_dict().items()}
-                      | {f"labels.{k}": v for k, v in labels.state_dict().items()}, str(out / "weights.safetensors"))
+                      | {f"labels.{k}": v for k, v in labels.state_dict().items()}
+                      | {f"bn.{k}": v for k, v in bn.state_dict().items()}, str(out / "weights.safetensors"))
         current().barrier()
     finally:
         reset()

@@ -67,6 +67,11 @@ class FabricEngine:
         self.device = dist.device
 
     def setup(self, model: nn.Module, make_opt: OptimizerFactory) -> tuple[nn.Module, torch.optim.Optimizer]:
+        self._swaps: list = []
+        if self.dist.world_size > 1 and self.dist.strategy != "fsdp":
+            from pocketvit.scale.batchnorm import use_global_batchnorm
+
+            self._swaps = use_global_batchnorm(model)  # statistics of the global batch, as in one process
         if self.dist.strategy == "fsdp":  # FSDP shards the module it wraps: train a copy, keep the caller's whole
             model = copy.deepcopy(model)
         wrapped = self.fabric.setup_module(model)  # FSDP needs the optimizer built on the wrapped parameters
@@ -99,7 +104,11 @@ class FabricEngine:
         self.dist.barrier()
 
     def finish(self, model: nn.Module, path: Path) -> None:
-        """FSDP leaves each rank a shard: give the caller's module the full weights from the last checkpoint."""
+        """The caller's own BatchNorm modules back; FSDP leaves each rank a shard: give the caller's module
+        the full weights from the last checkpoint."""
+        from pocketvit.scale.batchnorm import restore_batchnorm
+
+        restore_batchnorm(self._swaps)
         if self.dist.strategy == "fsdp":
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
 
