@@ -117,6 +117,8 @@ def setup(cfg: ScaleConfig) -> Dist:
     """
     global _current
     _check(cfg)
+    if _current is not None and _current.fabric is not None and _current.world_size > 1:
+        return _current  # a process joins one distributed run; a second build in it reuses that run
     precision = resolve_precision(cfg)
     devices, num_nodes = cfg.devices, cfg.num_nodes
     launched = _torchrun_topology()
