@@ -51,7 +51,10 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
     from pocketvit.io import atomic_path
+    from pocketvit.scale import current
 
+    if not current().is_zero:  # in a multi-process run rank 0 writes the stage outputs
+        return
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
 
@@ -63,7 +66,7 @@ def _model_meta(model: torch.nn.Module, arch: str, options: dict, splits: Splits
             "gflops": round(count_gflops(model, splits.shape), 6)}
 
 
-STAGES = ("teacher", "teacher_cache", "distill", "baseline", "exits", "export", "verify")
+STAGES = ("teacher", "teacher_cache", "cache_bench", "distill", "baseline", "exits", "export", "verify")
 
 
 def run_build(
@@ -73,7 +76,9 @@ def run_build(
     if until is not None and until not in STAGES:
         raise PocketVitError(f"--until {until!r}: not a stage; use one of {', '.join(STAGES)}")
     from pocketvit.distill.supervised import evaluate, train_on_labels
+    from pocketvit.scale import ScaleConfig, leave, setup
 
+    dist = setup(ScaleConfig(**recipe.scale.model_dump()))  # Fabric's launcher starts the other local ranks here
     torch.manual_seed(recipe.seed)
     runner = StageRunner(out_dir, fresh=fresh)
     aug = AugmentConfig(**recipe.data.augment.model_dump())
@@ -119,16 +124,24 @@ def run_build(
         from pocketvit.distill.trainer import resolve_precision
 
         c = recipe.teacher_cache
-        model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        model.to(dist.device)
         precision = resolve_precision(c.precision, next(model.parameters()).device)
         write_cache(model, splits, aug, recipe.seed, c.epochs, c.topk, c.batch_size, path / "cache", precision=precision)
-        return {"epochs": c.epochs, "topk": c.topk, "precision": precision,
-                "bytes": TeacherCache(path / "cache", len(splits.train)).size_bytes()}
+        reader = TeacherCache(path / "cache", len(splits.train))
+        return {"epochs": c.epochs, "topk": c.topk, "precision": precision, "bytes": reader.size_bytes(),
+                "shard_bytes": reader.shard_bytes()}
 
     cache_cfg = {"cache": recipe.teacher_cache.model_dump(), "augment": recipe.data.augment.model_dump()}
     cache = runner.run("teacher_cache", cache_cfg, [data, teacher], cache_stage)
     if until == "teacher_cache":
         return {"recipe": recipe.name, "stages": runner.summary()}
+    from pocketvit.distill.bench_stage import cache_bench_stage
+
+    bench = cache_bench_stage(recipe, runner, splits, aug, data, teacher, cache,  # distill.cache_speedup
+                              lambda: load_weights(build_from_meta(teacher.meta, splits),
+                                                   _weights_path(teacher, "teacher"), "teacher"))
+    if until == "cache_bench":
+        return {"recipe": recipe.name, "distill": bench.meta if bench else {}, "stages": runner.summary()}
 
     # distill: the student learns only from the cache
     scfg = recipe.student.model_dump()
@@ -143,17 +156,19 @@ def run_build(
         reader = TeacherCache(cache.path / "cache", len(splits.train))
         steps = -(-len(splits.train) // d.batch_size)
         settings = TrainSettings(epochs=d.epochs, lr=d.lr, weight_decay=d.weight_decay, steps_per_epoch=steps)
-        train(model, lambda e: reader.batches(splits, aug, e, d.batch_size, recipe.seed), sparse_kd_loss(d.temperature),
-              settings, path, "distill student")
+        train(model, lambda e, shard=None: reader.batches(splits, aug, e, d.batch_size, recipe.seed, shard=shard),
+              sparse_kd_loss(d.temperature), settings, path, "distill student")
         save_weights(model, _weights_path(path, "student"))
         meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
         meta["val_top1"] = evaluate(model, splits, splits.val, "student val")
         meta["test_top1"] = evaluate(model, splits, splits.test, "student test")
         return meta
 
-    # temperature 1 is left out of the hash so builds made before the option existed stay cached
-    train_cfg = {"student": scfg, "distill": d.model_dump(exclude={"baseline", "baseline_label_smoothing"}
-                                                          | ({"temperature"} if d.temperature == 1.0 else set()))}
+    # what trains the student (the baseline shares it minus the KD temperature); temperature 1 is left out of the
+    # hash so builds made before the option existed stay cached
+    not_training = {"baseline", "baseline_label_smoothing", "cache_bench_steps", "cache_bench_threads"}
+    train_cfg = {"student": scfg,
+                 "distill": d.model_dump(exclude=not_training | ({"temperature"} if d.temperature == 1.0 else set()))}
     student = runner.run("distill", train_cfg, [data, cache], distill_stage)
     log(f"  student (eager) test top-1 {student.meta['test_top1']:.4f}, {student.meta['gflops'] * 1e3:.1f} MFLOPs")
 
@@ -168,7 +183,7 @@ def run_build(
             meta["test_top1"] = evaluate(model, splits, splits.test, "baseline test")
             return meta
 
-        base_cfg = {"student": scfg, "distill": d.model_dump(exclude={"baseline", "baseline_label_smoothing", "temperature"}),
+        base_cfg = {"student": scfg, "distill": d.model_dump(exclude=not_training | {"temperature"}),
                     "label_smoothing": d.baseline_label_smoothing}
         baseline = runner.run("baseline", base_cfg, [data], baseline_stage)
         log(f"  baseline (labels only) test top-1 {baseline.meta['test_top1']:.4f}")
@@ -188,6 +203,8 @@ def run_build(
         student = exits_stage
     if until == "exits":
         return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}
+    if not leave():  # training is over: rank 0 exports, verifies and reports alone
+        return {"recipe": recipe.name, "rank": dist.rank, "stages": runner.summary(), "targets": {}}
 
     # export + verify per target, measured on each target's own runtime
     from pocketvit.verify import export_stage_fn, verify_stage_fn
@@ -243,7 +260,7 @@ def run_build(
         "student": _public(student.meta),
         "baseline": {"test_top1": baseline.meta["test_top1"]} if baseline else None,
         "distill": {"cache_bytes": cache.meta["bytes"], "cache_epochs": cache.meta["epochs"],
-                    "topk": cache.meta["topk"], "student_epochs": d.epochs},
+                    "topk": cache.meta["topk"], "student_epochs": d.epochs} | (bench.meta if bench else {}),
         "targets": targets,
         "exits": exits_report,
         "stages": runner.summary(),

@@ -61,8 +61,11 @@ class StageRunner:
 
     def __post_init__(self) -> None:
         self.stages_dir = self.out_dir / "stages"
-        if self.fresh and self.stages_dir.exists():
+        from pocketvit.scale import current
+
+        if self.fresh and self.stages_dir.exists() and current().is_zero:
             shutil.rmtree(self.stages_dir)
+        current().barrier()
         self.stages_dir.mkdir(parents=True, exist_ok=True)
 
     def run(
@@ -71,7 +74,10 @@ class StageRunner:
         key = hash_config({"stage": name, "config": config, "inputs": [i.key for i in inputs]})
         path = self.stages_dir / f"{name}-{key}"
         done = path / "done.json"
-        if done.exists():
+        from pocketvit.scale import current
+
+        dist = current()  # several processes run the stages together: rank 0 decides and writes the record
+        if dist.broadcast(done.exists()):
             import json
 
             record = json.loads(done.read_text())
@@ -84,7 +90,14 @@ class StageRunner:
             start = time.monotonic()
             meta = fn(path)
             seconds = time.monotonic() - start
-            write_json(done, {"meta": meta, "seconds": seconds, "config": config, "outputs": _outputs(path)})
+            dist.barrier()  # every rank's files are in place before rank 0 checksums them
+            if dist.is_zero:
+                write_json(done, {"meta": meta, "seconds": seconds, "config": config, "outputs": _outputs(path)})
+            dist.barrier()
+            if not dist.is_zero:  # every rank goes on with rank 0's record
+                import json
+
+                meta = json.loads(done.read_text())["meta"]
             result = StageResult(name, key, path, meta, seconds, cached=False)
             log(f"[green]✓[/green] {name} [dim]{seconds:.1f}s[/dim]")
         self.results[name] = result

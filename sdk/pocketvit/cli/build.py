@@ -23,7 +23,7 @@ def build(
     set_: SetOpt = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore finished stages and recompute everything.")] = False,
     until: Annotated[
-        Optional[str], typer.Option("--until", help="Stop after this stage (teacher, teacher_cache, distill, baseline, exits).")
+        Optional[str], typer.Option("--until", help="Stop after this stage (teacher, teacher_cache, cache_bench, distill, baseline, exits).")
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
@@ -38,8 +38,16 @@ def build(
 
     out_dir = out or default_out_dir(r)
     report = run_build(r, recipe, out_dir, fresh=fresh, until=until)
+    from pocketvit.scale import current
+
+    if report.get("rank") or not current().is_zero:  # a helper rank of a multi-process run: rank 0 reports
+        return
     if until:
         err_console.print(f"\n[bold green]stopped after {until}[/bold green]: stages in {out_dir / 'stages'}")
+        if report.get("distill", {}).get("cache_speedup"):
+            d = report["distill"]
+            err_console.print(f"  cache speed-up {d['cache_speedup']:.2f}x ({d['cache_step_seconds'] * 1e3:.0f} ms/step "
+                              f"from the cache, {d['online_step_seconds'] * 1e3:.0f} ms/step with the teacher online)")
         return
     err_console.print(f"\n[bold green]done[/bold green]: bundle {out_dir / 'bundle'}, report {out_dir / 'report.md'}")
     for target, m in report["targets"].items():

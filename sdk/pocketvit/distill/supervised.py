@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pocketvit.data.augment import AugmentConfig
-from pocketvit.data.datasets import ImageSet, Splits, augmented_batches, plain_batches
+from pocketvit.data.augment import AugmentConfig, augment_batch, sample_seeds
+from pocketvit.data.datasets import ImageSet, Splits, epoch_order, plain_batches
 from pocketvit.distill.trainer import TrainSettings, predict_logits, train
 
 
@@ -29,15 +30,29 @@ def train_on_labels(
     data = splits.train
     steps = -(-len(data) // batch_size)
 
-    def batches(epoch: int):
-        for idx, _, images in augmented_batches(data, aug, seed, epoch, batch_size):
-            yield splits.normalize(images), data.labels[torch.from_numpy(idx)]
-
     def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
     settings = TrainSettings(epochs=epochs, lr=lr, weight_decay=weight_decay, steps_per_epoch=steps)
-    return train(model, batches, loss_fn, settings, work_dir, description)
+    return train(model, label_batches(splits, aug, seed, batch_size), loss_fn, settings, work_dir, description)
+
+
+def label_batches(splits: Splits, aug: AugmentConfig, seed: int, batch_size: int) -> Callable[..., Iterator]:
+    """`batches(epoch, shard=None)`: (normalized augmented images, labels) of the training split, the same
+    global batches as datasets.augmented_batches; with shard=(rank, world) only rows rank::world of each are
+    augmented, so that ranks do not repeat each other's work."""
+    data = splits.train
+
+    def batches(epoch: int, shard: tuple[int, int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = epoch_order(len(data), seed, epoch)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            if shard is not None:
+                idx = idx[shard[0] :: shard[1]]
+            images = augment_batch(data.images[torch.from_numpy(idx)], sample_seeds(seed, epoch, idx), aug)
+            yield splits.normalize(images), data.labels[torch.from_numpy(idx)]
+
+    return batches
 
 
 def evaluate(model: nn.Module, splits: Splits, data: ImageSet, description: str, batch_size: int = 500) -> float:

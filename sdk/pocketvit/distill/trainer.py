@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from pocketvit.io import atomic_path
 from pocketvit.progress import log, progress_bar
+
+if TYPE_CHECKING:
+    from pocketvit.scale.engine import Engine
 
 LossFn = Callable[[torch.Tensor, object], torch.Tensor]
 
@@ -45,60 +48,70 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def train(
     model: nn.Module,
-    batches: Callable[[int], Iterable[tuple[torch.Tensor, object]]],
+    batches: Callable[..., Iterable[tuple[torch.Tensor, object]]],
     loss_fn: LossFn,
     settings: TrainSettings,
     work_dir: Path,
     description: str,
     device: torch.device | None = None,
 ) -> nn.Module:
-    """Train `model` in place. `batches(epoch)` yields (inputs, target) with inputs already normalized.
+    """Train `model` in place. `batches(epoch)` yields global (inputs, target) batches, inputs already normalized.
 
     After each epoch the model, optimizer and epoch are saved to work_dir/checkpoint.pt (atomically),
-    so a killed run resumes at the last finished epoch.
+    so a killed run resumes at the last finished epoch. Under `pocketvit.scale.setup(...)` with several
+    processes each rank trains on its rows of every global batch (DDP through Lightning Fabric; a producer
+    taking `shard=(rank, world)` builds only those rows) and rank 0 writes the checkpoint. `device` applies
+    to a single-process run only.
     """
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
+    from pocketvit.scale import current
+    from pocketvit.scale.engine import engine_for, rank_batches
+
+    dist = current()
+    engine = engine_for(dist, device)
     layout = torch.channels_last if settings.channels_last else torch.contiguous_format
     model.to(memory_format=layout)
-    opt = torch.optim.AdamW(_param_groups(model, settings.weight_decay), lr=settings.lr)
+    net, opt = engine.setup(model, lambda m: torch.optim.AdamW(_param_groups(m, settings.weight_decay), lr=settings.lr))
     total = settings.epochs * settings.steps_per_epoch
     warmup = max(1, int(settings.warmup_frac * total))
     ckpt = work_dir / "checkpoint.pt"
     start_epoch = 0
     if ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start_epoch = int(state["epoch"])
+        start_epoch = engine.load(ckpt, net, opt)
         log(f"[dim]{description}: resuming after epoch {start_epoch}/{settings.epochs}[/dim]")
     step = start_epoch * settings.steps_per_epoch
     with progress_bar(description, total) as advance:
         advance(step)
         for epoch in range(start_epoch, settings.epochs):
-            model.train()
+            net.train()
             running, seen = 0.0, 0
-            for inputs, target in batches(epoch):
+            for inputs, target in rank_batches(batches, epoch, dist):
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(step, total, settings.lr, warmup)
-                inputs = inputs.to(device, non_blocking=True)
-                if inputs.ndim == 4:
-                    inputs = inputs.contiguous(memory_format=layout)
-                target = _to(target, device)
-                loss = loss_fn(model(inputs), target)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if settings.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-                opt.step()
+                loss = train_step(engine, net, opt, inputs, target, loss_fn, settings.grad_clip, layout)
                 step += 1
                 running, seen = running + loss.item(), seen + 1
                 advance(1, info=f"epoch {epoch + 1}/{settings.epochs} loss {running / seen:.3f}")
-            with atomic_path(ckpt) as tmp:
-                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1}, tmp)
+            engine.save(ckpt, net, opt, epoch + 1)
+    engine.finish(model, ckpt)
     model.to(memory_format=torch.contiguous_format)  # exporters and safetensors expect plain layout
     model.eval()
     return model
+
+
+def train_step(engine: Engine, net: nn.Module, opt: torch.optim.Optimizer, inputs: torch.Tensor, target: object,
+               loss_fn: LossFn, grad_clip: float, layout: torch.memory_format) -> torch.Tensor:
+    """One optimizer step on this rank's rows; returns the (unweighted) loss."""
+    inputs = inputs.to(engine.device, non_blocking=True)
+    if inputs.ndim == 4:
+        inputs = inputs.contiguous(memory_format=layout)
+    loss = loss_fn(net(inputs), _to(target, engine.device))
+    opt.zero_grad(set_to_none=True)
+    share = engine.share(len(inputs))
+    engine.backward(loss if share is None else loss * share)
+    if grad_clip:
+        engine.clip(net, opt, grad_clip)
+    opt.step()
+    return loss
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

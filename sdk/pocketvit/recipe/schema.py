@@ -73,6 +73,12 @@ class DistillSection(Section):
                                "cache, student logits / T, loss x T^2 (1 = TinyViT's plain soft cross-entropy)")
     baseline: bool = Field(True, description="also train the student on labels only, same budget")
     baseline_label_smoothing: float = Field(0.1, ge=0, lt=1)
+    cache_bench_steps: int = Field(
+        20, ge=0, description="training steps timed from the cache and with the teacher online (alternated) for "
+        "report.json distill.cache_speedup; 0 skips the benchmark")
+    cache_bench_threads: int = Field(
+        1, ge=0, description="CPU threads while benchmarking (both arms alike); 1 keeps the ratio steady on a busy "
+        "machine, 0 = the build's own thread count")
 
 
 class ExportSection(Section):
@@ -157,6 +163,27 @@ class ExitsSection(Section):
     )
 
 
+class ScaleSection(Section):
+    """Where training and the teacher cache run (Lightning Fabric); results do not depend on it (same global batch)."""
+
+    accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = Field("auto", description="auto: CUDA when present")
+    devices: Union[int, Literal["auto"]] = Field(
+        1, description="processes per node: GPUs, or CPU processes; auto = every visible GPU; torchrun's "
+        "--nproc-per-node wins when launched by torchrun")
+    num_nodes: int = Field(1, ge=1, description="machines; torchrun's --nnodes wins when launched by torchrun")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="auto = DDP when several processes; fsdp shards teacher and student across GPUs")
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = Field(
+        "auto", description="training precision; auto = bf16-mixed on a GPU with bf16, else 32-true")
+
+    @field_validator("devices")
+    @classmethod
+    def _positive(cls, v: Union[int, str]) -> Union[int, str]:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be >= 1 or auto")
+        return v
+
+
 class Recipe(Section):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     seed: int = 0
@@ -169,3 +196,4 @@ class Recipe(Section):
     verify: VerifySection = VerifySection()
     exits: Optional[ExitsSection] = None
     quantize: QuantizeSection = QuantizeSection()
+    scale: ScaleSection = ScaleSection()

@@ -79,6 +79,11 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     if dist:
         lines += [f"Teacher cache: {dist['cache_epochs']} augmented epoch(s), top-{dist['topk']} probabilities, "
                   f"{dist['cache_bytes'] / 1e6:.1f} MB; the student trained {dist['student_epochs']} epoch(s) from it.", ""]
+        if dist.get("cache_speedup"):
+            lines += [f"Cache speed-up: **{dist['cache_speedup']:.2f}x** — a student training step took "
+                      f"{dist['cache_step_seconds'] * 1e3:.0f} ms from the cache vs {dist['online_step_seconds'] * 1e3:.0f} ms "
+                      f"with the teacher online (median of {dist['bench_steps']} alternated steps each, batch "
+                      f"{dist['bench_batch_size']}, same run, {dist.get('bench_threads', '?')} thread(s)).", ""]
     for title, key in (("Accuracy vs compute", "accuracy_vs_gflops"), ("Latency per target", "latency"),
                        ("Accuracy vs latency", "accuracy_vs_latency")):
         if key in plots:
