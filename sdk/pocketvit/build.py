@@ -80,7 +80,7 @@ def run_build(
 
     dist = setup(ScaleConfig(**recipe.scale.model_dump()))  # Fabric's launcher starts the other local ranks here
     torch.manual_seed(recipe.seed)
-    runner = StageRunner(out_dir, fresh=fresh)
+    runner = StageRunner(out_dir, fresh=fresh, seed=recipe.seed)
     aug = AugmentConfig(**recipe.data.augment.model_dump())
     splits = load_dataset(recipe.data, recipe.seed)
     log(f"data: {splits.name} train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}")

@@ -53,10 +53,21 @@ class StageResult:
     cached: bool
 
 
+def _seed_stage(seed: int, name: str) -> None:
+    """A stage's random stream depends on the recipe seed and its own name only, not on which earlier stages
+    were computed or cached in this run (a cached distill must not change the baseline's initial weights)."""
+    import zlib
+
+    import torch
+
+    torch.manual_seed((seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63)
+
+
 @dataclass
 class StageRunner:
     out_dir: Path
     fresh: bool = False
+    seed: int = 0  # the recipe's seed: each computed stage starts torch's RNG from (seed, stage name)
     results: dict[str, StageResult] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -88,6 +99,7 @@ class StageRunner:
             path.mkdir(parents=True, exist_ok=True)
             log(f"[bold]▶ {name}[/bold] [dim]({path.name})[/dim]")
             start = time.monotonic()
+            _seed_stage(self.seed, name)
             meta = fn(path)
             seconds = time.monotonic() - start
             dist.barrier()  # every rank's files are in place before rank 0 checksums them
