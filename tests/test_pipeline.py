@@ -1,7 +1,6 @@
 """The stage runner: a stage's random stream does not depend on what ran before it."""
 
 import torch
-
 from pocketvit.pipeline import StageRunner
 
 
