@@ -75,6 +75,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     from pocketvit.exits.report import exits_markdown
 
     lines += exits_markdown(report, plots, _md_table)
+    lines += agreement_markdown(report)
     dist = report.get("distill") or {}
     if dist:
         lines += [f"Teacher cache: {dist['cache_epochs']} augmented epoch(s), top-{dist['topk']} probabilities, "
@@ -86,6 +87,22 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines += ["## Stages", "", _md_table([["stage", "seconds", "cached"]] + [
         [s, f"{v['seconds']:.1f}", "yes" if v["cached"] else "no"] for s, v in report["stages"].items()]), ""]
     return "\n".join(lines)
+
+
+def agreement_markdown(report: dict[str, Any]) -> list[str]:
+    """Teacher agreement (pretrained teachers): each model's top-1 equals the teacher's on this share of the test
+    split; on label-free data it is the only held-out measure."""
+    rows = [[t, m["runtime"], f"{m['teacher_agreement']:.4f}", f"{m.get('eager_teacher_agreement', float('nan')):.4f}"]
+            for t, m in report["targets"].items() if m.get("teacher_agreement") is not None]
+    if not rows:
+        return []
+    s = report["student"]
+    lead = (f"Student (eager) test teacher agreement: {s['test_teacher_agreement']:.4f}. "
+            if s.get("test_teacher_agreement") is not None else "")
+    return ["## Teacher agreement (top-1 of the exported student = top-1 of the teacher, test split)", "",
+            lead + ("The data has no labels, so this replaces label accuracy." if not report["dataset"].get(
+                "labeled", True) else ""), "",
+            _md_table([["target", "runtime", "teacher agreement (on runtime)", "eager"]] + rows), ""]
 
 
 def _html_table(rows: list[list[str]]) -> str:
@@ -116,8 +133,9 @@ def _licence_lines(report: dict[str, Any]) -> list[str]:
     t, d = report["teacher"], report["dataset"]
     data = DATA_LICENCES.get(d["name"], f"{d['name']}: see the data set's own terms")
     return [f"  - student ({report['student']['arch']}): made by this build; yours to ship under the data's terms.",
-            f"  - teacher ({t['arch']}): trained by pocketvit on {d['name']} (the shipped teacher in recipes/weights/ "
-            "is pocketvit's own), not shipped in this bundle.",
+            f"  - teacher ({t['arch']}): " + ("used as it comes (see the build's report for its weights and "
+            "their licence), not shipped in this bundle." if t.get("pretrained") else f"trained by pocketvit on "
+            f"{d['name']} (the shipped teacher in recipes/weights/ is pocketvit's own), not shipped in this bundle."),
             f"  - data: {data}."]
 
 
