@@ -126,7 +126,10 @@ def materialise_views(images: torch.Tensor, labels: torch.Tensor, views: int, au
 
 def load(cfg: Any, seed: int) -> Splits:
     """Splits from a recipe's `data` section with dataset: image-folder."""
-    files, targets, classes = scan(cfg.root, cfg.labels)
+    from pocketvit.data.photos import resolve_root
+
+    root = resolve_root(cfg.root)
+    files, targets, classes = scan(root, cfg.labels)
     arrays, kept = [], []
     for path, t in zip(files, targets):
         a = decode(path, cfg.image_size)
@@ -134,7 +137,7 @@ def load(cfg: Any, seed: int) -> Splits:
             arrays.append(a)
             kept.append(t)
     if not arrays:
-        raise DataError(f"{cfg.root}: none of its {len(files)} image file(s) could be read; check the files")
+        raise DataError(f"{root}: none of its {len(files)} image file(s) could be read; check the files")
     images = torch.from_numpy(np.stack(arrays))
     labels = torch.tensor(kept, dtype=torch.int64)
     aug = AugmentConfig(**cfg.augment.model_dump())
@@ -143,7 +146,7 @@ def load(cfg: Any, seed: int) -> Splits:
     else:
         train_idx, val_idx, test_idx = split_files(kept, cfg.val_fraction, cfg.test_fraction, seed)
         if len(test_idx) == 0:
-            raise DataError(f"{cfg.root}: {len(kept)} readable image(s) leave none for the test split; add images, "
+            raise DataError(f"{root}: {len(kept)} readable image(s) leave none for the test split; add images, "
                             "raise data.test_fraction, or hold out fresh crops instead with data.holdout: views")
     rep = np.repeat(train_idx, cfg.views)
     train = ImageSet(images[torch.from_numpy(rep)], labels[torch.from_numpy(rep)])
@@ -156,8 +159,8 @@ def load(cfg: Any, seed: int) -> Splits:
     for part in (train, val, test):
         digest.update(part.images.numpy().tobytes())
         digest.update(part.labels.numpy().tobytes())
-    log(f"data: {len(kept)} image(s) from {cfg.root} ({len(classes) or 'no'} class folder(s)), files "
+    log(f"data: {len(kept)} image(s) from {root} ({len(classes) or 'no'} class folder(s)), files "
         f"train {len(train_idx)} / val {len(val_idx)} / test {len(test_idx)}, {cfg.views} view(s) each")
-    return Splits(name=f"image-folder:{Path(cfg.root).name}", train=train, val=val, test=test, labels=classes,
+    return Splits(name=f"image-folder:{root.name}", train=train, val=val, test=test, labels=classes,
                   mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), color_order="RGB",
                   fingerprint=digest.hexdigest()[:16])

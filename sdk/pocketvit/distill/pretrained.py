@@ -141,6 +141,8 @@ def describe(meta: dict[str, Any], who: str) -> str:
         parts.append(f"test top-1 {meta['test_top1']:.4f}")
     if meta.get("test_teacher_agreement") is not None:
         parts.append(f"test teacher agreement {meta['test_teacher_agreement']:.4f}")
+    if not parts and meta.get("pretrained"):
+        parts.append("used as it comes: its top-1 is the reference for teacher agreement")
     return f"  {who} " + (", ".join(parts) or "(no held-out measure)")
 
 
