@@ -255,7 +255,7 @@ def _open_clip(name: str, ckpt: Path | None, options: dict[str, Any], base_dir: 
         prompt = options.get("prompt", DEFAULT_PROMPT)
         with torch.no_grad():
             text = F.normalize(clip.encode_text(tokenizer([prompt.format(c) for c in labels])).float(), dim=-1)
-        model = OpenClipClassifier(clip.visual, text, None, float(clip.logit_scale.exp()), normalize=True)
+        model = OpenClipClassifier(clip.visual, text, None, clip.logit_scale.detach().exp().item(), normalize=True)
         return model.eval(), contract, labels
     from safetensors.torch import load_file
 
