@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from pocketvit.data import image_folder, load_dataset
 from pocketvit.errors import DataError
 from pocketvit.recipe.schema import DataSection

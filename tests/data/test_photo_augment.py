@@ -4,12 +4,11 @@ import dataclasses
 
 import numpy as np
 import torch
-from torch import nn
-
 from pocketvit.data import photo_augment as pa
 from pocketvit.data.augment import AugmentConfig, _uniforms, augment_batch, sample_seeds
 from pocketvit.data.datasets import ImageSet, Splits, augmented_batches
 from pocketvit.distill.cache import TeacherCache, write_cache
+from torch import nn
 
 PHOTO = AugmentConfig(crop_scale=(0.25, 1.0), hflip=True, randaug_ops=2, randaug_magnitude=9)
 

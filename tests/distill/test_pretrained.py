@@ -9,11 +9,10 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from safetensors.torch import save_file
-
 from pocketvit.build import run_build
 from pocketvit.errors import RecipeError
 from pocketvit.recipe import load_recipe
+from safetensors.torch import save_file
 
 
 def _folder(root: Path, n: int = 6) -> Path:

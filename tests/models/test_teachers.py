@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
-
 from pocketvit.data.datasets import ImageSet, Splits
 from pocketvit.errors import RecipeError
 from pocketvit.models.teachers import load_teacher
+from safetensors.torch import save_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -180,6 +179,7 @@ def test_a_build_directory_is_a_teacher(tiny_build, tmp_path):
     from pocketvit.data import load_dataset
     from pocketvit.models import from_source
     from pocketvit.recipe import load_recipe
+
     from tests.conftest import TINY
 
     splits = load_dataset(load_recipe(TINY).data, 0)

@@ -10,8 +10,8 @@ a cat, a coffee cup, an astronaut, a rocket, a motorcycle, coins, a clock, the m
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

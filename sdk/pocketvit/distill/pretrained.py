@@ -9,9 +9,10 @@ data it is reported beside top-1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,9 +94,8 @@ def teacher_stage(loaded: Any, splits: Splits, path: Path) -> dict[str, Any]:
     for split in SPLITS:
         data = getattr(splits, split)
         pred = top1(model, splits, data, f"teacher {split}")
-        with atomic_path(path / f"{split}_teacher_top1.npy") as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, pred)
+        with atomic_path(path / f"{split}_teacher_top1.npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, pred)
         meta[f"{split}_top1"] = accuracy(pred, data) if splits.labeled else None
     return meta
 

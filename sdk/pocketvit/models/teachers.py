@@ -235,7 +235,7 @@ def _open_clip(name: str, ckpt: Path | None, options: dict[str, Any], base_dir: 
         model_name, pretrained = name, str(ckpt)
     try:
         clip = open_clip.create_model(model_name, pretrained=pretrained, require_pretrained=True)
-    except Exception as e:  # open_clip raises RuntimeError/ValueError/FileNotFoundError for bad inputs
+    except Exception as e:  # noqa: BLE001 - open_clip raises RuntimeError, ValueError, FileNotFoundError, ...
         raise RecipeError(f"teacher open_clip:{name}: open_clip could not load it ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200]})") from None
     clip.eval()
