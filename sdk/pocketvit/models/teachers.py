@@ -142,9 +142,14 @@ def _weight_files(spec: dict[str, Any], base_dir: Path) -> list[Path]:
         files.append(efficientnet_lite.weights_file(arch.split(":", 1)[1]))
     target = arch.split(":", 1)[1] if arch.startswith("open_clip:") else arch
     folder = resolve(target, base_dir)
-    if _is_path(target) and folder.is_dir():
-        files += sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".json"))
-    return files
+    if not (_is_path(target) and folder.is_dir()):
+        return files
+    for bundle in (folder / "bundle", folder):  # a build directory or a bundle: its manifest and reference weights
+        if (bundle / "manifest.json").is_file():
+            from pocketvit.models import REFERENCE_WEIGHTS
+
+            return files + [bundle / "manifest.json", bundle / REFERENCE_WEIGHTS]
+    return files + sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".json"))
 
 
 def load_teacher(teacher: Any, base_dir: Path, splits: Any) -> LoadedTeacher:
