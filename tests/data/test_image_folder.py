@@ -123,11 +123,32 @@ def test_decode_resizes_shorter_side_and_centre_crops(tmp_path):
     assert out.shape == (3, 10, 10) and out.mean() > 200  # the crop is the white centre
 
 
-def test_builtin_photos_folder_is_made_on_first_use(tmp_path, monkeypatch):
+def test_data_photos_command_writes_the_folder_that_pocketvit_photos_reads(tmp_path, monkeypatch):
     pytest.importorskip("skimage")
-    monkeypatch.setenv("POCKETVIT_DATA", str(tmp_path))
-    from pocketvit.data.photos import BUILTIN, builtin_folder, sources
+    from pocketvit.cli.main import app
+    from pocketvit.data.photos import BUILTIN, sources
+    from typer.testing import CliRunner
 
-    folder = image_folder.scan(BUILTIN)[0][0].parent
-    assert folder == builtin_folder() and len(list(folder.glob("*.jpg"))) == len(sources()) >= 18
-    assert Image.open(folder / "skimage-chelsea.jpg").size == (451, 300)
+    monkeypatch.setenv("POCKETVIT_DATA", str(tmp_path))
+    r = CliRunner().invoke(app, ["data", "photos", str(tmp_path / "photos")])
+    assert r.exit_code == 0, r.output
+    files = sorted((tmp_path / "photos").glob("*.jpg"))
+    assert len(files) == len(sources()) >= 18
+    assert Image.open(tmp_path / "photos" / "skimage-chelsea.jpg").size == (451, 300)
+    stamp = [f.stat().st_mtime_ns for f in files]
+    # data.root "pocketvit:photos" is $POCKETVIT_DATA/photos, made on first use: here it is already complete
+    assert image_folder.scan(BUILTIN)[0] == files
+    assert [f.stat().st_mtime_ns for f in files] == stamp
+
+
+def test_recipe_validation_names_a_missing_image_folder(tmp_path):
+    from pocketvit.errors import RecipeError
+    from pocketvit.recipe import load_recipe
+
+    p = tmp_path / "r.yaml"
+    p.write_text(f"name: x\ndata: {{dataset: image-folder, root: {tmp_path / 'nope'}}}\n")
+    with pytest.raises(RecipeError, match="pocketvit data photos DIR"):
+        load_recipe(p)
+    p.write_text("name: x\ndata: {dataset: image-folder, root: 'pocketvit:photos', augment: {crop_scale: [0.9, 0.2]}}\n")
+    with pytest.raises(RecipeError, match="data.augment.crop_scale"):
+        load_recipe(p)
