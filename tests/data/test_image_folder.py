@@ -70,9 +70,9 @@ def test_flat_folder_is_label_free_with_views(tmp_path):
 
 
 def test_holdout_views_keeps_every_file_in_training(tmp_path):
-    splits = load_dataset(_cfg(_flat(tmp_path / "flat", 6), views=3, holdout="views",
+    splits = load_dataset(_cfg(_flat(tmp_path / "flat", 6), views=3, held_out_views=2, holdout="views",
                                augment={"crop_scale": (0.3, 1.0)}), seed=0)
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 18, 18)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 12, 12)
     assert not torch.equal(splits.val.images, splits.test.images)
 
 

@@ -150,17 +150,18 @@ def load(cfg: Any, seed: int) -> Splits:
                             "raise data.test_fraction, or hold out fresh crops instead with data.holdout: views")
     rep = np.repeat(train_idx, cfg.views)
     train = ImageSet(images[torch.from_numpy(rep)], labels[torch.from_numpy(rep)])
-    held = held_out_augment(aug)
-    val = materialise_views(images[torch.from_numpy(val_idx)], labels[torch.from_numpy(val_idx)], cfg.views, held,
+    held, n_held = held_out_augment(aug), cfg.held_out_views or cfg.views
+    val = materialise_views(images[torch.from_numpy(val_idx)], labels[torch.from_numpy(val_idx)], n_held, held,
                             seed, "val")
-    test = materialise_views(images[torch.from_numpy(test_idx)], labels[torch.from_numpy(test_idx)], cfg.views, held,
+    test = materialise_views(images[torch.from_numpy(test_idx)], labels[torch.from_numpy(test_idx)], n_held, held,
                              seed, "test")
     digest = hashlib.sha256()
     for part in (train, val, test):
         digest.update(part.images.numpy().tobytes())
         digest.update(part.labels.numpy().tobytes())
     log(f"data: {len(kept)} image(s) from {root} ({len(classes) or 'no'} class folder(s)), files "
-        f"train {len(train_idx)} / val {len(val_idx)} / test {len(test_idx)}, {cfg.views} view(s) each")
+        f"train {len(train_idx)} / val {len(val_idx)} / test {len(test_idx)}, {cfg.views} training view(s) and "
+        f"{n_held} held-out crop(s) each")
     return Splits(name=f"image-folder:{root.name}", train=train, val=val, test=test, labels=classes,
                   mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), color_order="RGB",
                   fingerprint=digest.hexdigest()[:16])

@@ -48,6 +48,8 @@ class DataSection(Section):
     image_size: int = Field(64, ge=8, le=1024, description="image-folder: images resized and centre-cropped to this")
     views: int = Field(1, ge=1, le=4096, description="image-folder: samples per training file (each its own "
                        "augmented crop per epoch) and fixed augmented crops per held-out file")
+    held_out_views: Optional[int] = Field(None, ge=1, le=4096, description="image-folder: fixed augmented crops per "
+                                          "held-out file (val and test); default data.views")
     holdout: Literal["files", "views"] = Field(
         "files", description="image-folder: hold out whole files (unseen photos) or fresh crops of every file")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="image-folder: fraction of files for validation")
