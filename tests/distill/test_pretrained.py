@@ -77,6 +77,12 @@ def test_label_free_data_needs_a_teacher_used_as_it_comes(tmp_path):
         run_build(load_recipe(path), path, tmp_path / "run")
 
 
+def test_label_free_data_refuses_label_measured_stages(tmp_path):
+    path = _recipe(tmp_path, **{"export.targets": ["executorch", "onnx-int8"]})
+    with pytest.raises(RecipeError, match="onnx-int8: int8 budgets and exit calibration"):
+        run_build(load_recipe(path), path, tmp_path / "run")
+
+
 def test_pretrained_teacher_classes_must_match_labeled_data(tmp_path):
     path = _recipe(tmp_path)
     data = yaml.safe_load(path.read_text())

@@ -49,6 +49,12 @@ def prepare(recipe: Any, recipe_path: Path, splits: Splits) -> PretrainedTeacher
     from pocketvit.models.teachers import fingerprint, is_pretrained, load_teacher, member_specs
 
     t = recipe.teacher
+    if not splits.labeled:
+        needs = [f"export.targets {x}" for x in recipe.export.targets if x.endswith("-int8")]
+        needs += ["exits"] if recipe.exits is not None else []
+        if needs:
+            raise RecipeError(f"{', '.join(needs)}: int8 budgets and exit calibration are measured as top-1 on "
+                              f"labeled held-out images, and {splits.name} has no labels; drop them for this build")
     if not is_pretrained(t):
         if not splits.labeled:
             raise RecipeError(f"{splits.name} has no labels, so the build cannot train a teacher on it: use a "
