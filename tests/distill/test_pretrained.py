@@ -24,17 +24,24 @@ def _folder(root: Path, n: int = 6) -> Path:
     return root
 
 
-def _recipe(tmp: Path, **over) -> Path:
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory) -> Path:
+    """timm's tiny test_vit (ImageNet-1k head), random weights saved as safetensors: a teacher used as it comes."""
     import timm
 
     torch.manual_seed(0)
     teacher = timm.create_model("test_vit", pretrained=False).eval()
-    save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, str(tmp / "teacher.safetensors"))
+    path = tmp_path_factory.mktemp("teacher") / "teacher.safetensors"
+    save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, str(path))
+    return path
+
+
+def _recipe(tmp: Path, ckpt: Path, **over) -> Path:
     r = {
         "name": "tiny-label-free", "seed": 0,
         "data": {"dataset": "image-folder", "root": str(_folder(tmp / "photos")), "image_size": 24, "views": 4,
                  "augment": {"crop_scale": [0.3, 1.0], "randaug_ops": 2}},
-        "teacher": {"arch": "timm:test_vit", "checkpoint": "teacher.safetensors", "pretrained": True},
+        "teacher": {"arch": "timm:test_vit", "checkpoint": str(ckpt), "pretrained": True},
         "teacher_cache": {"epochs": 2, "topk": 5, "batch_size": 32},
         "student": {"arch": "pocketvit-tinyvit",
                     "options": {"stem_dim": 8, "dims": [16], "depths": [1], "heads": [1], "mlp_ratio": 2.0}},
@@ -50,8 +57,8 @@ def _recipe(tmp: Path, **over) -> Path:
     return path
 
 
-def test_label_free_distillation_reports_teacher_agreement(tmp_path):
-    path = _recipe(tmp_path)
+def test_label_free_distillation_reports_teacher_agreement(tmp_path, teacher_ckpt):
+    path = _recipe(tmp_path, teacher_ckpt)
     out = tmp_path / "run"
     report = run_build(load_recipe(path), path, out, until="distill")
     s = report["student"]
@@ -68,8 +75,8 @@ def test_label_free_distillation_reports_teacher_agreement(tmp_path):
     assert again["student"]["test_teacher_agreement"] == s["test_teacher_agreement"]
 
 
-def test_label_free_data_needs_a_teacher_used_as_it_comes(tmp_path):
-    path = _recipe(tmp_path, **{"teacher.pretrained": False})
+def test_label_free_data_needs_a_teacher_used_as_it_comes(tmp_path, teacher_ckpt):
+    path = _recipe(tmp_path, teacher_ckpt, **{"teacher.pretrained": False})
     data = yaml.safe_load(path.read_text())
     data["teacher"] = {"arch": "pocketvit-resnet"}
     path.write_text(yaml.safe_dump(data))
@@ -77,14 +84,14 @@ def test_label_free_data_needs_a_teacher_used_as_it_comes(tmp_path):
         run_build(load_recipe(path), path, tmp_path / "run")
 
 
-def test_label_free_data_refuses_label_measured_stages(tmp_path):
-    path = _recipe(tmp_path, **{"export.targets": ["executorch", "onnx-int8"]})
+def test_label_free_data_refuses_label_measured_stages(tmp_path, teacher_ckpt):
+    path = _recipe(tmp_path, teacher_ckpt, **{"export.targets": ["executorch", "onnx-int8"]})
     with pytest.raises(RecipeError, match="onnx-int8: int8 budgets and exit calibration"):
         run_build(load_recipe(path), path, tmp_path / "run")
 
 
-def test_pretrained_teacher_classes_must_match_labeled_data(tmp_path):
-    path = _recipe(tmp_path)
+def test_pretrained_teacher_classes_must_match_labeled_data(tmp_path, teacher_ckpt):
+    path = _recipe(tmp_path, teacher_ckpt)
     data = yaml.safe_load(path.read_text())
     root = Path(data["data"]["root"])
     for i, p in enumerate(sorted(root.glob("*.png"))):  # two class folders
@@ -95,10 +102,10 @@ def test_pretrained_teacher_classes_must_match_labeled_data(tmp_path):
 
 
 @pytest.mark.slow
-def test_label_free_build_through_executorch_measures_agreement_on_the_runtime(tmp_path):
+def test_label_free_build_through_executorch_measures_agreement_on_the_runtime(tmp_path, teacher_ckpt):
     from pocketvit.runtime import load
 
-    path = _recipe(tmp_path)
+    path = _recipe(tmp_path, teacher_ckpt)
     out = tmp_path / "run"
     report = run_build(load_recipe(path), path, out)
     et = report["targets"]["executorch"]
