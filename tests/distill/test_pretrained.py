@@ -125,3 +125,47 @@ def test_label_free_build_through_executorch_measures_agreement_on_the_runtime(t
     labels = [p.predict(img.permute(1, 2, 0).numpy(), input_color="RGB").label for img in splits.test.images]
     agree = np.mean([manifest["labels"].index(lab) == t for lab, t in zip(labels, teacher_top1)])
     assert agree == pytest.approx(et["teacher_agreement"], abs=1e-9)
+
+
+def _labeled_folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for c, rgb in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200)]):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(5):
+            a = (np.array(rgb) + rng.integers(-40, 40, (20, 20, 3))).clip(0, 255).astype(np.uint8)
+            Image.fromarray(a).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def _small(recipe: dict) -> dict:
+    recipe["data"] |= {"image_size": 16, "views": 2}
+    recipe["distill"] |= {"epochs": 1}
+    recipe["teacher_cache"] |= {"topk": 2}  # 3 classes
+    return recipe
+
+
+def test_labeled_image_folder_with_a_trained_teacher(tmp_path, teacher_ckpt):
+    path = _recipe(tmp_path, teacher_ckpt)
+    r = _small(yaml.safe_load(path.read_text()))
+    r["data"]["root"] = str(_labeled_folder(tmp_path / "classes"))
+    r["teacher"] = {"arch": "pocketvit-resnet", "options": {"widths": [8, 8, 8], "depths": [1, 1, 1]},
+                    "train": {"epochs": 1, "batch_size": 8}}
+    path.write_text(yaml.safe_dump(r))
+    report = run_build(load_recipe(path), path, tmp_path / "run", until="baseline")
+    s = report["student"]
+    assert 0.0 <= s["test_top1"] <= 1.0 and "test_teacher_agreement" not in s  # no pretrained teacher: no agreement
+
+
+def test_labeled_image_folder_with_an_open_clip_zero_shot_teacher(tmp_path, teacher_ckpt):
+    pytest.importorskip("open_clip")
+    from tests.models.test_teachers import _tiny_open_clip
+
+    path = _recipe(tmp_path, teacher_ckpt)
+    r = _small(yaml.safe_load(path.read_text()))
+    r["data"]["root"] = str(_labeled_folder(tmp_path / "classes"))
+    r["teacher"] = {"arch": f"open_clip:{_tiny_open_clip(tmp_path / 'clip')}", "options": {"prompt": "a {} photo"}}
+    path.write_text(yaml.safe_dump(r))
+    report = run_build(load_recipe(path), path, tmp_path / "run", until="distill")
+    s = report["student"]
+    assert 0.0 <= s["test_top1"] <= 1.0 and 0.0 <= s["test_teacher_agreement"] <= 1.0
+    assert len(np.load(next((tmp_path / "run" / "stages").glob("teacher-*")) / "test_teacher_top1.npy")) == 6
