@@ -18,6 +18,7 @@ from pocketvit.io import hash_config, sha256_file
 from pocketvit.pipeline import StageResult, StageRunner
 from pocketvit.progress import log
 from pocketvit.recipe import Recipe, resolve
+from pocketvit.recipe.schema import stable_dump
 
 
 def _weights_path(where: StageResult | Path, name: str) -> Path:
@@ -82,13 +83,13 @@ def run_build(
     from pocketvit.distill import pretrained as pre
 
     ext = pre.prepare(recipe, recipe_path, splits)  # a teacher used as it comes (models/teachers.py), or None
-    data = StageResult("data", hash_config({"data": recipe.data.model_dump(), "seed": recipe.seed,
+    data = StageResult("data", hash_config({"data": stable_dump(recipe.data), "seed": recipe.seed,
                                             "n": [len(splits.train), len(splits.test)]}
                                            | ({"files": splits.fingerprint} if splits.fingerprint else {})),
                        out_dir, {}, 0.0, True)
 
     # teacher: trained here, or loaded from a safetensors checkpoint
-    tcfg = recipe.teacher.model_dump()
+    tcfg = stable_dump(recipe.teacher)
     if recipe.teacher.checkpoint:
         ckpt = resolve(recipe.teacher.checkpoint, recipe_path.parent)
         tcfg |= {"checkpoint_sha256": sha256_file(ckpt)}
@@ -134,7 +135,7 @@ def run_build(
         return {"epochs": c.epochs, "topk": c.topk, "precision": precision,
                 "bytes": TeacherCache(path / "cache", len(splits.train)).size_bytes()}
 
-    cache_cfg = {"cache": recipe.teacher_cache.model_dump(), "augment": recipe.data.augment.model_dump()}
+    cache_cfg = {"cache": recipe.teacher_cache.model_dump(), "augment": stable_dump(recipe.data.augment)}
     cache = runner.run("teacher_cache", cache_cfg, [data, teacher], cache_stage)
     if until == "teacher_cache":
         return {"recipe": recipe.name, "stages": runner.summary()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,9 +13,24 @@ TargetName = Literal[
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # fields added after the section's first release: left out of stage hashes while they hold their default
+    added_fields: ClassVar[tuple[str, ...]] = ()
+
+
+def stable_dump(section: BaseModel) -> dict[str, Any]:
+    """model_dump for stage hashes: fields in `added_fields` that still hold their default are left out (also in
+    nested sections), so adding a recipe key does not invalidate the stages of builds that never set it."""
+    out = {}
+    for name, field in type(section).model_fields.items():
+        value = getattr(section, name)
+        if name in getattr(section, "added_fields", ()) and value == field.get_default(call_default_factory=True):
+            continue
+        out[name] = stable_dump(value) if isinstance(value, BaseModel) else section.model_dump(include={name})[name]
+    return out
 
 
 class AugmentSection(Section):
+    added_fields = ("crop_scale", "crop_ratio", "randaug_ops", "randaug_magnitude")
     shift: int = Field(2, ge=0, le=16, description="random translation in pixels (zero padding)")
     hflip: bool = Field(True, description="random horizontal flip")
     erase_prob: float = Field(0.0, ge=0, le=1, description="probability of random erasing")
@@ -37,6 +52,7 @@ class AugmentSection(Section):
 
 
 class DataSection(Section):
+    added_fields = ("labels", "image_size", "views", "held_out_views", "holdout", "val_fraction", "test_fraction")
     dataset: Literal["fashion-mnist", "image-folder"] = "fashion-mnist"
     root: str = Field("/usr/share/datasets/fashion-mnist", description="folder with the idx files, or the image "
                       "folder (one subfolder per class, or flat for label-free distillation)")
@@ -79,6 +95,7 @@ class TeacherSource(ModelSection):
 
 
 class TeacherSection(ModelSection):
+    added_fields = ("pretrained", "ensemble")
     arch: str = "pocketvit-resnet"
     checkpoint: Optional[str] = Field(None, description="safetensors weights; trained from scratch when absent")
     finetune: bool = Field(False, description="train the checkpoint further with teacher.train")
