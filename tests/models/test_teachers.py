@@ -206,6 +206,7 @@ def test_gray_student_data_feeds_an_rgb_teacher(tmp_path):
     ({"arch": "efficientnet-lite:lite0", "options": {"widths": 3}}, "unknown option"),
     ({"arch": "open_clip:RN50"}, "needs teacher.checkpoint"),
     ({"arch": "./no/such/build"}, "no such build directory"),
+    ({"arch": "pocketvit-resnet"}, "trained by the build"),
 ])
 def test_bad_teachers_give_one_clear_error(tmp_path, spec, expected):
     if spec["arch"].startswith("open_clip"):

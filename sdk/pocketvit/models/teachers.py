@@ -195,6 +195,12 @@ def _resolved(arch: str, ckpt: Path | None, options: dict[str, Any], base_dir: P
     from pocketvit.recipe import resolve
 
     _check_options(arch, options, SOURCE_OPTIONS)
+    from pocketvit.models import LOCAL_ARCHS
+
+    if arch in LOCAL_ARCHS:
+        raise RecipeError(f"teacher {arch} with teacher.pretrained: pocketvit's own architectures are trained by the "
+                          "build (drop teacher.pretrained), or used as they come through the build that trained them "
+                          "(teacher.arch: runs/NAME)")
     if arch.startswith("timm:") and ckpt is None:
         raise RecipeError(f"teacher {arch}: a timm teacher used as it comes needs teacher.checkpoint (safetensors "
                           "weights); without one it would be random. To train it on the data instead, drop "
