@@ -92,9 +92,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
 def agreement_markdown(report: dict[str, Any]) -> list[str]:
     """Teacher agreement (pretrained teachers): each model's top-1 equals the teacher's on this share of the test
     split; on label-free data it is the only held-out measure."""
-    rows = [[t, m["runtime"], f"{m['teacher_agreement']:.4f}", f"{m.get('eager_teacher_agreement', float('nan')):.4f}"]
-            for t, m in report["targets"].items() if m.get("teacher_agreement") is not None]
-    if not rows:
+    rows = agreement_table(report)
+    if len(rows) < 2:
         return []
     s = report["student"]
     lead = (f"Student (eager) test teacher agreement: {s['test_teacher_agreement']:.4f}. "
@@ -102,7 +101,13 @@ def agreement_markdown(report: dict[str, Any]) -> list[str]:
     return ["## Teacher agreement (top-1 of the exported student = top-1 of the teacher, test split)", "",
             lead + ("The data has no labels, so this replaces label accuracy." if not report["dataset"].get(
                 "labeled", True) else ""), "",
-            _md_table([["target", "runtime", "teacher agreement (on runtime)", "eager"]] + rows), ""]
+            _md_table(rows), ""]
+
+
+def agreement_table(report: dict[str, Any]) -> list[list[str]]:
+    rows = [["target", "runtime", "teacher agreement (on runtime)", "eager"]]
+    return rows + [[t, m["runtime"], f"{m['teacher_agreement']:.4f}", f"{m.get('eager_teacher_agreement', float('nan')):.4f}"]
+                   for t, m in report["targets"].items() if m.get("teacher_agreement") is not None]
 
 
 def _html_table(rows: list[list[str]]) -> str:
@@ -120,8 +125,13 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f
 <h1>{html.escape(report['recipe'])}: pocketvit {html.escape(report['version'])} report</h1>
 <h2>Models</h2>{_html_table(models_table(report))}
 <h2>Targets</h2><p>Every figure measured by running the exported file on its runtime, whole test split.</p>
-{_html_table(targets_table(report))}<ul>{notes}</ul>{imgs}</body></html>
+{_html_table(targets_table(report))}<ul>{notes}</ul>{_agreement_html(report)}{imgs}</body></html>
 """
+
+
+def _agreement_html(report: dict[str, Any]) -> str:
+    rows = agreement_table(report)
+    return "" if len(rows) < 2 else f"<h2>Teacher agreement</h2>{_html_table(rows)}"
 
 
 # licences of the data sets pocketvit builds from, for the model card
