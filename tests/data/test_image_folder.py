@@ -149,6 +149,7 @@ def test_recipe_validation_names_a_missing_image_folder(tmp_path):
     p.write_text(f"name: x\ndata: {{dataset: image-folder, root: {tmp_path / 'nope'}}}\n")
     with pytest.raises(RecipeError, match="pocketvit data photos DIR"):
         load_recipe(p)
-    p.write_text("name: x\ndata: {dataset: image-folder, root: 'pocketvit:photos', augment: {crop_scale: [0.9, 0.2]}}\n")
+    p.write_text("name: x\ndata: {dataset: image-folder, root: 'pocketvit:photos', "
+                 "augment: {crop_scale: [0.9, 0.2]}}\n")
     with pytest.raises(RecipeError, match="data.augment.crop_scale"):
         load_recipe(p)

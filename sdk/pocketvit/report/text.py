@@ -106,8 +106,11 @@ def agreement_markdown(report: dict[str, Any]) -> list[str]:
 
 def agreement_table(report: dict[str, Any]) -> list[list[str]]:
     rows = [["target", "runtime", "teacher agreement (on runtime)", "eager"]]
-    return rows + [[t, m["runtime"], f"{m['teacher_agreement']:.4f}", f"{m.get('eager_teacher_agreement', float('nan')):.4f}"]
-                   for t, m in report["targets"].items() if m.get("teacher_agreement") is not None]
+    for t, m in report["targets"].items():
+        if m.get("teacher_agreement") is not None:
+            eager = m.get("eager_teacher_agreement")
+            rows.append([t, m["runtime"], f"{m['teacher_agreement']:.4f}", "n/a" if eager is None else f"{eager:.4f}"])
+    return rows
 
 
 def _html_table(rows: list[list[str]]) -> str:
