@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 RECIPE ?= recipes/fashion-mnist.yaml
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-fast test-slow bench bench-zoo data teacher-weights lint clean
+.PHONY: demo test test-fast test-slow bench bench-zoo data teacher-weights lint clean photos photos-demo
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -42,6 +42,14 @@ teacher-weights: $(STAMP) data
 	cp runs/fashion-mnist-teacher/stages/teacher-*/teacher.safetensors recipes/weights/fashion-mnist-teacher-stage1.safetensors
 	$(VENV)/bin/pocketvit build recipes/fashion-mnist-teacher-ft.yaml --until teacher
 	cp runs/fashion-mnist-teacher-ft/stages/teacher-*/teacher.safetensors recipes/weights/fashion-mnist-teacher.safetensors
+
+# `make photos`: the real photos shipped with scikit-image, scikit-learn and matplotlib, as an image folder;
+# `make photos-demo`: recipes/photos-lite0.yaml on them (label-free distillation of EfficientNet-Lite0).
+PHOTOS ?= runs/photos
+photos: $(STAMP)
+	$(VENV)/bin/pocketvit data photos $(PHOTOS)
+photos-demo: photos
+	$(VENV)/bin/pocketvit build recipes/photos-lite0.yaml --set data.root=$(PHOTOS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sdk tests

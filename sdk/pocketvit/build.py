@@ -18,6 +18,7 @@ from pocketvit.io import hash_config, sha256_file
 from pocketvit.pipeline import StageResult, StageRunner
 from pocketvit.progress import log
 from pocketvit.recipe import Recipe, resolve
+from pocketvit.recipe.schema import stable_dump
 
 
 def _weights_path(where: StageResult | Path, name: str) -> Path:
@@ -84,12 +85,16 @@ def run_build(
     aug = AugmentConfig(**recipe.data.augment.model_dump())
     splits = load_dataset(recipe.data, recipe.seed)
     log(f"data: {splits.name} train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}")
-    data = StageResult("data", hash_config({"data": recipe.data.model_dump(), "seed": recipe.seed,
-                                            "n": [len(splits.train), len(splits.test)]}),
+    from pocketvit.distill import pretrained as pre
+
+    ext = pre.prepare(recipe, recipe_path, splits)  # a teacher used as it comes (models/teachers.py), or None
+    data = StageResult("data", hash_config({"data": stable_dump(recipe.data), "seed": recipe.seed,
+                                            "n": [len(splits.train), len(splits.test)]}
+                                           | ({"files": splits.fingerprint} if splits.fingerprint else {})),
                        out_dir, {}, 0.0, True)
 
     # teacher: trained here, or loaded from a safetensors checkpoint
-    tcfg = recipe.teacher.model_dump()
+    tcfg = stable_dump(recipe.teacher)
     if recipe.teacher.checkpoint:
         ckpt = resolve(recipe.teacher.checkpoint, recipe_path.parent)
         tcfg |= {"checkpoint_sha256": sha256_file(ckpt)}
@@ -110,8 +115,12 @@ def run_build(
         meta["test_top1"] = evaluate(model, splits, splits.test, "teacher test")
         return meta
 
-    teacher = runner.run("teacher", tcfg, [data], teacher_stage)
-    log(f"  teacher test top-1 {teacher.meta['test_top1']:.4f}, {teacher.meta['gflops'] * 1e3:.1f} MFLOPs")
+    if ext is not None:
+        teacher = runner.run("teacher", ext.config, [data], ext.stage_fn())
+        pre.attach(teacher.path, splits)
+    else:
+        teacher = runner.run("teacher", tcfg, [data], teacher_stage)
+    log(f"{pre.describe(teacher.meta, 'teacher')}, {teacher.meta['gflops'] * 1e3:.1f} MFLOPs")
     if until == "teacher":
         return {"recipe": recipe.name, "teacher": teacher.meta, "teacher_weights": str(_weights_path(teacher, "teacher")),
                 "stages": runner.summary()}
@@ -120,7 +129,8 @@ def run_build(
     def cache_stage(path: Path) -> dict[str, Any]:
         from pocketvit.distill.cache import TeacherCache, write_cache
 
-        model = load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
+        model = ext.load().model if ext is not None else \
+            load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
         from pocketvit.distill.trainer import resolve_precision
 
         c = recipe.teacher_cache
@@ -131,7 +141,7 @@ def run_build(
         return {"epochs": c.epochs, "topk": c.topk, "precision": precision, "bytes": reader.size_bytes(),
                 "shard_bytes": reader.shard_bytes()}
 
-    cache_cfg = {"cache": recipe.teacher_cache.model_dump(), "augment": recipe.data.augment.model_dump()}
+    cache_cfg = {"cache": recipe.teacher_cache.model_dump(), "augment": stable_dump(recipe.data.augment)}
     cache = runner.run("teacher_cache", cache_cfg, [data, teacher], cache_stage)
     if until == "teacher_cache":
         return {"recipe": recipe.name, "stages": runner.summary()}
@@ -160,9 +170,7 @@ def run_build(
               sparse_kd_loss(d.temperature), settings, path, "distill student")
         save_weights(model, _weights_path(path, "student"))
         meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
-        meta["val_top1"] = evaluate(model, splits, splits.val, "student val")
-        meta["test_top1"] = evaluate(model, splits, splits.test, "student test")
-        return meta
+        return meta | pre.held_out_scores(model, splits, "student")
 
     # what trains the student (the baseline shares it minus the KD temperature); temperature 1 is left out of the
     # hash so builds made before the option existed stay cached
@@ -170,10 +178,12 @@ def run_build(
     train_cfg = {"student": scfg,
                  "distill": d.model_dump(exclude=not_training | ({"temperature"} if d.temperature == 1.0 else set()))}
     student = runner.run("distill", train_cfg, [data, cache], distill_stage)
-    log(f"  student (eager) test top-1 {student.meta['test_top1']:.4f}, {student.meta['gflops'] * 1e3:.1f} MFLOPs")
+    log(f"{pre.describe(student.meta, 'student (eager)')}, {student.meta['gflops'] * 1e3:.1f} MFLOPs")
 
     baseline = None
-    if d.baseline:
+    if d.baseline and not splits.labeled:
+        pre.log_skipped_baseline()
+    elif d.baseline:
         def baseline_stage(path: Path) -> dict[str, Any]:
             model = build_from_meta(scfg, splits)
             train_on_labels(model, splits, aug, recipe.seed, d.epochs, d.batch_size, d.lr, d.weight_decay,
@@ -255,7 +265,8 @@ def run_build(
     report = {
         "recipe": recipe.name,
         "version": __version__,
-        "dataset": {"name": splits.name, "train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "dataset": {"name": splits.name, "train": len(splits.train), "val": len(splits.val), "test": len(splits.test),
+                    "labeled": splits.labeled},
         "teacher": _public(teacher.meta),
         "student": _public(student.meta),
         "baseline": {"test_top1": baseline.meta["test_top1"]} if baseline else None,
@@ -283,7 +294,8 @@ def _student(stage: StageResult, splits: Splits) -> torch.nn.Module:
 
 
 def _public(meta: dict[str, Any]) -> dict[str, Any]:
-    return {k: meta[k] for k in ("arch", "params", "gflops", "test_top1") if k in meta}
+    keys = ("arch", "params", "gflops", "test_top1", "test_teacher_agreement", "pretrained", "inputs")
+    return {k: meta[k] for k in keys if k in meta}
 
 
 def default_out_dir(recipe: Recipe) -> Path:

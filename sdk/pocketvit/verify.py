@@ -104,8 +104,9 @@ def verify_stage_fn(
             eager = torch.cat([model(torch.from_numpy(x[i : i + 500])) for i in range(0, len(x), 500)])
             eager = (torch.softmax(eager, dim=1) if info.get("file_outputs") == "probabilities" else eager).numpy()
         labels = splits.test.labels.numpy()
-        entry["test_top1"] = float((out.argmax(1) == labels).mean())
-        entry["eager_test_top1"] = float((eager.argmax(1) == labels).mean())
+        entry["test_top1"] = float((out.argmax(1) == labels).mean()) if splits.labeled else None
+        entry["eager_test_top1"] = float((eager.argmax(1) == labels).mean()) if splits.labeled else None
+        agreement_with_teacher(entry, out, eager, splits)
         entry["parity"] = parity(out, eager)
         entry["latency_ms"] = latency(lambda: backend.run(xr[:1]), cfg.latency_runs) | {"threads": cfg.threads}
         tol = cfg.tolerance
@@ -113,12 +114,24 @@ def verify_stage_fn(
         entry["within_tolerance"] = bool(
             p["max_abs_diff"] <= tol.max_abs_diff and p["cosine"] >= tol.cosine and p["top1_agreement"] >= tol.top1_agreement
         )
-        log(f"  {target}: test top-1 {entry['test_top1']:.4f} on {exported.meta['runtime']} "
-            f"(eager {entry['eager_test_top1']:.4f}), agreement {p['top1_agreement']:.4f}, "
+        measure = (f"test top-1 {entry['test_top1']:.4f}" if splits.labeled else
+                   f"teacher agreement {entry['teacher_agreement']:.4f}")
+        eager_measure = entry["eager_test_top1"] if splits.labeled else entry.get("eager_teacher_agreement")
+        log(f"  {target}: {measure} on {exported.meta['runtime']} "
+            f"(eager {eager_measure:.4f}), agreement {p['top1_agreement']:.4f}, "
             f"max|Δ| {p['max_abs_diff']:.2e}, median {entry['latency_ms']['median']:.2f} ms")
         return entry
 
     return run
+
+
+def agreement_with_teacher(entry: dict[str, Any], out: np.ndarray, eager: np.ndarray, splits: Splits) -> None:
+    """`teacher_agreement`: the runtime's top-1 equals the pretrained teacher's on this fraction of the test
+    split (the measure of label-free builds; distill/pretrained.py puts the teacher's top-1 on the split)."""
+    ref = splits.test.teacher_top1
+    if ref is not None:
+        entry["teacher_agreement"] = float((out.argmax(1) == ref.numpy()).mean())
+        entry["eager_teacher_agreement"] = float((eager.argmax(1) == ref.numpy()).mean())
 
 
 def dropin_runtimes(recipe: Any) -> list[str]:

@@ -52,6 +52,9 @@ def build(
     err_console.print(f"\n[bold green]done[/bold green]: bundle {out_dir / 'bundle'}, report {out_dir / 'report.md'}")
     for target, m in report["targets"].items():
         top1 = m.get("test_top1")
+        if top1 is None and m.get("teacher_agreement") is not None:  # label-free data (distill/pretrained.py)
+            err_console.print(f"  {target}: teacher agreement {m['teacher_agreement']:.4f}")
+            continue
         err_console.print(f"  {target}: test top-1 " + ("n/a (not executable here)" if top1 is None else f"{top1:.4f}"))
 
 

@@ -69,7 +69,11 @@ def _metric_rows(metrics: dict[str, Any]) -> list[list[str]]:
         def f(v, spec):
             return "—" if v is None else format(v, spec)
 
-        rows.append([t, "n/a (not executable here)" if top1 is None and "test_top1" in mm else f(top1, ".4f"),
+        if top1 is None and mm.get("teacher_agreement") is not None:  # label-free builds (distill/pretrained.py)
+            shown = f"teacher agreement {mm['teacher_agreement']:.4f}"
+        else:
+            shown = "n/a (not executable here)" if top1 is None and "test_top1" in mm else f(top1, ".4f")
+        rows.append([t, shown,
                      f(par.get("top1_agreement"), ".4f"), f(par.get("max_abs_diff"), ".2e"), f(par.get("cosine"), ".6f"),
                      f(lat.get("median"), ".3f"), f(lat.get("p90"), ".3f"), str(lat.get("threads", "—"))])
     return rows

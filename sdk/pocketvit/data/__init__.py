@@ -14,6 +14,11 @@ def load_dataset(cfg: Any, seed: int) -> Splits:
     """Build train/val/test splits from a recipe's `data` section."""
     from pocketvit.data import fashion_mnist
 
+    if cfg.dataset == "image-folder":
+        from pocketvit.data import image_folder
+
+        return image_folder.load(cfg, seed)
+
     x_train, y_train = fashion_mnist.load_split(cfg.root, "train")
     x_test, y_test = fashion_mnist.load_split(cfg.root, "test")
     if cfg.train_limit:

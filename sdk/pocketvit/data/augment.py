@@ -42,14 +42,27 @@ class AugmentConfig:
     hflip: bool = True
     erase_prob: float = 0.0  # random erasing of one rectangle
     erase_max: float = 0.3  # max side of the erased rectangle, as a fraction of the image side
+    # photos (photo_augment.py): random resized crop replaces the shift when crop_scale is set
+    crop_scale: tuple[float, float] | None = None  # area fraction range of the crop
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratio range (log-uniform)
+    randaug_ops: int = 0  # RandAugment-style ops per view, each drawn from the seed
+    randaug_magnitude: float = 9.0  # 0..10; each op's magnitude is uniform in [0, this]
+
+    @property
+    def photo(self) -> bool:
+        return self.crop_scale is not None or self.randaug_ops > 0
 
 
 def augment_batch(images: torch.Tensor, seeds: np.ndarray, cfg: AugmentConfig) -> torch.Tensor:
     """Augment a uint8 batch (N, C, H, W) deterministically from per-sample seeds."""
+    from pocketvit.data import photo_augment as pa
+
     n, _, h, w = images.shape
-    u = torch.from_numpy(_uniforms(seeds, 7))
+    u = torch.from_numpy(_uniforms(seeds, pa.COLUMNS if cfg.photo else 7))
     out = images
-    if cfg.shift > 0:
+    if cfg.crop_scale is not None:
+        pass  # the random resized crop below moves and flips the image instead
+    elif cfg.shift > 0:
         p = cfg.shift
         padded = torch.nn.functional.pad(out, (p, p, p, p))
         dy = (u[:, 0] * (2 * p + 1)).long().clamp(max=2 * p)
@@ -64,6 +77,9 @@ def augment_batch(images: torch.Tensor, seeds: np.ndarray, cfg: AugmentConfig) -
     elif cfg.hflip:
         flip = (u[:, 2] < 0.5)[:, None, None, None]
         out = torch.where(flip, out.flip(3), out)
+    if cfg.photo:
+        out = pa.photo_augment(out, u, cfg.crop_scale, cfg.crop_ratio, cfg.hflip, cfg.randaug_ops,
+                               cfg.randaug_magnitude).to(torch.uint8)
     if cfg.erase_prob > 0:
         eh = (u[:, 3] * cfg.erase_max * h).long() + 1
         ew = (u[:, 4] * cfg.erase_max * w).long() + 1

@@ -15,6 +15,7 @@ from pocketvit.data.augment import AugmentConfig, augment_batch, sample_seeds
 class ImageSet:
     images: torch.Tensor  # (N, C, H, W) uint8
     labels: torch.Tensor  # (N,) int64
+    teacher_top1: torch.Tensor | None = None  # a pretrained teacher's top-1 per image (distill/pretrained.py)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -34,6 +35,12 @@ class Splits:
     mean: list[float]
     std: list[float]
     color_order: str  # GRAY | RGB
+    fingerprint: str | None = None  # content hash of the images, for data read from user folders
+
+    @property
+    def labeled(self) -> bool:
+        """False for label-free data (image folders without class folders): labels are -1."""
+        return not len(self.train) or int(self.train.labels.min()) >= 0
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -50,7 +50,12 @@ def _format_errors(source: str, err: ValidationError) -> str:
 def _check_paths(recipe: Recipe, base: Path) -> list[str]:
     problems = []
     root = Path(recipe.data.root)
-    if not root.is_dir():
+    if recipe.data.dataset == "image-folder":
+        if recipe.data.root != "pocketvit:photos" and not root.expanduser().is_dir():
+            problems.append(f"  data.root: folder {root} does not exist — point it at your images (one subfolder "
+                            "per class, or a flat folder), or use the shipped photos: `pocketvit data photos DIR` "
+                            "or data.root: pocketvit:photos")
+    elif not root.is_dir():
         problems.append(
             f"  data.root: folder {root} does not exist — install the data (`sudo apt-get install "
             f"dataset-fashion-mnist`) or pass --set data.root=/path/to/idx-files"
@@ -58,6 +63,9 @@ def _check_paths(recipe: Recipe, base: Path) -> list[str]:
     ckpt = recipe.teacher.checkpoint
     if ckpt and not resolve(ckpt, base).is_file():
         problems.append(f"  teacher.checkpoint: file {ckpt} not found (relative paths are from the recipe's folder)")
+    for i, member in enumerate(recipe.teacher.ensemble or []):
+        if member.checkpoint and not resolve(member.checkpoint, base).is_file():
+            problems.append(f"  teacher.ensemble.{i}.checkpoint: file {member.checkpoint} not found")
     return problems
 
 

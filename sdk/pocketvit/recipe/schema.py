@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,19 +13,63 @@ TargetName = Literal[
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # fields added after the section's first release: left out of stage hashes while they hold their default
+    added_fields: ClassVar[tuple[str, ...]] = ()
+
+
+def stable_dump(section: BaseModel) -> dict[str, Any]:
+    """model_dump for stage hashes: fields in `added_fields` that still hold their default are left out (also in
+    nested sections), so adding a recipe key does not invalidate the stages of builds that never set it."""
+    out = {}
+    for name, field in type(section).model_fields.items():
+        value = getattr(section, name)
+        if name in getattr(section, "added_fields", ()) and value == field.get_default(call_default_factory=True):
+            continue
+        out[name] = stable_dump(value) if isinstance(value, BaseModel) else section.model_dump(include={name})[name]
+    return out
 
 
 class AugmentSection(Section):
+    added_fields = ("crop_scale", "crop_ratio", "randaug_ops", "randaug_magnitude")
     shift: int = Field(2, ge=0, le=16, description="random translation in pixels (zero padding)")
     hflip: bool = Field(True, description="random horizontal flip")
     erase_prob: float = Field(0.0, ge=0, le=1, description="probability of random erasing")
     erase_max: float = Field(0.3, gt=0, le=1, description="max side of the erased box, fraction of the image")
+    crop_scale: Optional[tuple[float, float]] = Field(
+        None, description="random resized crop: area fraction range, e.g. [0.25, 1.0]; replaces shift (photos)")
+    crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="random resized crop: aspect ratio range")
+    randaug_ops: int = Field(0, ge=0, le=3, description="RandAugment-style ops per view (rotate, shear, brightness, "
+                             "contrast, color, solarize, posterize, autocontrast, identity), drawn from the seed")
+    randaug_magnitude: float = Field(9.0, ge=0, le=10, description="RandAugment magnitude 0-10 (each op uniform in "
+                                     "[0, this])")
+
+    @field_validator("crop_scale", "crop_ratio")
+    @classmethod
+    def _range(cls, v: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:
+        if v is not None and not (0 < v[0] <= v[1]):
+            raise ValueError(f"give [low, high] with 0 < low <= high, got {list(v)}")
+        return v
 
 
 class DataSection(Section):
-    dataset: Literal["fashion-mnist"] = "fashion-mnist"
-    root: str = Field("/usr/share/datasets/fashion-mnist", description="folder with the idx files")
-    val_size: int = Field(5000, ge=1, description="images held out of training for validation")
+    added_fields = ("labels", "image_size", "views", "held_out_views", "holdout", "val_fraction", "test_fraction")
+    dataset: Literal["fashion-mnist", "image-folder"] = "fashion-mnist"
+    root: str = Field("/usr/share/datasets/fashion-mnist", description="folder with the idx files, or the image "
+                      "folder (one subfolder per class, or flat for label-free distillation)")
+    val_size: int = Field(5000, ge=1, description="images held out of training for validation (fashion-mnist)")
+    # image-folder only (data/image_folder.py)
+    labels: Literal["auto", "folders", "none"] = Field(
+        "auto", description="image-folder: class subfolders (folders), none (label-free: the teacher's classes), "
+        "auto = folders when there are subfolders")
+    image_size: int = Field(64, ge=8, le=1024, description="image-folder: images resized and centre-cropped to this")
+    views: int = Field(1, ge=1, le=4096, description="image-folder: samples per training file (each its own "
+                       "augmented crop per epoch) and fixed augmented crops per held-out file")
+    held_out_views: Optional[int] = Field(None, ge=1, le=4096, description="image-folder: fixed augmented crops per "
+                                          "held-out file (val and test); default data.views")
+    holdout: Literal["files", "views"] = Field(
+        "files", description="image-folder: hold out whole files (unseen photos) or fresh crops of every file")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="image-folder: fraction of files for validation")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="image-folder: fraction of files for the test split")
     train_limit: Optional[int] = Field(None, ge=1, description="use only this many training images (tests)")
     test_limit: Optional[int] = Field(None, ge=1, description="use only this many test images (tests)")
     augment: AugmentSection = AugmentSection()
@@ -44,11 +88,31 @@ class ModelSection(Section):
     options: dict[str, Any] = Field(default_factory=dict, description="architecture options")
 
 
+class TeacherSource(ModelSection):
+    """One teacher used as it comes (models/teachers.py): an ensemble member."""
+
+    checkpoint: Optional[str] = Field(None, description="safetensors weights")
+
+
 class TeacherSection(ModelSection):
+    added_fields = ("pretrained", "ensemble")
     arch: str = "pocketvit-resnet"
     checkpoint: Optional[str] = Field(None, description="safetensors weights; trained from scratch when absent")
     finetune: bool = Field(False, description="train the checkpoint further with teacher.train")
     train: TrainSection = TrainSection()
+    pretrained: bool = Field(
+        False, description="use the teacher as it comes: its own weights, classes and preprocessing (timm:NAME + "
+        "checkpoint, efficientnet-lite:lite0's ImageNet weights); implied by open_clip:, a build directory and "
+        "ensemble")
+    ensemble: Optional[list[TeacherSource]] = Field(
+        None, description="several teachers used as they come; their probabilities are averaged")
+
+    @field_validator("ensemble")
+    @classmethod
+    def _members(cls, v: Optional[list[TeacherSource]]) -> Optional[list[TeacherSource]]:
+        if v is not None and not v:
+            raise ValueError("list at least one teacher, or drop ensemble")
+        return v
 
 
 class TeacherCacheSection(Section):

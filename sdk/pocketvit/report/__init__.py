@@ -19,7 +19,7 @@ def write_bundle(out_dir: Path, name: str, report: dict[str, Any], exported: dic
     files = [ExportedFile(target, stage.path / stage.meta["file"], stage.meta["runtime"], stage.meta["precision"],
                           info=dict(stage.meta.get("info") or {}))  # input_form etc. of drop-in files
              for target, stage in exported.items()]
-    metrics = {t: {k: v for k, v in m.items() if k in ("test_top1", "parity", "latency_ms")}
+    metrics = {t: {k: v for k, v in m.items() if k in ("test_top1", "teacher_agreement", "parity", "latency_ms")}
                for t, m in report["targets"].items()}
     bundle = out_dir / "bundle"
     write_bundle_dir(bundle, name=name, files=files, labels=labels, input_spec=spec, source=source,

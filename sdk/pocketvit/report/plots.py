@@ -32,6 +32,9 @@ def accuracy_vs_gflops(report: dict[str, Any], path: Path) -> Path | None:
     pts.append(("student (distilled, eager)", report["student"], "tab:blue"))
     if report.get("baseline"):
         pts.append(("student (labels only)", report["student"] | report["baseline"], "tab:orange"))
+    if report["student"].get("test_top1") is None:  # label-free data: no accuracy to plot (teacher agreement instead)
+        plt.close(fig)
+        return None
     for label, m, color in pts:
         ax.scatter(m["gflops"] * 1e3, m["test_top1"], s=60, color=color, label=label)
     for target, t in report["targets"].items():

@@ -75,6 +75,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     from pocketvit.exits.report import exits_markdown
 
     lines += exits_markdown(report, plots, _md_table)
+    lines += agreement_markdown(report)
     dist = report.get("distill") or {}
     if dist:
         lines += [f"Teacher cache: {dist['cache_epochs']} augmented epoch(s), top-{dist['topk']} probabilities, "
@@ -93,6 +94,30 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def agreement_markdown(report: dict[str, Any]) -> list[str]:
+    """Teacher agreement (pretrained teachers): each model's top-1 equals the teacher's on this share of the test
+    split; on label-free data it is the only held-out measure."""
+    rows = agreement_table(report)
+    if len(rows) < 2:
+        return []
+    s = report["student"]
+    lead = (f"Student (eager) test teacher agreement: {s['test_teacher_agreement']:.4f}. "
+            if s.get("test_teacher_agreement") is not None else "")
+    return ["## Teacher agreement (top-1 of the exported student = top-1 of the teacher, test split)", "",
+            lead + ("The data has no labels, so this replaces label accuracy." if not report["dataset"].get(
+                "labeled", True) else ""), "",
+            _md_table(rows), ""]
+
+
+def agreement_table(report: dict[str, Any]) -> list[list[str]]:
+    rows = [["target", "runtime", "teacher agreement (on runtime)", "eager"]]
+    for t, m in report["targets"].items():
+        if m.get("teacher_agreement") is not None:
+            eager = m.get("eager_teacher_agreement")
+            rows.append([t, m["runtime"], f"{m['teacher_agreement']:.4f}", "n/a" if eager is None else f"{eager:.4f}"])
+    return rows
+
+
 def _html_table(rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
@@ -108,8 +133,13 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f
 <h1>{html.escape(report['recipe'])}: pocketvit {html.escape(report['version'])} report</h1>
 <h2>Models</h2>{_html_table(models_table(report))}
 <h2>Targets</h2><p>Every figure measured by running the exported file on its runtime, whole test split.</p>
-{_html_table(targets_table(report))}<ul>{notes}</ul>{imgs}</body></html>
+{_html_table(targets_table(report))}<ul>{notes}</ul>{_agreement_html(report)}{imgs}</body></html>
 """
+
+
+def _agreement_html(report: dict[str, Any]) -> str:
+    rows = agreement_table(report)
+    return "" if len(rows) < 2 else f"<h2>Teacher agreement</h2>{_html_table(rows)}"
 
 
 # licences of the data sets pocketvit builds from, for the model card
@@ -121,8 +151,9 @@ def _licence_lines(report: dict[str, Any]) -> list[str]:
     t, d = report["teacher"], report["dataset"]
     data = DATA_LICENCES.get(d["name"], f"{d['name']}: see the data set's own terms")
     return [f"  - student ({report['student']['arch']}): made by this build; yours to ship under the data's terms.",
-            f"  - teacher ({t['arch']}): trained by pocketvit on {d['name']} (the shipped teacher in recipes/weights/ "
-            "is pocketvit's own), not shipped in this bundle.",
+            f"  - teacher ({t['arch']}): " + ("used as it comes (see the build's report for its weights and "
+            "their licence), not shipped in this bundle." if t.get("pretrained") else f"trained by pocketvit on "
+            f"{d['name']} (the shipped teacher in recipes/weights/ is pocketvit's own), not shipped in this bundle."),
             f"  - data: {data}."]
 
 
