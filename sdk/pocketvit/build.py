@@ -125,12 +125,16 @@ def run_build(
         return {"recipe": recipe.name, "teacher": teacher.meta, "teacher_weights": str(_weights_path(teacher, "teacher")),
                 "stages": runner.summary()}
 
+    def load_teacher() -> torch.nn.Module:
+        if ext is not None:
+            return ext.load().model
+        return load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
+
     # teacher cache (TinyViT): sparse top-k probabilities per sample per augmented epoch
     def cache_stage(path: Path) -> dict[str, Any]:
         from pocketvit.distill.cache import TeacherCache, write_cache
 
-        model = ext.load().model if ext is not None else \
-            load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
+        model = load_teacher()
         from pocketvit.distill.trainer import resolve_precision
 
         c = recipe.teacher_cache
@@ -147,9 +151,7 @@ def run_build(
         return {"recipe": recipe.name, "stages": runner.summary()}
     from pocketvit.distill.bench_stage import cache_bench_stage
 
-    bench = cache_bench_stage(recipe, runner, splits, aug, data, teacher, cache,  # distill.cache_speedup
-                              lambda: load_weights(build_from_meta(teacher.meta, splits),
-                                                   _weights_path(teacher, "teacher"), "teacher"))
+    bench = cache_bench_stage(recipe, runner, splits, aug, data, teacher, cache, load_teacher)  # distill.cache_speedup
     if until == "cache_bench":
         return {"recipe": recipe.name, "distill": bench.meta if bench else {}, "stages": runner.summary()}
 
