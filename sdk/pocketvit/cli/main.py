@@ -9,6 +9,7 @@ import typer
 from pocketvit import __version__
 from pocketvit.cli import bench as bench_cmd
 from pocketvit.cli import build, predict
+from pocketvit.cli import clip as clip_cmd
 from pocketvit.cli import demo
 from pocketvit.cli import export as export_cmd
 from pocketvit.cli import inspect as inspect_cmd
@@ -47,6 +48,7 @@ app.command("bench-zoo")(bench_cmd.bench_zoo)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("demo")(demo.demo)
 app.command("export")(export_cmd.export)
+app.command("distill-text")(clip_cmd.distill_text)
 
 
 def main() -> None:

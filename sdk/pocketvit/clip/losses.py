@@ -42,18 +42,20 @@ def affinity_mimicking(s_a: torch.Tensor, s_b: torch.Tensor, t_a: torch.Tensor, 
 
 def similarity_kd(s_img: torch.Tensor, s_txt: torch.Tensor, t_img: torch.Tensor, t_txt: torch.Tensor,
                   scale: float = 100.0) -> torch.Tensor:
-    """MobileCLIP KD: KL between the teacher's and the student's image-text similarity matrices (both directions).
-
-    Same gradient as affinity mimicking (KL = CE - teacher entropy); reported as KL so 0 means a perfect match."""
+    """MobileCLIP KD: KL from the teachers' image-text similarity matrices (softmax over the batch, averaged
+    over the ensemble) to the student's, in both directions. t_img: (B, D) for one teacher or (B, T, D) for
+    an ensemble of T; t_txt: (B, D). 0 means a perfect match."""
     s = scale * s_img @ s_txt.t()
     with torch.no_grad():
-        t = scale * t_img @ t_txt.t()
+        t = t_img if t_img.ndim == 3 else t_img[:, None]
+        t_logits = scale * torch.einsum("bkd,cd->kbc", t.float(), t_txt.float())  # (T, B, B)
+        i2t = t_logits.softmax(-1).mean(0)
+        t2i = t_logits.transpose(1, 2).softmax(-1).mean(0)
 
-    def kl(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-        return F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target_logits, -1), log_target=True,
-                        reduction="batchmean")
+    def kl(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (target * (target.clamp_min(1e-12).log() - F.log_softmax(logits, -1))).sum(-1).mean()
 
-    return 0.5 * (kl(s, t) + kl(s.t(), t.t()))
+    return 0.5 * (kl(s, i2t) + kl(s.t(), t2i))
 
 
 def cosine_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

@@ -75,6 +75,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     from pocketvit.exits.report import exits_markdown
 
     lines += exits_markdown(report, plots, _md_table)
+    from pocketvit.clip.report import clip_markdown
+
+    lines += clip_markdown(report, _md_table)
     dist = report.get("distill") or {}
     if dist:
         lines += [f"Teacher cache: {dist['cache_epochs']} augmented epoch(s), top-{dist['topk']} probabilities, "
