@@ -30,7 +30,8 @@ def make_tiny_text_folder(folder: Path, layers: int = 4, hidden: int = 32, heads
     tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                     intermediate_size=2 * hidden, max_position_embeddings=64)
+                     intermediate_size=2 * hidden, max_position_embeddings=64,
+                     initializer_range=0.5)  # wide init: sentences get distinct embeddings
     save_text_encoder(TransformerTextEncoder(BertModel(cfg).eval(), tok, "mean", 32), folder)
     return folder
 

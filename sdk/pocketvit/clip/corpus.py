@@ -75,8 +75,9 @@ def text_corpus(limit_train: int | None = None, limit_heldout: int | None = None
                 seed: int = 0) -> tuple[list[str], list[str]]:
     """(train, held-out) sentences: stdlib docstrings (disjoint modules) + Fashion-MNIST captions (train side)."""
     rng = np.random.default_rng(seed)
-    train = docstring_sentences(TRAIN_MODULES) + [c for c in all_captions()]
     heldout = docstring_sentences(HELDOUT_MODULES)
+    seen = set(heldout)  # a docstring can be shared between modules: such sentences stay held out only
+    train = [s for s in docstring_sentences(TRAIN_MODULES) + all_captions() if s not in seen]
     train = [train[i] for i in rng.permutation(len(train))]
     heldout = [heldout[i] for i in rng.permutation(len(heldout))]
     return train[:limit_train], heldout[:limit_heldout]

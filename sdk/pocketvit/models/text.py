@@ -162,7 +162,7 @@ def load_hf_text_encoder(folder: str | Path, name: str | None = None) -> Transfo
     mode, _ = sentence_transformers_pooling(folder)
     st = folder / "sentence_bert_config.json"
     max_len = json.loads(st.read_text()).get("max_seq_length", 128) if st.is_file() else 128
-    return TransformerTextEncoder(model.eval(), tokenizer, mode, int(max_len), name or f"hf:{folder}")
+    return TransformerTextEncoder(model, tokenizer, mode, int(max_len), name or f"hf:{folder}").eval()
 
 
 def load_open_clip(arch: str, checkpoint: str | Path | None) -> OpenClipEncoder:
@@ -180,7 +180,7 @@ def load_open_clip(arch: str, checkpoint: str | Path | None) -> OpenClipEncoder:
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise RecipeError(f"open_clip:{arch}: checkpoint {checkpoint} not found")
     model = open_clip.create_model(arch, pretrained=str(checkpoint) if checkpoint else None, pretrained_text=False)
-    return OpenClipEncoder(model.eval(), open_clip.get_tokenizer(arch), f"open_clip:{arch}")
+    return OpenClipEncoder(model, open_clip.get_tokenizer(arch), f"open_clip:{arch}").eval()
 
 
 def load_text_encoder(spec: str, checkpoint: str | Path | None = None) -> nn.Module:
