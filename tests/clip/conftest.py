@@ -18,11 +18,10 @@ def make_tiny_text_folder(folder: Path, layers: int = 4, hidden: int = 32, heads
     """A BERT of `layers` x `hidden` with a vocabulary of the caption words, saved as safetensors + tokenizer
     + sentence-transformers pooling config (mean, normalised)."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
     from pocketvit.clip.corpus import all_captions
     from pocketvit.clip.text_distill import save_text_encoder
     from pocketvit.models.text import TransformerTextEncoder
+    from transformers import BertConfig, BertModel, BertTokenizerFast
 
     words = sorted({w.strip(".,").lower() for c in all_captions() for w in c.replace("-", " - ").split()})
     folder.mkdir(parents=True, exist_ok=True)
@@ -47,9 +46,8 @@ TINY_RESNET = {"widths": [8, 16, 16], "depths": [1, 1, 1]}
 @pytest.fixture(scope="session")
 def tiny_resnet_ckpt(tmp_path_factory) -> Path:
     import torch
-    from safetensors.torch import save_file
-
     from pocketvit.models import build_model
+    from safetensors.torch import save_file
 
     torch.manual_seed(0)
     m = build_model("pocketvit-resnet", 1, 10, 28, TINY_RESNET)

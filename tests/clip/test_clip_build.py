@@ -26,7 +26,7 @@ def clip_build(tmp_path_factory, tiny_text_folder, tiny_resnet_ckpt, fmnist_root
 
 
 def test_report_gives_zero_shot_on_the_runtime(clip_build):
-    out, report = clip_build
+    out, _report = clip_build
     saved = json.loads((out / "report.json").read_text())
     zs = saved["zero_shot"]["onnx"]
     for key in ("test_top1", "heldout_top1", "heldout_top1_among_heldout", "seen_top1"):
@@ -54,7 +54,6 @@ def test_bundle_is_zero_shot_and_the_runtime_matches_eager(clip_build):
     assert text.shape == (10, 32) and np.allclose(np.linalg.norm(text, axis=1), 1, atol=1e-5)
 
     import torch
-
     from pocketvit.data import load_dataset
     from pocketvit.models import from_source
     from pocketvit.recipe import load_recipe
@@ -75,7 +74,6 @@ def test_bundle_is_zero_shot_and_the_runtime_matches_eager(clip_build):
 def test_cli_predict_and_verify_on_the_zero_shot_bundle(clip_build, tmp_path):
     out, _ = clip_build
     import cv2
-
     from pocketvit.data import load_dataset
     from pocketvit.recipe import load_recipe
 

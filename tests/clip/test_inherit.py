@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from pocketvit.clip.inherit import evenly_spaced, inherit_text_encoder
 from pocketvit.errors import RecipeError
 from pocketvit.models.text import load_text_encoder

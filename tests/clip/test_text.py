@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-
 from pocketvit.errors import RecipeError
 from pocketvit.models.text import load_text_encoder, sentence_transformers_pooling
 

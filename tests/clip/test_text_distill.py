@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
-
 from pocketvit.clip.corpus import HELDOUT_MODULES, TRAIN_MODULES, docstring_sentences, text_corpus
+from typer.testing import CliRunner
 
 
 def test_corpus_is_real_prose_and_the_held_out_side_comes_from_other_modules():
