@@ -124,7 +124,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         labels = splits.train.labels[torch.from_numpy(train_index)]
         history = []
         for k, t in enumerate(teachers):
-            feats = all_features(t, (splits.normalize(images[i : i + 500]) for i in range(0, len(images), 500)))
+            feats = all_features(t, (splits.normalize(images[i : i + 500]) for i in range(0, len(images), 500)), len(images))
             history.append(train_projection(t, feats, labels, cap_idx, torch.from_numpy(caption_emb), c.lit_epochs,
                                             256, c.lit_lr, c.scale, recipe.seed + k))
             save_file({n: p.detach().contiguous() for n, p in t.proj.state_dict().items()},

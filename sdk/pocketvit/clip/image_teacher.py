@@ -53,9 +53,16 @@ def feature_dim(backbone: nn.Module, shape: tuple[int, int, int]) -> int:
 
 
 @torch.no_grad()
-def all_features(teacher: ProjectedTeacher, batches: Iterator[torch.Tensor]) -> torch.Tensor:
+def all_features(teacher: ProjectedTeacher, batches: Iterator[torch.Tensor], total: int) -> torch.Tensor:
+    from pocketvit.progress import progress_bar
+
     teacher.eval()
-    return torch.cat([teacher.features(x).float() for x in batches])
+    out = []
+    with progress_bar("image teacher features", total) as advance:
+        for x in batches:
+            out.append(teacher.features(x).float())
+            advance(len(x))
+    return torch.cat(out)
 
 
 def train_projection(teacher: ProjectedTeacher, feats: torch.Tensor, labels: torch.Tensor, captions: np.ndarray,
