@@ -76,3 +76,14 @@ def test_open_clip_teacher_from_a_safetensors_checkpoint(tmp_path):
     assert enc.dim == 16 and enc.preprocess["size"] == [32, 32] and len(enc.preprocess["mean"]) == 3
     with pytest.raises(RecipeError, match="must be a .safetensors file"):
         load_text_encoder("open_clip:pv-tiny-clip", tmp_path / "tiny.pt")
+
+
+@pytest.mark.slow
+def test_minilm_matches_sentence_transformers():
+    from pocketvit.models.text import minilm_path
+    from sentence_transformers import SentenceTransformer
+
+    enc = load_text_encoder("minilm")
+    assert (enc.pooling, enc.dim, enc.max_length) == ("mean", 384, 256)
+    ref = SentenceTransformer(str(minilm_path()), device="cpu").encode(SENTS, convert_to_tensor=True)
+    assert torch.allclose(enc.encode(SENTS), ref.cpu(), atol=1e-5)
