@@ -66,7 +66,9 @@ def model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"- Image teacher: {t['arch']} (zero-shot test top-1 {_pct(t['test_top1'])}, eager).",
         f"- Data: {d['name']} ({d['train']} training images, held-out classes {c['heldout_classes'] or 'none'}).",
         "- Training: MobileCLIP-style reinforced dataset, CLIP loss + KD on image-text similarity matrices.",
-        "- Licence: weights produced by this build; text teacher all-MiniLM-L6-v2 is Apache-2.0.", "",
+        "- Licence: weights produced by this build"
+        + ("; text teacher all-MiniLM-L6-v2 (Apache-2.0), not shipped: only its class embeddings are." if
+           c["text_teacher"] == "minilm" else f"; check the text teacher's own terms ({c['text_teacher']})."), "",
         "## Measured on each runtime (zero-shot top-1 on the whole test split)", "", _md_table(targets_table(report)), "",
         _md_table(zero_shot_rows(report)), "",
     ])
