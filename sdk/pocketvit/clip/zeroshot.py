@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from pocketvit.data.datasets import Splits
-from pocketvit.progress import log, progress_bar
+from pocketvit.progress import log
 
 
 def class_text_embeddings(encoder: Any, class_names: Sequence[str]) -> np.ndarray:
@@ -57,7 +57,7 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
     the bundle's preprocessing), zero-shot top-1 from its embeddings, parity and latency against eager."""
     def run(path: Path) -> dict[str, Any]:
         from pocketvit.runtime import open_backend
-        from pocketvit.verify import _size, latency, parity, runtime_inputs
+        from pocketvit.verify import _size, latency, parity, run_batch1, runtime_inputs
 
         file = exported.path / exported.meta["file"]
         entry: dict[str, Any] = {"file": exported.meta["file"], "bytes": _size(file),
@@ -65,12 +65,7 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
                                  "export_info": exported.meta["info"]}
         x = runtime_inputs(splits, spec)
         backend = open_backend(exported.meta["runtime"], str(file), num_threads=cfg.threads)
-        outs = []
-        with progress_bar(f"zero-shot {target} on its runtime", len(x)) as advance:
-            for i in range(len(x)):
-                outs.append(backend.run(x[i : i + 1]))
-                advance(1)
-        out = np.concatenate(outs).reshape(len(x), -1)
+        out = run_batch1(backend.run, x, f"zero-shot {target} on its runtime").reshape(len(x), -1)
         model = model_fn()
         with torch.no_grad():
             eager = torch.cat([model(torch.from_numpy(x[i : i + 500])) for i in range(0, len(x), 500)]).numpy()
