@@ -54,3 +54,26 @@ def tiny_resnet_ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-resnet") / "teacher.safetensors"
     save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(path))
     return path
+
+
+TINY_OPEN_CLIP = {"embed_dim": 16,
+                  "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+                  "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip(tmp_path_factory) -> tuple[str, Path]:
+    """('pv-tiny-clip', its random weights as safetensors): an open_clip model registered from a local config."""
+    import json
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("tiny-open-clip")
+    (folder / "pv-tiny-clip.json").write_text(json.dumps(TINY_OPEN_CLIP))
+    open_clip.add_model_config(folder / "pv-tiny-clip.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model("pv-tiny-clip").eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "tiny.safetensors"))
+    return "pv-tiny-clip", folder / "tiny.safetensors"

@@ -111,3 +111,22 @@ def test_unknown_heldout_class_is_one_clear_error(tiny_text_folder, tiny_resnet_
     r = load_recipe(TINY_CLIP, [f"clip.text_teacher=hf:{tiny_text_folder}", "clip.heldout_classes=[Sock]"])
     with pytest.raises(RecipeError, match="clip.heldout_classes.*Sock"):
         run_build(r, TINY_CLIP, tmp_path)
+
+
+def test_open_clip_text_teacher_and_its_image_tower_in_the_ensemble(tiny_open_clip, tiny_resnet_ckpt, tmp_path):
+    """open_clip as text + image teacher: its own tower (own preprocessing, no projection) next to a LiT ResNet."""
+    from pocketvit.build import run_build
+    from pocketvit.clip.reinforce import ReinforcedData
+    from pocketvit.recipe import load_recipe
+
+    arch, ckpt = tiny_open_clip
+    r = load_recipe(TINY_CLIP, [f"clip.text_teacher=open_clip:{arch}", f"clip.text_checkpoint={ckpt}",
+                                f"clip.image_teachers=[open_clip, {tiny_resnet_ckpt}]"])
+    report = run_build(r, TINY_CLIP, tmp_path, until="clip-distill")
+    assert 0.0 <= report["student"]["test_top1"] <= 1.0
+    stages = tmp_path / "stages"
+    assert [p.name for p in next(stages.glob("clip-image-teacher-*")).glob("proj-*.safetensors")] == ["proj-1.safetensors"]
+    rd = ReinforcedData(next(stages.glob("clip-reinforce-*")) / "reinforced")
+    assert rd.image_emb.shape[2:] == (2, 16)  # two teachers, open_clip's 16-d space
+    norms = np.linalg.norm(rd.image_emb[0, :, 0].astype(np.float32), axis=1)
+    assert np.allclose(norms, 1, atol=2e-3)

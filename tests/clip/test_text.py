@@ -52,21 +52,15 @@ def test_bad_sources_are_clear_errors(tmp_path):
         load_text_encoder("open_clip:NoSuchModel-Z")
 
 
-def test_open_clip_teacher_from_a_safetensors_checkpoint(tmp_path):
+def test_open_clip_teacher_from_a_safetensors_checkpoint(tiny_open_clip, tmp_path):
     import open_clip
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file
 
-    cfg = {"embed_dim": 16,
-           "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    (tmp_path / "pv-tiny-clip.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(tmp_path / "pv-tiny-clip.json")
-    torch.manual_seed(0)
-    ref = open_clip.create_model("pv-tiny-clip").eval()
-    ckpt = tmp_path / "tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(ckpt))
-    enc = load_text_encoder("open_clip:pv-tiny-clip", ckpt)
-    tok = open_clip.get_tokenizer("pv-tiny-clip")
+    arch, ckpt = tiny_open_clip
+    ref = open_clip.create_model(arch).eval()
+    ref.load_state_dict(load_file(str(ckpt)))
+    enc = load_text_encoder(f"open_clip:{arch}", ckpt)
+    tok = open_clip.get_tokenizer(arch)
     with torch.no_grad():
         expected = ref.encode_text(tok(SENTS), normalize=True)
         img = torch.randn(2, 3, 32, 32)
@@ -75,7 +69,7 @@ def test_open_clip_teacher_from_a_safetensors_checkpoint(tmp_path):
     assert torch.allclose(enc.encode_image(img), expected_img, atol=1e-5)
     assert enc.dim == 16 and enc.preprocess["size"] == [32, 32] and len(enc.preprocess["mean"]) == 3
     with pytest.raises(RecipeError, match="must be a .safetensors file"):
-        load_text_encoder("open_clip:pv-tiny-clip", tmp_path / "tiny.pt")
+        load_text_encoder(f"open_clip:{arch}", tmp_path / "tiny.pt")
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from pocketvit.io import hash_config, sha256_file
 from pocketvit.pipeline import StageResult, StageRunner
 from pocketvit.progress import log
 
+OPEN_CLIP_TOWER = "open_clip"  # clip.image_teachers entry: the open_clip text teacher's image tower
 CLIP_STAGES = ("clip-text", "clip-image-teacher", "clip-reinforce", "clip-distill", "text-student")
 
 
@@ -38,6 +39,15 @@ def _image_teachers(recipe: Any, recipe_path: Path, splits: Splits, embed_dim: i
 
     out = []
     for k, ckpt in enumerate(recipe.clip.image_teachers):
+        if ckpt == OPEN_CLIP_TOWER:  # the open_clip text teacher's own image tower, already in the text space
+            from pocketvit.clip.image_teacher import OpenClipImageTeacher
+            from pocketvit.models.text import load_text_encoder
+
+            if not recipe.clip.text_teacher.startswith("open_clip:"):
+                raise RecipeError(f"clip.image_teachers[{k}]: 'open_clip' needs clip.text_teacher: open_clip:ARCH")
+            enc = load_text_encoder(recipe.clip.text_teacher, _text_ckpt(recipe, recipe_path))
+            out.append(OpenClipImageTeacher(enc, splits.mean, splits.std).eval())
+            continue
         path = resolve(ckpt, recipe_path.parent)
         if not path.is_file():
             raise RecipeError(f"clip.image_teachers[{k}]: {ckpt} not found (relative paths are from the recipe's folder)")
@@ -85,15 +95,16 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
     captions = all_captions()
 
     # text teacher: every caption and the class prompts, embedded once
-    text_cfg = {"teacher": c.text_teacher, "checkpoint_sha256": sha256_file(c.text_checkpoint) if c.text_checkpoint
-                else None, "captions": hash_config(captions), "classes": names}
+    text_ckpt = _text_ckpt(recipe, recipe_path)
+    text_cfg = {"teacher": c.text_teacher, "checkpoint_sha256": sha256_file(text_ckpt) if text_ckpt else None,
+                "captions": hash_config(captions), "classes": names}
 
     def text_stage(path: Path) -> dict[str, Any]:
         from pocketvit.clip.reinforce import save_npy
         from pocketvit.clip.zeroshot import class_text_embeddings
         from pocketvit.models.text import load_text_encoder
 
-        enc = load_text_encoder(c.text_teacher, c.text_checkpoint)
+        enc = load_text_encoder(c.text_teacher, text_ckpt)
         save_npy(path / "caption_emb.npy", enc.encode(captions).numpy().astype(np.float32))
         save_npy(path / "text_embeddings.npy", class_text_embeddings(enc, names))
         return {"teacher": getattr(enc, "name", c.text_teacher), "dim": int(enc.dim), "captions": len(captions)}
@@ -108,7 +119,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         return {"recipe": recipe.name, "stages": runner.summary()}
 
     # image teacher: frozen classifier(s) + LiT projection into the text space
-    ckpts = [sha256_file(_resolve(p, recipe_path)) for p in c.image_teachers]
+    ckpts = [p if p == OPEN_CLIP_TOWER else sha256_file(_resolve(p, recipe_path)) for p in c.image_teachers]
     it_cfg = {"teacher": recipe.teacher.model_dump(include={"arch", "options"}), "checkpoints": ckpts,
               "lit_epochs": c.lit_epochs, "lit_lr": c.lit_lr, "scale": c.scale, "heldout": heldout,
               "captions_per_image": c.captions_per_image}
@@ -116,7 +127,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
     def image_teacher_stage(path: Path) -> dict[str, Any]:
         from safetensors.torch import save_file
 
-        from pocketvit.clip.image_teacher import all_features, train_projection
+        from pocketvit.clip.image_teacher import ProjectedTeacher, all_features, train_projection
         from pocketvit.models.stats import count_gflops, count_params
 
         teachers = _image_teachers(recipe, recipe_path, splits, dim, None)
@@ -124,6 +135,8 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         labels = splits.train.labels[torch.from_numpy(train_index)]
         history = []
         for k, t in enumerate(teachers):
+            if not isinstance(t, ProjectedTeacher):
+                continue
             feats = all_features(t, (splits.normalize(images[i : i + 500]) for i in range(0, len(images), 500)), len(images))
             history.append(train_projection(t, feats, labels, cap_idx, torch.from_numpy(caption_emb), c.lit_epochs,
                                             256, c.lit_lr, c.scale, recipe.seed + k))
@@ -224,6 +237,11 @@ def _resolve(path: str, recipe_path: Path) -> Path:
     if not p.is_file():
         raise RecipeError(f"clip: {path} not found (relative paths are from the recipe's folder)")
     return p
+
+
+def _text_ckpt(recipe: Any, recipe_path: Path) -> Path | None:
+    ckpt = recipe.clip.text_checkpoint
+    return _resolve(ckpt, recipe_path) if ckpt else None
 
 
 def _student_options(recipe: Any) -> dict[str, Any]:

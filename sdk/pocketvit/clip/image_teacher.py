@@ -93,3 +93,25 @@ def train_projection(teacher: ProjectedTeacher, feats: torch.Tensor, labels: tor
             total += float(loss.detach()) * len(idx)
         history.append(total / len(feats))
     return history
+
+
+class OpenClipImageTeacher(nn.Module):
+    """An open_clip image tower (already in its text tower's space: no projection) with its own preprocessing:
+    the student's normalised input goes back to pixels in [0, 1], gray is repeated to RGB, the image is resized
+    to the tower's size and normalised with the tower's mean/std (timm-style re-normalisation)."""
+
+    def __init__(self, encoder: nn.Module, student_mean: list[float], student_std: list[float]):
+        super().__init__()
+        self.encoder = encoder.eval().requires_grad_(False)
+        pre = encoder.preprocess
+        self.size = tuple(pre["size"])
+        for name, v in (("s_mean", student_mean), ("s_std", student_std), ("t_mean", pre["mean"]),
+                        ("t_std", pre["std"])):
+            self.register_buffer(name, torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        px = x * self.s_std + self.s_mean
+        if px.shape[1] == 1:
+            px = px.repeat(1, 3, 1, 1)
+        px = F.interpolate(px, size=self.size, mode="bilinear", align_corners=False)
+        return self.encoder.encode_image((px - self.t_mean) / self.t_std)

@@ -59,7 +59,7 @@ def _check_paths(recipe: Recipe, base: Path) -> list[str]:
     if ckpt and not resolve(ckpt, base).is_file():
         problems.append(f"  teacher.checkpoint: file {ckpt} not found (relative paths are from the recipe's folder)")
     for i, ckpt in enumerate(recipe.clip.image_teachers if recipe.clip else []):
-        if not resolve(ckpt, base).is_file():
+        if ckpt != "open_clip" and not resolve(ckpt, base).is_file():
             problems.append(f"  clip.image_teachers[{i}]: file {ckpt} not found (relative paths are from the recipe's folder)")
     return problems
 

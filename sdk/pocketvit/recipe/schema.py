@@ -178,7 +178,8 @@ class ClipSection(Section):
     text_checkpoint: Optional[str] = Field(None, description="safetensors checkpoint of an open_clip text teacher")
     image_teachers: list[str] = Field(
         default_factory=lambda: ["weights/fashion-mnist-teacher.safetensors"], min_length=1,
-        description="checkpoints (teacher.arch/options) whose features get a LiT projection each: the ensemble")
+        description="checkpoints (teacher.arch/options) whose features get a LiT projection each, or `open_clip` "
+        "(the open_clip text teacher's own image tower): the ensemble")
     heldout_classes: list[str] = Field(default_factory=list, description="class labels kept out of all training")
     captions_per_image: int = Field(5, ge=1, le=13, description="captions stored per image (real + synthetic + templated)")
     augmentations: int = Field(2, ge=1, description="augmentations per image in the reinforced dataset")
