@@ -38,6 +38,7 @@ def _image_teachers(recipe: Any, recipe_path: Path, splits: Splits, embed_dim: i
     from pocketvit.recipe import resolve
 
     out = []
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for k, ckpt in enumerate(recipe.clip.image_teachers):
         if ckpt == OPEN_CLIP_TOWER:  # the open_clip text teacher's own image tower, already in the text space
             from pocketvit.clip.image_teacher import OpenClipImageTeacher
@@ -46,7 +47,7 @@ def _image_teachers(recipe: Any, recipe_path: Path, splits: Splits, embed_dim: i
             if not recipe.clip.text_teacher.startswith("open_clip:"):
                 raise RecipeError(f"clip.image_teachers[{k}]: 'open_clip' needs clip.text_teacher: open_clip:ARCH")
             enc = load_text_encoder(recipe.clip.text_teacher, _text_ckpt(recipe, recipe_path))
-            out.append(OpenClipImageTeacher(enc, splits.mean, splits.std).eval())
+            out.append(OpenClipImageTeacher(enc, splits.mean, splits.std).eval().to(dev))
             continue
         path = resolve(ckpt, recipe_path.parent)
         if not path.is_file():
@@ -57,7 +58,7 @@ def _image_teachers(recipe: Any, recipe_path: Path, splits: Splits, embed_dim: i
             from safetensors.torch import load_file
 
             t.proj.load_state_dict(load_file(str(heads_dir / f"proj-{k}.safetensors")))
-        out.append(t.eval())
+        out.append(t.eval().to(dev))
     return out
 
 
@@ -140,7 +141,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
             feats = all_features(t, (splits.normalize(images[i : i + 500]) for i in range(0, len(images), 500)), len(images))
             history.append(train_projection(t, feats, labels, cap_idx, torch.from_numpy(caption_emb), c.lit_epochs,
                                             256, c.lit_lr, c.scale, recipe.seed + k))
-            save_file({n: p.detach().contiguous() for n, p in t.proj.state_dict().items()},
+            save_file({n: p.detach().contiguous().cpu() for n, p in t.proj.state_dict().items()},
                       str(path / f"proj-{k}.safetensors"))
         test = zero_shot_scores(_ensemble_embeddings(teachers, splits, splits.test.images), class_emb,
                                 splits.test.labels.numpy(), heldout)

@@ -59,8 +59,9 @@ def all_features(teacher: ProjectedTeacher, batches: Iterator[torch.Tensor], tot
     teacher.eval()
     out = []
     with progress_bar("image teacher features", total) as advance:
+        dev = next(teacher.parameters()).device
         for x in batches:
-            out.append(teacher.features(x).float())
+            out.append(teacher.features(x.to(dev)).float())
             advance(len(x))
     return torch.cat(out)
 
@@ -76,6 +77,7 @@ def train_projection(teacher: ProjectedTeacher, feats: torch.Tensor, labels: tor
     opt = torch.optim.AdamW(teacher.proj.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * -(-len(feats) // batch_size))
     caps = torch.from_numpy(np.asarray(captions, dtype=np.int64))
+    caption_emb, labels = caption_emb.to(feats.device), labels.to(feats.device)
     history = []
     for _ in range(epochs):
         order = torch.randperm(len(feats), generator=g)
@@ -83,9 +85,9 @@ def train_projection(teacher: ProjectedTeacher, feats: torch.Tensor, labels: tor
         total = 0.0
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
-            txt = caption_emb[caps[idx, pick[idx]]]
-            y = labels[idx]
-            loss = clip_loss(teacher.project(feats[idx]), txt, scale, positives=y[:, None] == y[None, :])
+            txt = caption_emb[caps[idx, pick[idx]].to(feats.device)]
+            y = labels[idx.to(feats.device)]
+            loss = clip_loss(teacher.project(feats[idx.to(feats.device)]), txt, scale, positives=y[:, None] == y[None, :])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
