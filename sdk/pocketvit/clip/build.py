@@ -176,11 +176,13 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         include={"epochs", "batch_size", "lr", "weight_decay"}), "scale": c.scale, "kd_weight": c.kd_weight},
         [data, reinforced], _distill_stage_fn(recipe, splits, aug, reinforced, class_emb, heldout, dim))
     log(f"  student (eager) zero-shot test top-1 {student.meta['test_top1']:.4f}")
+    if until == "clip-distill":
+        return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}
     text_student = None
     if c.text_student is not None:
         text_student = runner.run("text-student", {"teacher": text_cfg, **c.text_student.model_dump(),
                                                    "seed": recipe.seed}, [], _text_student_stage_fn(recipe))
-    if until in ("clip-distill", "text-student"):
+    if until == "text-student":
         return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}
 
     from pocketvit.clip.zeroshot import runtime_zero_shot_stage_fn
