@@ -284,7 +284,7 @@ def _distill_stage_fn(recipe: Any, splits: Splits, aug: AugmentConfig, reinforce
         settings = TrainSettings(epochs=d.epochs, lr=d.lr, weight_decay=d.weight_decay,
                                  steps_per_epoch=-(-len(rd) // d.batch_size))
         train(model, lambda e: rd.batches(splits, aug, e, d.batch_size, recipe.seed), loss_fn, settings, path,
-              "clip student (CLIP + KD, reinforced data)")
+              f"clip student (CLIP{' + KD' if c.kd_weight else ''} loss, reinforced data)")
         save_weights(model, path / "student.safetensors")
         meta = _model_meta(model, recipe.student.arch, options, splits)
         meta["zero_shot"] = zero_shot_scores(eager_embeddings(model, splits, splits.test.images), class_emb,

@@ -45,7 +45,7 @@ def clip_markdown(report: dict[str, Any], table) -> list[str]:
     r = c["reinforced"]
     lines = ["## Zero-shot (cosine to the class prompt embeddings, whole test split)", "", table(zero_shot_rows(report)),
              "", (f"Text teacher {c['text_teacher']} ({c['embed_dim']}-d); held-out classes "
-             f"{c['heldout_classes'] or 'none'} (no image of them in any training); reinforced dataset "
+             f"{c['heldout_classes'] or 'none'} (kept out of the projection heads, the reinforced dataset and the student's training); reinforced dataset "
              f"{r['images']} images x {r['augmentations']} augmentations x {r['teachers']} teacher(s), "
              f"{r['captions_per_image']} captions per image, {r['bytes'] / 1e6:.1f} MB; student trained "
              f"{c['student_epochs']} epoch(s) with CLIP loss + {c['kd_weight']} x KD (logit scale {c['scale']:g}), "
