@@ -130,3 +130,24 @@ def test_open_clip_text_teacher_and_its_image_tower_in_the_ensemble(tiny_open_cl
     assert rd.image_emb.shape[2:] == (2, 16)  # two teachers, open_clip's 16-d space
     norms = np.linalg.norm(rd.image_emb[0, :, 0].astype(np.float32), axis=1)
     assert np.allclose(norms, 1, atol=2e-3)
+
+
+def test_manifest_logit_scale_is_validated_and_used(clip_build, tmp_path):
+    import shutil
+
+    from pocketvit.errors import BundleError
+    from pocketvit.runtime import load
+
+    out, _ = clip_build
+    copy = tmp_path / "bundle"
+    shutil.copytree(out / "bundle", copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    x = np.zeros((28, 28), np.uint8)
+    x[6:22, 8:20] = 200
+    sharp = load(copy, target="onnx").predict(x, input_color="GRAY")
+    (copy / "manifest.json").write_text(json.dumps({**m, "logit_scale": 1.0}))
+    flat = load(copy, target="onnx").predict(x, input_color="GRAY")
+    assert flat.label == sharp.label and flat.score < sharp.score  # same cosine ranking, softer probabilities
+    (copy / "manifest.json").write_text(json.dumps({**m, "logit_scale": -3}))
+    with pytest.raises(BundleError, match="logit_scale"):
+        load(copy, target="onnx")
