@@ -74,6 +74,10 @@ def run_build(
     recipe: Recipe, recipe_path: Path, out_dir: Path, fresh: bool = False, until: str | None = None
 ) -> dict[str, Any]:
     """Run (or resume) every stage of a recipe; returns the report dict (partial when `until` stops early)."""
+    if recipe.clip is not None:  # CLIP-style build: zero-shot image student, its own stages (clip/build.py)
+        from pocketvit.clip.build import run_clip_build
+
+        return run_clip_build(recipe, recipe_path, out_dir, fresh=fresh, until=until)
     if until is not None and until not in STAGES:
         raise PocketVitError(f"--until {until!r}: not a stage; use one of {', '.join(STAGES)}")
     from pocketvit.distill.supervised import evaluate, train_on_labels

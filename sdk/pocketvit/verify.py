@@ -59,6 +59,16 @@ def runtime_inputs(splits: Splits, spec: dict[str, Any], form: str = "float-nchw
     return preprocess_batch(list(images), spec, input_color=color, form=form)
 
 
+def run_batch1(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, description: str) -> np.ndarray:
+    """Every row of x through `run` one at a time (batch 1, as on a device), with a progress bar."""
+    outs = []
+    with progress_bar(description, len(x)) as advance:
+        for i in range(len(x)):
+            outs.append(run(x[i : i + 1]))
+            advance(1)
+    return np.concatenate(outs)
+
+
 def dropin_export_stage_fn(runtime: str, model_fn: ModelFn, spec: dict[str, Any], name: str,
                            input_dtype: str = "uint8", labels: list[str] | None = None) -> Callable[[Path], dict]:
     """Stage `export-<runtime>-dropin`: the model with NHWC pixels in, normalization and softmax inside."""
@@ -93,12 +103,7 @@ def verify_stage_fn(
         form = info.get("input_form", "float-nchw")
         xr = x if form == "float-nchw" else runtime_inputs(splits, {**spec, **(info.get("file_input") or {})}, form)
         backend = open_backend(exported.meta["runtime"], str(file), num_threads=cfg.threads)
-        outs = []
-        with progress_bar(f"verify {target} on its runtime", len(x)) as advance:
-            for i in range(len(x)):
-                outs.append(backend.run(xr[i : i + 1]))
-                advance(1)
-        out = np.concatenate(outs)
+        out = run_batch1(backend.run, xr, f"verify {target} on its runtime")
         model = model_fn()
         with torch.no_grad():
             eager = torch.cat([model(torch.from_numpy(x[i : i + 500])) for i in range(0, len(x), 500)])

@@ -56,6 +56,8 @@ def build(
             err_console.print(f"  {target}: teacher agreement {m['teacher_agreement']:.4f}")
             continue
         err_console.print(f"  {target}: test top-1 " + ("n/a (not executable here)" if top1 is None else f"{top1:.4f}"))
+        if m.get("heldout_top1") is not None:  # clip builds: zero-shot on the classes held out of training
+            err_console.print(f"  {target}: zero-shot top-1 on held-out classes {m['heldout_top1']:.4f}")
 
 
 @handle_errors

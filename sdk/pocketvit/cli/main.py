@@ -10,6 +10,7 @@ from pocketvit import __version__
 from pocketvit.cli import bench as bench_cmd
 from pocketvit.cli import build, predict
 from pocketvit.cli import data as data_cmd
+from pocketvit.cli import clip as clip_cmd
 from pocketvit.cli import demo
 from pocketvit.cli import export as export_cmd
 from pocketvit.cli import inspect as inspect_cmd
@@ -49,6 +50,7 @@ app.command("inspect")(inspect_cmd.inspect)
 app.command("demo")(demo.demo)
 app.command("export")(export_cmd.export)
 app.add_typer(data_cmd.app, name="data")
+app.command("distill-text")(clip_cmd.distill_text)
 
 
 def main() -> None:

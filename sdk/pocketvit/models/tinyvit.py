@@ -100,6 +100,7 @@ class TinyViTConfig:
     heads: list[int] = field(default_factory=lambda: [2])
     mlp_ratio: float = 3.0
     dropout: float = 0.0
+    embed_norm: bool = False  # CLIP-style image tower: the head outputs an L2-normalised embedding of num_classes values
 
 
 class TinyViTStudent(nn.Module):
@@ -132,4 +133,7 @@ class TinyViTStudent(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # keepdim mean = global average pooling, which XNNPACK takes; a plain mean.dim splits the delegate
         x = self.forward_features(x).mean((2, 3), keepdim=True).flatten(1)
-        return self.head(self.drop(self.norm(x)))
+        x = self.head(self.drop(self.norm(x)))
+        if self.cfg.embed_norm:  # rsqrt of a keepdim sum: plain ops every exporter takes
+            x = x * torch.rsqrt((x * x).sum(-1, keepdim=True) + 1e-12)
+        return x

@@ -66,6 +66,9 @@ def _check_paths(recipe: Recipe, base: Path) -> list[str]:
     for i, member in enumerate(recipe.teacher.ensemble or []):
         if member.checkpoint and not resolve(member.checkpoint, base).is_file():
             problems.append(f"  teacher.ensemble.{i}.checkpoint: file {member.checkpoint} not found")
+    for i, ckpt in enumerate(recipe.clip.image_teachers if recipe.clip else []):
+        if ckpt != "open_clip" and not resolve(ckpt, base).is_file():
+            problems.append(f"  clip.image_teachers[{i}]: file {ckpt} not found (relative paths are from the recipe's folder)")
     return problems
 
 

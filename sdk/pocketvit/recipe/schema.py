@@ -248,6 +248,41 @@ class ScaleSection(Section):
         return v
 
 
+class TextStudentSection(Section):
+    """TinyCLIP on text: a smaller encoder inherited from the text teacher, distilled on real sentences."""
+
+    layers: int = Field(3, ge=1, description="layers kept, evenly spaced (first and last included)")
+    heads: Optional[int] = Field(None, ge=1, description="leading attention heads kept (width = heads x head size)")
+    intermediate: Optional[int] = Field(None, ge=1, description="leading FFN channels kept")
+    epochs: int = Field(3, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(3e-4, gt=0)
+    affinity_weight: float = Field(1.0, ge=0, description="weight of TinyCLIP affinity mimicking (scale 50)")
+    cosine_weight: float = Field(1.0, ge=0, description="weight of 1 - cos(student, teacher)")
+    random_baseline: bool = Field(True, description="also train a randomly initialised student of the same shape")
+    train_limit: Optional[int] = Field(None, ge=8, description="use only this many training sentences")
+    heldout_limit: Optional[int] = Field(None, ge=8, description="use only this many held-out sentences")
+
+
+class ClipSection(Section):
+    """CLIP-style distillation (clip/build.py): the student becomes an image tower in the text teacher's space."""
+
+    text_teacher: str = Field("minilm", description="minilm, hf:/path/to/folder or open_clip:ARCH")
+    text_checkpoint: Optional[str] = Field(None, description="safetensors checkpoint of an open_clip text teacher")
+    image_teachers: list[str] = Field(
+        default_factory=lambda: ["weights/fashion-mnist-teacher.safetensors"], min_length=1,
+        description="checkpoints (teacher.arch/options) whose features get a LiT projection each, or `open_clip` "
+        "(the open_clip text teacher's own image tower): the ensemble")
+    heldout_classes: list[str] = Field(default_factory=list, description="class labels kept out of all training")
+    captions_per_image: int = Field(5, ge=1, le=13, description="captions stored per image (real + synthetic + templated)")
+    augmentations: int = Field(2, ge=1, description="augmentations per image in the reinforced dataset")
+    lit_epochs: int = Field(6, gt=0, description="epochs of the teachers' projection heads")
+    lit_lr: float = Field(3e-3, gt=0)
+    scale: float = Field(100.0, gt=0, description="logit scale of CLIP and KD losses (MobileCLIP: 100)")
+    kd_weight: float = Field(1.0, ge=0, description="lambda of the similarity-matrix KD loss (MobileCLIP small: 1.0)")
+    text_student: Optional[TextStudentSection] = None
+
+
 class Recipe(Section):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     seed: int = 0
@@ -261,3 +296,4 @@ class Recipe(Section):
     exits: Optional[ExitsSection] = None
     quantize: QuantizeSection = QuantizeSection()
     scale: ScaleSection = ScaleSection()
+    clip: Optional[ClipSection] = None  # CLIP-style build (clip/build.py): zero-shot bundle

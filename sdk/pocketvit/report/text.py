@@ -76,6 +76,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
 
     lines += exits_markdown(report, plots, _md_table)
     lines += agreement_markdown(report)
+    from pocketvit.clip.report import clip_markdown
+
+    lines += clip_markdown(report, _md_table)
     dist = report.get("distill") or {}
     if dist:
         lines += [f"Teacher cache: {dist['cache_epochs']} augmented epoch(s), top-{dist['topk']} probabilities, "

@@ -283,6 +283,12 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
             where,
             "task 'zero-shot' needs 'text_embeddings': the bundle path of text_embeddings.npy",
         )
+    scale = m.get("logit_scale", 100.0)
+    _require(
+        isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0,
+        where,
+        f"'logit_scale' (zero-shot softmax temperature) must be a positive number, got {scale!r}",
+    )
     if m.get("text_embeddings") is not None:
         _safe_relpath(m["text_embeddings"], where=f"{where}: text_embeddings")
         sha = m.get("text_embeddings_sha256")

@@ -222,6 +222,8 @@ class Predictor:
         self.exits: list[dict] = chain if use_exits else []
         self._full_chain: list[dict] = chain if (chain and not use_exits and not backend.has_forward) else []
         self.text_embeddings: np.ndarray | None = None
+        # zero-shot: softmax(logit_scale * cosine); CLIP's 100 unless the manifest says otherwise
+        self.logit_scale = float(bundle.manifest.get("logit_scale", 100.0))
         if self.task == "zero-shot":
             self.text_embeddings = self._load_text_embeddings()
         # predict()'s fast path, set up once: preprocessing for an image that already has the
@@ -317,7 +319,7 @@ class Predictor:
                     f"{self.bundle.source}: the model's embedding has {emb.shape[1]} values but the text "
                     f"embeddings have {self.text_embeddings.shape[1]}; rebuild the bundle"
                 )
-            return softmax(100.0 * emb @ self.text_embeddings.T)
+            return softmax(self.logit_scale * emb @ self.text_embeddings.T)
         if y.shape[1] != len(self.labels):
             raise BundleError(
                 f"{self.bundle.source}: target {self.target!r} outputs {y.shape[1]} scores but the manifest "

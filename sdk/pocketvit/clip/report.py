@@ -1,0 +1,99 @@
+"""The zero-shot bundle (task zero-shot, text_embeddings.npy) and the CLIP sections of report.md / the model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TEXT_EMBEDDINGS = "text_embeddings.npy"
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def zero_shot_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = [["measured on", "all classes", "held-out classes (10-way)", "held-out classes (among held-out)",
+             "seen classes"]]
+    for name, m in (report.get("zero_shot") or {}).items():
+        rows.append([name, _pct(m.get("test_top1")), _pct(m.get("heldout_top1")),
+                     _pct(m.get("heldout_top1_among_heldout")), _pct(m.get("seen_top1"))])
+    return rows
+
+
+def text_student_lines(ts: dict[str, Any] | None, table) -> list[str]:
+    if not ts:
+        return []
+    rows = [["student", "params", "held-out cosine before", "after distillation", "retrieval top-1 after"]]
+    for init in ("inherited", "random"):
+        if init in ts:
+            m = ts[init]
+            rows.append([init + (f" (layers {m['kept_layers']})" if m.get("kept_layers") else ""), f"{m['params']:,}",
+                         f"{m['heldout_cosine_before']:.4f}", f"{m['heldout_cosine_after']:.4f}",
+                         f"{m['heldout_retrieval_top1_after']:.4f}"])
+    s = ts["sentences"]
+    return ["## TinyCLIP text student", "",
+            (f"Teacher {ts['teacher']['name']} ({ts['teacher']['layers']} layers, {ts['teacher']['params']:,} params); "
+            f"{s['train']} training / {s['heldout']} held-out sentences ({s['source']})."), "", table(rows), ""]
+
+
+def clip_markdown(report: dict[str, Any], table) -> list[str]:
+    """report.md lines for a clip build (nothing for other builds)."""
+    if not report.get("zero_shot"):
+        return []
+    c = report["clip"]
+    r = c["reinforced"]
+    lines = ["## Zero-shot (cosine to the class prompt embeddings, whole test split)", "", table(zero_shot_rows(report)),
+             "", (f"Text teacher {c['text_teacher']} ({c['embed_dim']}-d); held-out classes "
+             f"{c['heldout_classes'] or 'none'} (kept out of the projection heads, the reinforced dataset and the student's training); reinforced dataset "
+             f"{r['images']} images x {r['augmentations']} augmentations x {r['teachers']} teacher(s), "
+             f"{r['captions_per_image']} captions per image, {r['bytes'] / 1e6:.1f} MB; student trained "
+             f"{c['student_epochs']} epoch(s) with CLIP loss + {c['kd_weight']} x KD (logit scale {c['scale']:g}), "
+             "no teacher forward."), ""]
+    return lines + text_student_lines(report.get("text_student"), table)
+
+
+def model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
+    from pocketvit.report.text import _md_table, targets_table
+
+    t, s, d, c = report["teacher"], report["student"], report["dataset"], report["clip"]
+    return "\n".join([
+        f"# {manifest['name']} (pocketvit zero-shot bundle)", "",
+        (f"An image encoder whose L2-normalised embedding is compared by cosine with {len(manifest['labels'])} class "
+        f"prompt embeddings ({TEXT_EMBEDDINGS}, from {c['text_teacher']}); add a class by embedding its prompts "
+        "with the same text encoder."), "",
+        f"- Student: {s['arch']}, {s['params']:,} parameters, {s['gflops'] * 1e3:.1f} MFLOPs per image.",
+        f"- Image teacher: {t['arch']} (zero-shot test top-1 {_pct(t['test_top1'])}, eager).",
+        f"- Data: {d['name']} ({d['train']} training images, held-out classes {c['heldout_classes'] or 'none'}).",
+        "- Training: MobileCLIP-style reinforced dataset, CLIP loss + KD on image-text similarity matrices.",
+        "- Licence: weights produced by this build"
+        + ("; text teacher all-MiniLM-L6-v2 (Apache-2.0), not shipped: only its class embeddings are." if
+           c["text_teacher"] == "minilm" else f"; check the text teacher's own terms ({c['text_teacher']})."), "",
+        "## Measured on each runtime (zero-shot top-1 on the whole test split)", "", _md_table(targets_table(report)), "",
+        _md_table(zero_shot_rows(report)), "",
+    ])
+
+
+def write_zero_shot_bundle(out_dir: Path, recipe: Any, report: dict[str, Any], exported: dict, splits: Any,
+                           spec: dict[str, Any], dim: int, weights: Path, text_embeddings: Path) -> Path:
+    """bundle/: the exported files, text_embeddings.npy (sha256 in the manifest), task zero-shot; then the report."""
+    from pocketvit.export import ExportedFile
+    from pocketvit.export.bundle import place, write_bundle_dir
+    from pocketvit.models import source_block
+    from pocketvit.report import write_report
+
+    bundle = out_dir / "bundle"
+    place(text_embeddings, bundle / TEXT_EMBEDDINGS)
+    files = [ExportedFile(t, st.path / st.meta["file"], st.meta["runtime"], st.meta["precision"],
+                          info=dict(st.meta.get("info") or {})) for t, st in exported.items()]
+    metrics = {t: {k: v for k, v in m.items() if k in ("test_top1", "heldout_top1", "parity", "latency_ms")}
+               for t, m in report["targets"].items()}
+    c, h, _ = splits.shape
+    s = report["student"]
+    source = source_block(s["arch"], {**recipe.student.options, "embed_norm": True}, c, dim, h)
+    write_bundle_dir(bundle, name=recipe.name, files=files, labels=list(splits.labels), input_spec=spec,
+                     source=source, reference_weights=weights, task="zero-shot", outputs="embedding", metrics=metrics,
+                     extra={"text_embeddings": TEXT_EMBEDDINGS, "logit_scale": 100.0},
+                     card=lambda manifest: model_card(report, manifest))
+    write_report(out_dir, report)
+    return bundle

@@ -1,0 +1,79 @@
+"""Tiny, locally created encoders for the CLIP tests: a 4-layer BERT text encoder (sentence-transformers folder)
+and an untrained small ResNet checkpoint as the image teacher. No hub, seconds to make."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_tiny_text_folder(folder: Path, layers: int = 4, hidden: int = 32, heads: int = 4) -> Path:
+    """A BERT of `layers` x `hidden` with a vocabulary of the caption words, saved as safetensors + tokenizer
+    + sentence-transformers pooling config (mean, normalised)."""
+    import torch
+    from pocketvit.clip.corpus import all_captions
+    from pocketvit.clip.text_distill import save_text_encoder
+    from pocketvit.models.text import TransformerTextEncoder
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = sorted({w.strip(".,").lower() for c in all_captions() for w in c.replace("-", " - ").split()})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(SPECIAL + [w for w in words if w] + [".", ",", "-"]) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=2 * hidden, max_position_embeddings=64,
+                     initializer_range=0.5)  # wide init: sentences get distinct embeddings
+    save_text_encoder(TransformerTextEncoder(BertModel(cfg).eval(), tok, "mean", 32), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_text_folder(tmp_path_factory) -> Path:
+    return make_tiny_text_folder(tmp_path_factory.mktemp("tiny-text") / "encoder")
+
+
+TINY_RESNET = {"widths": [8, 16, 16], "depths": [1, 1, 1]}
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet_ckpt(tmp_path_factory) -> Path:
+    import torch
+    from pocketvit.models import build_model
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    m = build_model("pocketvit-resnet", 1, 10, 28, TINY_RESNET)
+    path = tmp_path_factory.mktemp("tiny-resnet") / "teacher.safetensors"
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(path))
+    return path
+
+
+TINY_OPEN_CLIP = {"embed_dim": 16,
+                  "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+                  "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip(tmp_path_factory) -> tuple[str, Path]:
+    """('pv-tiny-clip', its random weights as safetensors): an open_clip model registered from a local config."""
+    import json
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("tiny-open-clip")
+    (folder / "pv-tiny-clip.json").write_text(json.dumps(TINY_OPEN_CLIP))
+    open_clip.add_model_config(folder / "pv-tiny-clip.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model("pv-tiny-clip").eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "tiny.safetensors"))
+    return "pv-tiny-clip", folder / "tiny.safetensors"
