@@ -64,10 +64,14 @@ def test_bundle_is_zero_shot_and_the_runtime_matches_eager(clip_build):
     with torch.no_grad():
         emb = from_source(m["source"], bundle)(splits.normalize(images)).numpy()
     assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)  # the exported model's output is normalised
-    expected = (emb @ text.T).argmax(1)
+    sims = emb @ text.T
     p = load(bundle, target="onnx")
     got = [p.predict(img[0].numpy(), input_color="GRAY") for img in images]
-    assert [m["labels"].index(g.label) for g in got] == expected.tolist()
+    for g, e, s in zip(got, emb, sims):
+        assert np.allclose(np.ravel(g.embedding), e, atol=1e-5)  # the runtime's embedding is eager's
+        # the runtime's label is eager's best class; the tiny random text encoder gives several classes
+        # cosines equal to float precision, and then any of the tied classes is a right answer
+        assert m["labels"].index(g.label) in np.flatnonzero(s >= s.max() - 1e-5)
     assert all(abs(float(np.linalg.norm(g.embedding)) - 1) < 1e-5 and len(g.topk) == 5 for g in got)
 
 
@@ -147,7 +151,9 @@ def test_manifest_logit_scale_is_validated_and_used(clip_build, tmp_path):
     sharp = load(copy, target="onnx").predict(x, input_color="GRAY")
     (copy / "manifest.json").write_text(json.dumps({**m, "logit_scale": 1.0}))
     flat = load(copy, target="onnx").predict(x, input_color="GRAY")
-    assert flat.label == sharp.label and flat.score < sharp.score  # same cosine ranking, softer probabilities
+    # same cosine ranking (up to classes tied at float precision), softer probabilities
+    assert flat.label in {label for label, score in sharp.topk if score >= sharp.score * (1 - 1e-5)}
+    assert flat.score < sharp.score
     (copy / "manifest.json").write_text(json.dumps({**m, "logit_scale": -3}))
     with pytest.raises(BundleError, match="logit_scale"):
         load(copy, target="onnx")
