@@ -77,3 +77,22 @@ def tiny_open_clip(tmp_path_factory) -> tuple[str, Path]:
     model = open_clip.create_model("pv-tiny-clip").eval()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "tiny.safetensors"))
     return "pv-tiny-clip", folder / "tiny.safetensors"
+
+
+TINY_CLIP = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-clip.yaml"
+
+
+def tiny_clip_sets(text_folder: Path, resnet_ckpt: Path) -> list[str]:
+    """--set values that point the tiny CLIP recipe at the tiny local encoders."""
+    return [f"clip.text_teacher=hf:{text_folder}", f"clip.image_teachers=[{resnet_ckpt}, {resnet_ckpt}]"]
+
+
+@pytest.fixture(scope="session")
+def clip_build(tmp_path_factory, tiny_text_folder, tiny_resnet_ckpt, fmnist_root):
+    """(build dir, report) of the tiny CLIP recipe (ONNX only); tests that change it work on a copy."""
+    from pocketvit.build import run_build
+    from pocketvit.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("tiny-clip-build")
+    report = run_build(load_recipe(TINY_CLIP, tiny_clip_sets(tiny_text_folder, tiny_resnet_ckpt)), TINY_CLIP, out)
+    return out, report
