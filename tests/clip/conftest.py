@@ -96,3 +96,21 @@ def clip_build(tmp_path_factory, tiny_text_folder, tiny_resnet_ckpt, fmnist_root
     out = tmp_path_factory.mktemp("tiny-clip-build")
     report = run_build(load_recipe(TINY_CLIP, tiny_clip_sets(tiny_text_folder, tiny_resnet_ckpt)), TINY_CLIP, out)
     return out, report
+
+
+def with_distinct_text_embeddings(bundle: Path, dst: Path) -> Path:
+    """A copy of the bundle with seeded random class embeddings: the tiny random text encoder gives several classes
+    the same prompt embedding (exact ties, where argmax follows rounding), as a user's own class embeddings would not."""
+    import json
+    import shutil
+
+    import numpy as np
+    from pocketvit.runtime import write_manifest
+
+    shutil.copytree(bundle, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    t = np.random.default_rng(0).standard_normal(np.load(dst / m["text_embeddings"]).shape).astype(np.float32)
+    np.save(dst / m["text_embeddings"], t / np.linalg.norm(t, axis=1, keepdims=True))
+    m.pop("text_embeddings_sha256")
+    write_manifest(dst, m)
+    return dst

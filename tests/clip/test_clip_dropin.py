@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.clip.conftest import TINY_CLIP, tiny_clip_sets
+from tests.clip.conftest import TINY_CLIP, tiny_clip_sets, with_distinct_text_embeddings
 
 N_IMAGES = 40
 
@@ -48,20 +48,6 @@ def test_manifest_and_report_describe_the_dropin_file(dropin_build):
     assert "model-dropin.tflite" in card and "ImageEmbedder" in card
 
 
-def _with_distinct_text_embeddings(bundle, dst):
-    """A copy of the bundle with seeded random class embeddings: the tiny random text encoder gives several classes
-    the same prompt embedding (exact ties, where argmax follows rounding), as a user's own class embeddings would not."""
-    from pocketvit.runtime import write_manifest
-
-    shutil.copytree(bundle, dst)
-    m = json.loads((dst / "manifest.json").read_text())
-    t = np.random.default_rng(0).standard_normal(np.load(dst / m["text_embeddings"]).shape).astype(np.float32)
-    np.save(dst / m["text_embeddings"], t / np.linalg.norm(t, axis=1, keepdims=True))
-    m.pop("text_embeddings_sha256")
-    write_manifest(dst, m)
-    return dst
-
-
 def test_runtime_gives_the_float_files_embeddings_and_labels(dropin_build, tmp_path):
     from pocketvit.data import load_dataset
     from pocketvit.recipe import load_recipe
@@ -70,7 +56,7 @@ def test_runtime_gives_the_float_files_embeddings_and_labels(dropin_build, tmp_p
     out, _ = dropin_build
     splits = load_dataset(load_recipe(TINY_CLIP, check_paths=False).data, 0)
     images = [im[0].numpy() for im in splits.test.images[:N_IMAGES]]
-    bundle = _with_distinct_text_embeddings(out / "bundle", tmp_path / "bundle")
+    bundle = with_distinct_text_embeddings(out / "bundle", tmp_path / "bundle")
     dropin, ref = load(bundle, target="litert-dropin"), load(bundle, target="onnx")
     assert dropin.input_form == "uint8-nhwc" and dropin.outputs == "embedding"
     got = [dropin.predict(x, input_color="GRAY") for x in images]
