@@ -25,12 +25,14 @@ def make_tiny_text_folder(folder: Path, layers: int = 4, hidden: int = 32, heads
 
     words = sorted({w.strip(".,").lower() for c in all_captions() for w in c.replace("-", " - ").split()})
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(SPECIAL + [w for w in words if w] + [".", ",", "-"]) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    vocab = list(dict.fromkeys(SPECIAL + [w for w in words if w] + [".", ",", "-"]))  # one line per token: id = line
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab=str(folder / "vocab.txt"))  # transformers 5 ignores vocab_file= (all [UNK])
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                      intermediate_size=2 * hidden, max_position_embeddings=64,
                      initializer_range=0.5)  # wide init: sentences get distinct embeddings
+    assert tok.tokenize("a photo of a trouser.").count("[UNK]") == 0, "tiny tokenizer lost its vocabulary"
     save_text_encoder(TransformerTextEncoder(BertModel(cfg).eval(), tok, "mean", 32), folder)
     return folder
 
@@ -99,8 +101,9 @@ def clip_build(tmp_path_factory, tiny_text_folder, tiny_resnet_ckpt, fmnist_root
 
 
 def with_distinct_text_embeddings(bundle: Path, dst: Path) -> Path:
-    """A copy of the bundle with seeded random class embeddings: the tiny random text encoder gives several classes
-    the same prompt embedding (exact ties, where argmax follows rounding), as a user's own class embeddings would not."""
+    """A copy of the bundle with seeded random class embeddings: the tiny random text encoder's class prompt
+    embeddings are nearly parallel (cosine up to 0.99), so top-1 margins are tiny and rounding could pick the class;
+    random rows give clear margins, as a user's own class embeddings would."""
     import json
     import shutil
 

@@ -7,8 +7,8 @@ run it with
     make test-mediapipe          # creates .venv-tools and .venv-mediapipe, then runs the MediaPipe tests
 
 Bundle: POCKETVIT_CLIP_BUNDLE (default runs/fashion-mnist-clip/bundle, `pocketvit build recipes/fashion-mnist-clip.yaml`)
-when it has a litert-dropin file; else the tiny CLIP recipe built with litert (its random text encoder ties several
-class prompts, so that bundle gets seeded random class embeddings first). Images: Fashion-MNIST test images saved
+when it has a litert-dropin file; else the tiny CLIP recipe built with litert (its random text encoder's class
+prompts are nearly parallel, so that bundle gets seeded random class embeddings first). Images: Fashion-MNIST test images saved
 as RGB PNGs (a camera frame: RGB, already the input size), the same files for MediaPipe and `pocketvit predict`.
 """
 
