@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).with_name("mediapipe_embed.py")
 N_IMAGES = int(os.environ.get("POCKETVIT_MEDIAPIPE_IMAGES", "200"))
 MIN_COSINE = 0.9999
+SDK_ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), os.environ.get("PYTHONPATH", "")])}  # this checkout's CLI
 
 
 def mediapipe_embed(model: Path, images: list[Path]) -> np.ndarray:
@@ -80,7 +81,7 @@ def test_mediapipe_image_embedder_on_the_zero_shot_dropin(tmp_path_factory, fmni
         p = load(bundle, target=target)
         pv = np.stack([p.predict(str(path), input_color="RGB").embedding for path in paths])
         cos = (mp / np.linalg.norm(mp, axis=1, keepdims=True) * pv).sum(1)
-        r = run_cli("predict", str(bundle), *map(str, paths), "--target", target, "--json", "-k", "1")
+        r = run_cli("predict", str(bundle), *map(str, paths), "--target", target, "--json", "-k", "1", env=SDK_ENV)
         assert r.returncode == 0, r.stderr[-2000:]
         labels = [json.loads(line)["label"] for line in r.stdout.splitlines() if line.startswith("{")]
         assert len(labels) == len(paths)
