@@ -91,8 +91,8 @@ $(TOOLS_VENV)/.installed:
 	touch $@
 tools-venv: $(TOOLS_VENV)/.installed
 
-# `make test-mediapipe`: MediaPipe Tasks' ImageClassifier (PyPI mediapipe, its own venv, no pocketvit on its path)
-# on drop-in .tflite files, against pocketvit predict (tests/export/test_dropin_mediapipe.py, slow-marked).
+# `make test-mediapipe`: MediaPipe Tasks' ImageClassifier and ImageEmbedder (PyPI mediapipe, its own venv, no pocketvit
+# on its path) on drop-in .tflite files, against pocketvit predict (tests/{export,clip}/test_dropin_mediapipe.py, slow).
 MEDIAPIPE_VENV := .venv-mediapipe
 $(MEDIAPIPE_VENV)/.installed:
 	test -x $(MEDIAPIPE_VENV)/bin/python || $(PYTHON) -m venv $(MEDIAPIPE_VENV)
@@ -100,4 +100,4 @@ $(MEDIAPIPE_VENV)/.installed:
 	touch $@
 mediapipe-venv: $(MEDIAPIPE_VENV)/.installed
 test-mediapipe: $(STAMP) data tools-venv mediapipe-venv
-	$(PY) -m pytest -q -m slow tests/export/test_dropin_mediapipe.py
+	$(PY) -m pytest -q -m slow tests/export/test_dropin_mediapipe.py tests/clip/test_dropin_mediapipe.py

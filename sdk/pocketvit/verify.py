@@ -70,12 +70,15 @@ def run_batch1(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, descripti
 
 
 def dropin_export_stage_fn(runtime: str, model_fn: ModelFn, spec: dict[str, Any], name: str,
-                           input_dtype: str = "uint8", labels: list[str] | None = None) -> Callable[[Path], dict]:
-    """Stage `export-<runtime>-dropin`: the model with NHWC pixels in, normalization and softmax inside."""
+                           input_dtype: str = "uint8", labels: list[str] | None = None,
+                           task: str = "classify") -> Callable[[Path], dict]:
+    """Stage `export-<runtime>-dropin`: the model with NHWC pixels in, normalization and softmax inside
+    (no softmax for a zero-shot / embed model: its output is the embedding)."""
     def run(path: Path) -> dict[str, Any]:
         from pocketvit.export.dropin import export_dropin
 
-        f = export_dropin(model_fn(), spec, runtime, path, input_dtype=input_dtype, labels=labels, model_name=name)
+        f = export_dropin(model_fn(), spec, runtime, path, input_dtype=input_dtype, labels=labels, model_name=name,
+                          task=task)
         return {"file": f.path.name, "runtime": f.runtime, "precision": f.precision, "info": f.info}
 
     return run

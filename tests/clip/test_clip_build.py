@@ -14,17 +14,6 @@ TINY_CLIP = ROOT / "tests" / "fixtures" / "tiny-clip.yaml"
 SDK_ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), os.environ.get("PYTHONPATH", "")])}
 
 
-@pytest.fixture(scope="module")
-def clip_build(tmp_path_factory, tiny_text_folder, tiny_resnet_ckpt, fmnist_root):
-    from pocketvit.build import run_build
-    from pocketvit.recipe import load_recipe
-
-    sets = [f"clip.text_teacher=hf:{tiny_text_folder}", f"clip.image_teachers=[{tiny_resnet_ckpt}, {tiny_resnet_ckpt}]"]
-    out = tmp_path_factory.mktemp("tiny-clip-build")
-    report = run_build(load_recipe(TINY_CLIP, sets), TINY_CLIP, out)
-    return out, report
-
-
 def test_report_gives_zero_shot_on_the_runtime(clip_build):
     out, _report = clip_build
     saved = json.loads((out / "report.json").read_text())

@@ -82,6 +82,9 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
     if int8:
         raise RecipeError(f"export.targets: {int8} — a clip recipe exports float targets only "
                           "(executorch, litert, onnx, coreml)")
+    from pocketvit.clip.dropin import zero_shot_dropin_runtimes
+
+    zero_shot_dropin_runtimes(recipe)  # a bad export.dropin fails before training
     torch.manual_seed(recipe.seed)
     runner = StageRunner(out_dir, fresh=fresh, seed=recipe.seed)
     aug = AugmentConfig(**recipe.data.augment.model_dump())
@@ -208,6 +211,10 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         targets[target] = runner.run(f"zeroshot-{target}", recipe.verify.model_dump(), [exp, data, text],
                                      runtime_zero_shot_stage_fn(target, exp, model_fn, splits, spec, class_emb,
                                                                 heldout, recipe.verify)).meta
+    from pocketvit.clip.dropin import zero_shot_dropin_stages
+
+    zero_shot_dropin_stages(recipe, runner, [student], data, text, splits, spec, model_fn, class_emb, heldout,
+                            exported, targets)
     keys = ("test_top1", "heldout_top1", "heldout_top1_among_heldout", "seen_top1")
     report = {
         "recipe": recipe.name, "version": __version__, "task": "zero-shot",

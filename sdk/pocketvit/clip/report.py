@@ -54,6 +54,7 @@ def clip_markdown(report: dict[str, Any], table) -> list[str]:
 
 
 def model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
+    from pocketvit.export.bundle import dropin_card_lines
     from pocketvit.report.text import _md_table, targets_table
 
     t, s, d, c = report["teacher"], report["student"], report["dataset"], report["clip"]
@@ -71,6 +72,7 @@ def model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
            c["text_teacher"] == "minilm" else f"; check the text teacher's own terms ({c['text_teacher']})."), "",
         "## Measured on each runtime (zero-shot top-1 on the whole test split)", "", _md_table(targets_table(report)), "",
         _md_table(zero_shot_rows(report)), "",
+        *dropin_card_lines(manifest),
     ])
 
 

@@ -54,7 +54,8 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
                                spec: dict[str, Any], text_emb: np.ndarray, heldout: Sequence[int],
                                cfg: Any) -> Callable[[Path], dict]:
     """Stage `zeroshot-<target>`: the exported file on its own runtime over the whole test split (batch 1,
-    the bundle's preprocessing), zero-shot top-1 from its embeddings, parity and latency against eager."""
+    the bundle's preprocessing in the file's input form), zero-shot top-1 from its embeddings, parity and latency
+    against eager."""
     def run(path: Path) -> dict[str, Any]:
         from pocketvit.runtime import open_backend
         from pocketvit.verify import _size, latency, parity, run_batch1, runtime_inputs
@@ -64,8 +65,12 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
                                  "runtime": exported.meta["runtime"], "precision": exported.meta["precision"],
                                  "export_info": exported.meta["info"]}
         x = runtime_inputs(splits, spec)
+        # a drop-in file takes its own form (NHWC pixels, RGB for a gray model); eager torch gets the float form
+        info = exported.meta.get("info") or {}
+        form = info.get("input_form", "float-nchw")
+        xr = x if form == "float-nchw" else runtime_inputs(splits, {**spec, **(info.get("file_input") or {})}, form)
         backend = open_backend(exported.meta["runtime"], str(file), num_threads=cfg.threads)
-        out = run_batch1(backend.run, x, f"zero-shot {target} on its runtime").reshape(len(x), -1)
+        out = run_batch1(backend.run, xr, f"zero-shot {target} on its runtime").reshape(len(x), -1)
         model = model_fn()
         with torch.no_grad():
             eager = torch.cat([model(torch.from_numpy(x[i : i + 500])) for i in range(0, len(x), 500)]).numpy()
@@ -74,7 +79,7 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
         entry.update(scores)
         entry["eager_test_top1"] = zero_shot_scores(eager, text_emb, labels, heldout)["test_top1"]
         entry["parity"] = parity(out, eager)
-        entry["latency_ms"] = latency(lambda: backend.run(x[:1]), cfg.latency_runs) | {"threads": cfg.threads}
+        entry["latency_ms"] = latency(lambda: backend.run(xr[:1]), cfg.latency_runs) | {"threads": cfg.threads}
         p, tol = entry["parity"], cfg.tolerance
         entry["within_tolerance"] = bool(p["max_abs_diff"] <= tol.max_abs_diff and p["cosine"] >= tol.cosine)
         held = "" if scores["heldout_top1"] is None else f", held-out classes {scores['heldout_top1']:.4f}"

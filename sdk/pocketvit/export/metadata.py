@@ -67,7 +67,9 @@ def tflite_metadata_spec(spec: dict[str, Any], labels: list[str], *, name: str, 
                               f"resize {spec.get('resize')} and centre crop {spec.get('crop')} are the app's job; the "
                               f"model scales by {spec.get('scale', 1 / 255):.6g}, subtracts mean {spec.get('mean')}, "
                               f"divides by std {spec.get('std')}"),
-        "output_description": "class probabilities (softmax)" if task == "classify" else "image embedding",
+        "output_description": "class probabilities (softmax)" if task == "classify" else "image embedding"
+        + (" (L2-normalised; its cosine with the rows of the bundle's text_embeddings.npy ranks the classes)"
+           if task == "zero-shot" else ""),
     }
 
 

@@ -8,7 +8,8 @@ with that interpreter:
     .venv-tools/bin/python sdk/pocketvit/tools/tflite_metadata.py read IN.tflite
 
 SPEC.json: {name, description, version, author, license, labels: [...], norm_mean: [...], norm_std: [...],
-color_space: "RGB" | "GRAYSCALE", task: "classify" | "embed"}. `read` prints {metadata: <the metadata as
+color_space: "RGB" | "GRAYSCALE", task: "classify" | "embed" | "zero-shot"} (anything but classify gets image
+embedder metadata: an image input and a feature-vector output, no labels). `read` prints {metadata: <the metadata as
 JSON>, associated_files: [...], labels: [...]} on stdout.
 """
 
@@ -46,12 +47,12 @@ def _write(src: str, dst: str, spec_path: str) -> None:
                 label_files=[metadata_info.LabelFileMd(file_path=labels)], tensor_type=output_type)
             writer = image_classifier.MetadataWriter.create_from_metadata_info(
                 model, general_md=general, input_md=input_md, output_md=output_md)
-        else:
-            from tflite_support.metadata_writers import image_embedder
+        else:  # tflite-support 0.4.4 has no image_embedder writer: the generic one, as MediaPipe's embedder reads it
+            from tensorflow_lite_support.metadata.python.metadata_writers import metadata_writer
 
-            writer = image_embedder.MetadataWriter.create_from_metadata_info(
-                model, general_md=general, input_md=input_md,
-                output_md=metadata_info.TensorMd(name="embedding", description=spec.get("output_description")))
+            writer = metadata_writer.MetadataWriter.create_from_metadata_info(
+                model, general_md=general, input_md=[input_md],
+                output_md=[metadata_info.TensorMd(name="embedding", description=spec.get("output_description"))])
         data = writer.populate()
     tmp_out = dst + ".tmp"
     with open(tmp_out, "wb") as f:
