@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from rich.console import Console
 
@@ -36,3 +37,8 @@ def handle_errors(fn: F) -> F:
             raise SystemExit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def split_prompts(prompts: str | None) -> list[str] | None:
+    """`--prompts "a shirt,a sneaker"` -> ["a shirt", "a sneaker"] (None when not given)."""
+    return [p.strip() for p in prompts.split(",") if p.strip()] if prompts else None

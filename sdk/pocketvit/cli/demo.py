@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import err_console, handle_errors
+from pocketvit.cli.common import err_console, handle_errors, split_prompts
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 
@@ -62,6 +62,8 @@ def demo(
     camera_size: Annotated[str | None, typer.Option("--camera-size", help="Capture size asked of a camera, e.g. 640x480.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Runtime threads (default: the runtime's choice).")] = None,
     no_exits: Annotated[bool, typer.Option("--no-exits", help="Run the full model even when the bundle has early exits.")] = False,
+    prompts: Annotated[str | None, typer.Option("--prompts", help="Zero-shot bundles: comma-separated classes to choose "
+                                                 "among, e.g. \"a shirt,a sneaker\" (names of the bundle's classes).")] = None,
     bench: Annotated[
         bool, typer.Option("--bench", help="After the run, time the runtime alone on the same frames and print demo FPS, runtime FPS and their ratio.")
     ] = False,
@@ -83,7 +85,7 @@ def demo(
         bundle=bundle, source=source, target=target, headless=headless, out=out, save=save,
         max_frames=max_frames, mjpeg_port=mjpeg, mjpeg_host=mjpeg_host, input_color=input_color.upper(),
         topk=topk, loop=loop, fps=fps, retries=retries, camera_size=_size(camera_size), num_threads=threads,
-        use_exits=not no_exits,
+        use_exits=not no_exits, prompts=split_prompts(prompts),
     )
     try:
         result = run_demo(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,7 +12,7 @@ from pocketvit.cli.common import handle_errors
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 TargetOpt = Annotated[
-    Optional[str], typer.Option("--target", "-t", help="Target to run (executorch, litert, onnx, ...); default: first available.")
+    str | None, typer.Option("--target", "-t", help="Target to run (executorch, litert, onnx, ...); default: first available.")
 ]
 
 
@@ -24,13 +24,18 @@ def predict(
     topk: Annotated[int, typer.Option("--topk", "-k", help="How many labels to print per image.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
     no_exits: Annotated[bool, typer.Option("--no-exits", help="Run the full model even when the bundle has early exits.")] = False,
+    prompts: Annotated[str | None, typer.Option("--prompts", help="Zero-shot bundles: comma-separated classes to choose "
+                                                 "among, e.g. \"a shirt,a sneaker\" (names of the bundle's classes).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
     """Classify image files with a bundle and print the top-k labels and scores."""
+    from pocketvit.cli.common import split_prompts
     from pocketvit.errors import PocketVitError
     from pocketvit.runtime import load
 
     predictor = load(bundle, target=target, use_exits=not no_exits)
+    if prompts:
+        predictor.restrict_classes(split_prompts(prompts))
     for path in images:
         if not path.is_file():
             raise PocketVitError(f"image {path} not found")

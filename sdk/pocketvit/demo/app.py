@@ -54,6 +54,7 @@ class DemoOptions:
     stall_timeout_s: float = 10.0
     num_threads: int | None = None
     use_exits: bool = True  # False: the full model even when the bundle has early exits
+    prompts: list[str] | None = None  # zero-shot bundles: score only these of the bundle's classes
 
 
 @dataclass
@@ -105,15 +106,23 @@ def _check_options(o: DemoOptions) -> None:
 class _Targets:
     """Predictors for the bundle's targets, loaded on first use, for the window's `t` key."""
 
-    def __init__(self, bundle: Bundle, first: str | None, num_threads: int | None, use_exits: bool = True):
+    def __init__(self, bundle: Bundle, first: str | None, num_threads: int | None, use_exits: bool = True,
+                 prompts: list[str] | None = None):
         self.bundle = bundle
         self.num_threads = num_threads
         self.use_exits = use_exits
+        self.prompts = prompts
         self._loaded: dict[str, Predictor] = {}
         self.current = self._load(first)
 
     def _load(self, target: str | None) -> Predictor:
         p = load(self.bundle, target=target, num_threads=self.num_threads, use_exits=self.use_exits)
+        if self.prompts:
+            try:
+                p.restrict_classes(self.prompts)
+            except BaseException:
+                p.close()
+                raise
         self._loaded[p.target] = p
         return p
 
@@ -166,7 +175,7 @@ def run_demo(options: DemoOptions, log: Log = print, warn: Log | None = None) ->
     src = open_source(o.source, loop=o.loop, retry=Retry(attempts=max(1, o.retries + 1)),
                       size=o.camera_size, warn=_warn)
     try:
-        targets = _Targets(bundle, o.target, o.num_threads, o.use_exits)
+        targets = _Targets(bundle, o.target, o.num_threads, o.use_exits, o.prompts)
     except BaseException:
         src.close()
         raise

@@ -238,6 +238,24 @@ class Predictor:
         )
         self._row_shape = (1, self._num_labels)
 
+    def restrict_classes(self, names: list[str]) -> None:
+        """Zero-shot only: score an image against these of the bundle's classes (matched to the labels,
+        case-insensitively, a leading "a "/"an "/"the " ignored). Free-text prompts would need a text
+        encoder on the device, which bundles do not carry yet: an unknown name is an error naming the labels."""
+        if self.task != "zero-shot":
+            raise BundleError(f"{self.bundle.source}: prompts need a zero-shot bundle; this one is {self.task!r}")
+        key = {_prompt_key(label): i for i, label in enumerate(self.labels)}
+        unknown = [n for n in names if _prompt_key(n) not in key]
+        if unknown or not names:
+            raise BundleError(
+                f"prompt(s) {unknown or names} match none of this bundle's classes ({', '.join(self.labels)}); "
+                "the bundle carries the text embeddings of these classes only (no text encoder for free text)")
+        rows = list(dict.fromkeys(key[_prompt_key(n)] for n in names))
+        self.labels = [self.labels[i] for i in rows]
+        self.text_embeddings = self.text_embeddings[rows]
+        self._num_labels = len(self.labels)
+        self._row_shape = (1, self._num_labels)
+
     # -- setup helpers
     @staticmethod
     def _method_of(e: dict) -> str:
@@ -511,3 +529,10 @@ def load(
         backend.close()
         raise
     return p
+
+
+def _prompt_key(text: str) -> str:
+    words = text.strip().lower().split()
+    if len(words) > 1 and words[0] in ("a", "an", "the"):
+        words = words[1:]
+    return " ".join(words)
