@@ -82,7 +82,8 @@ TOOLS_VENV := .venv-tools
 $(TOOLS_VENV)/.installed:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
 	@if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0; then \
-		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then apt-get install -y -qq libusb-1.0-0; \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			apt-get install -y -qq libusb-1.0-0 || { apt-get update -qq && apt-get install -y -qq libusb-1.0-0; }; \
 		elif command -v apt-get >/dev/null && command -v sudo >/dev/null; then sudo apt-get install -y -qq libusb-1.0-0; \
 		else echo "error: tflite-support needs libusb-1.0 (Debian/Ubuntu: apt-get install libusb-1.0-0)"; exit 2; fi; fi
 	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
