@@ -1,6 +1,5 @@
 import numpy as np
 import torch
-
 from pocketvit.data.augment import AugmentConfig
 from pocketvit.data.datasets import ImageSet, Splits
 from pocketvit.distill.cache import SparseLogits, TeacherCache, sparse_soft_cross_entropy, write_cache
@@ -76,3 +75,11 @@ def test_incomplete_epoch_is_redone(tmp_path):
     (tmp_path / "epoch_001" / "rank_000" / "seed.npy").write_bytes(b"garbage")
     write_cache(teacher, splits, aug, 5, 2, 3, 32, tmp_path)
     assert len(TeacherCache(tmp_path, 96).table(1)["seed"]) == 96
+
+
+def test_topk_larger_than_the_teachers_classes_is_a_clear_error(tmp_path):
+    import pytest
+    from pocketvit.errors import PocketVitError
+
+    with pytest.raises(PocketVitError, match="teacher_cache.topk is 11 but the teacher has only 10 classes"):
+        write_cache(_Teacher(), _splits(), AugmentConfig(), 5, 1, 11, 32, tmp_path)

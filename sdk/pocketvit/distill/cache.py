@@ -123,6 +123,9 @@ def write_cache(
                     x = x.contiguous(memory_format=torch.channels_last)
                 with inference_autocast(precision, device):
                     logits = model(x)
+                if topk > logits.shape[1]:
+                    raise PocketVitError(f"teacher_cache.topk is {topk} but the teacher has only {logits.shape[1]} "
+                                         f"classes; set teacher_cache.topk to at most {logits.shape[1]}")
                 p, i = torch.softmax(logits.float(), 1).cpu().topk(topk, dim=1)
                 rows["index"].append(idx.astype(np.int64))
                 rows["seed"].append(seeds)
