@@ -178,11 +178,10 @@ def run_build(
         meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
         return meta | pre.held_out_scores(model, splits, "student")
 
-    # what trains the student (the baseline shares it minus the KD temperature); temperature 1 is left out of the
-    # hash so builds made before the option existed stay cached
+    # what trains the student; the baseline shares it minus the KD temperature
     not_training = {"baseline", "baseline_label_smoothing", "cache_bench_steps", "cache_bench_threads"}
-    train_cfg = {"student": scfg,
-                 "distill": d.model_dump(exclude=not_training | ({"temperature"} if d.temperature == 1.0 else set()))}
+    distill_cfg = {k: v for k, v in stable_dump(d).items() if k not in not_training}
+    train_cfg = {"student": scfg, "distill": distill_cfg}
     student = runner.run("distill", train_cfg, [data, cache], distill_stage)
     log(f"{pre.describe(student.meta, 'student (eager)')}, {student.meta['gflops'] * 1e3:.1f} MFLOPs")
 
@@ -199,7 +198,7 @@ def run_build(
             meta["test_top1"] = evaluate(model, splits, splits.test, "baseline test")
             return meta
 
-        base_cfg = {"student": scfg, "distill": d.model_dump(exclude=not_training | {"temperature"}),
+        base_cfg = {"student": scfg, "distill": {k: v for k, v in distill_cfg.items() if k != "temperature"},
                     "label_smoothing": d.baseline_label_smoothing}
         baseline = runner.run("baseline", base_cfg, [data], baseline_stage)
         log(f"  baseline (labels only) test top-1 {baseline.meta['test_top1']:.4f}")

@@ -129,6 +129,7 @@ class StudentSection(ModelSection):
 
 
 class DistillSection(Section):
+    added_fields = ("temperature",)
     epochs: int = Field(6, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(3e-3, gt=0)
