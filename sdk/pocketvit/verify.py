@@ -59,6 +59,13 @@ def runtime_inputs(splits: Splits, spec: dict[str, Any], form: str = "float-nchw
     return preprocess_batch(list(images), spec, input_color=color, form=form)
 
 
+def file_inputs(splits: Splits, spec: dict[str, Any], info: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """The test split in the form an exported file takes (its export info's `input_form` / `file_input`):
+    `x` itself for the float NCHW form, else the pixels a drop-in file wants."""
+    form = info.get("input_form", "float-nchw")
+    return x if form == "float-nchw" else runtime_inputs(splits, {**spec, **(info.get("file_input") or {})}, form)
+
+
 def run_batch1(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, description: str) -> np.ndarray:
     """Every row of x through `run` one at a time (batch 1, as on a device), with a progress bar."""
     outs = []
@@ -103,8 +110,7 @@ def verify_stage_fn(
         x = runtime_inputs(splits, spec)
         # a drop-in file takes its own form (NHWC pixels, RGB for a gray model) and outputs probabilities
         info = exported.meta.get("info") or {}
-        form = info.get("input_form", "float-nchw")
-        xr = x if form == "float-nchw" else runtime_inputs(splits, {**spec, **(info.get("file_input") or {})}, form)
+        xr = file_inputs(splits, spec, info, x)
         backend = open_backend(exported.meta["runtime"], str(file), num_threads=cfg.threads)
         out = run_batch1(backend.run, xr, f"verify {target} on its runtime")
         model = model_fn()

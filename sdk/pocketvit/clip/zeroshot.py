@@ -58,7 +58,7 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
     against eager."""
     def run(path: Path) -> dict[str, Any]:
         from pocketvit.runtime import open_backend
-        from pocketvit.verify import _size, latency, parity, run_batch1, runtime_inputs
+        from pocketvit.verify import _size, file_inputs, latency, parity, run_batch1, runtime_inputs
 
         file = exported.path / exported.meta["file"]
         entry: dict[str, Any] = {"file": exported.meta["file"], "bytes": _size(file),
@@ -66,9 +66,7 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
                                  "export_info": exported.meta["info"]}
         x = runtime_inputs(splits, spec)
         # a drop-in file takes its own form (NHWC pixels, RGB for a gray model); eager torch gets the float form
-        info = exported.meta.get("info") or {}
-        form = info.get("input_form", "float-nchw")
-        xr = x if form == "float-nchw" else runtime_inputs(splits, {**spec, **(info.get("file_input") or {})}, form)
+        xr = file_inputs(splits, spec, exported.meta.get("info") or {}, x)
         backend = open_backend(exported.meta["runtime"], str(file), num_threads=cfg.threads)
         out = run_batch1(backend.run, xr, f"zero-shot {target} on its runtime").reshape(len(x), -1)
         model = model_fn()
