@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import struct
 import sys
 import time
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from .preprocessing import fast_preprocessor, prepare_image, preprocess_array
 
 _FLOAT32 = np.dtype(np.float32)
 _INF = math.inf
+_F32 = struct.Struct("f")  # rounds a Python float to float32 and back, cheaper than a numpy scalar
 _isnan = math.isnan
 _clock = time.perf_counter
 
@@ -234,8 +236,9 @@ class Predictor:
         self._num_labels = len(self.labels) if self.labels else 0
         self._apply_softmax = self.outputs != "probabilities"
         self._small_softmax = (
-            self._fast_post and self._apply_softmax and small_softmax_exact(self._num_labels)
+            self.task == "classify" and self._apply_softmax and small_softmax_exact(self._num_labels)
         )
+        self._steps: tuple | None = None  # (chain, [(segment runner, threshold, exit name)]), see _infer
         self._row_shape = (1, self._num_labels)
 
     def restrict_classes(self, names: list[str]) -> None:
@@ -310,23 +313,41 @@ class Predictor:
             y = self.backend.run(x)
             return y, None, (time.perf_counter() - t0) * 1e3
         force_full = force_full or not self.exits
-        carry: list[np.ndarray] = [x]
+        steps = self._steps
+        if steps is None or steps[0] is not chain:
+            # built once per chain: each segment's runner (checked once, called with the runtime's own
+            # tensors, so nothing is converted between segments) and its exit's threshold
+            steps = self._steps = (chain, [(self.backend.segment_runner(self._method_of(e)), e.get("threshold"),
+                                            e.get("name")) for e in chain])
+        backend = self.backend
+        carry = [backend.to_native(x)]
         ms = 0.0
         last = len(chain) - 1
-        for i, e in enumerate(chain):
-            t0 = time.perf_counter()
-            outs = self.backend.run_method(self._method_of(e), carry)
-            ms += (time.perf_counter() - t0) * 1e3
-            head = outs[-1]
+        for i, (run, th, name) in enumerate(steps[1]):
+            t0 = _clock()
+            outs = run(carry)
+            head = backend.to_numpy(outs[-1])
+            ms += (_clock() - t0) * 1e3
             if i == last:
-                return head, None, ms
-            th = e.get("threshold")
-            if not force_full and th is not None and float(self._scores(head)[0].max()) >= float(th):
-                return head, e["name"], ms
-            carry = list(outs[:-1])
+                return (head.copy() if backend.outputs_alias else head), None, ms
+            if not force_full and th is not None and self._top1_probability(head) >= th:
+                return (head.copy() if backend.outputs_alias else head), name, ms
+            carry = outs[:-1]
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- postprocessing
+    def _top1_probability(self, y: np.ndarray) -> float:
+        """``float(self._scores(y)[0].max())`` for an exit's decision, the same float for a short float32
+        row at a fraction of the cost: the largest probability is ``exp(0) / s = 1 / s`` with ``s`` the
+        sum of ``exp(v - max)``, computed as ``_softmax_list`` does (numpy's exp, numpy's summation
+        order) and rounded to float32 like the softmax's output."""
+        if self._small_softmax and y.shape == self._row_shape and y.dtype == _FLOAT32:
+            pl = y.tolist()[0]
+            s = _pairwise_sum(np.exp(list(map(max(pl).__rsub__, pl))).tolist())
+            if 1.0 <= s < _INF:  # no NaN or inf among the logits
+                return _F32.unpack(_F32.pack(1.0 / s))[0]
+        return float(self._scores(y)[0].max())
+
     def _scores(self, y: np.ndarray) -> np.ndarray:
         """Raw output [N, ...] -> class probabilities [N, num_labels] (classify / zero-shot)."""
         y = np.asarray(y, dtype=np.float32).reshape(y.shape[0], -1)
@@ -385,16 +406,22 @@ class Predictor:
             embedding=emb,
         )
 
-    def predict_array(self, x: np.ndarray, topk: int = 5) -> list[Prediction]:
-        """Predictions for an already preprocessed batch (``Predictor.preprocess`` output, stacked)."""
+    def predict_array(self, x: np.ndarray, topk: int = 5, stop_early: bool = True) -> list[Prediction]:
+        """Predictions for an already preprocessed batch (``Predictor.preprocess`` output, stacked).
+        ``stop_early=False`` runs every segment of an exit chain (the final head answers)."""
         x = np.asarray(x)
         if self.exits or self._full_chain:
             preds = []
             total = 0.0
             for i in range(x.shape[0]):
-                y, ex, ms = self._infer(x[i : i + 1])
+                y, ex, ms = self._infer(x[i : i + 1], force_full=not stop_early)
                 total += ms
-                preds.append(self._make(y, ex, ms, topk))
+                if self.task == "classify":  # the fast postprocessing predict() uses without exits
+                    p = self._make_classify(y, ms, topk)
+                    p.exit = ex
+                else:
+                    p = self._make(y, ex, ms, topk)
+                preds.append(p)
             self.last_latency_ms = total
             return preds
         y, _, ms = self._infer(x)

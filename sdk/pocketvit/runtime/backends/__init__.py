@@ -3,6 +3,8 @@
     b = open_backend("onnx", "model.onnx", num_threads=2)
     y = b.run(x)                          # first output, numpy
     ys = b.run_method("seg0", [x])        # every output of a named method / signature
+    step = b.segment_runner("seg0")       # the same for an exit chain, in the runtime's own tensors:
+    ys = step([b.to_native(x)])           #   no conversion between segments; b.to_numpy(ys[-1])
     b.input_shape                         # (1, 1, 28, 28); None for a dynamic dimension
     b.close()
 
@@ -17,7 +19,7 @@ Which Python packages each backend needs (none of them needs torch, except Execu
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -61,6 +63,26 @@ class Backend:
     def run_method(self, name: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
 
+    # -- exit chains: segment after segment with nothing converted in between
+    outputs_alias = False  # True where an output lives in memory the next call of that method reuses
+
+    def segment_runner(self, name: str) -> Callable[[list], list]:
+        """A callable running method ``name`` on inputs in the runtime's own form (``to_native`` of
+        an array, or a previous segment's outputs) and returning its outputs in that form. Checked
+        once here, not per call; the default is ``run_method``."""
+        if name not in self.method_names and not (name == "forward" and self.has_forward):
+            raise self._unknown_method(name)
+        return lambda inputs: self.run_method(name, inputs)
+
+    def to_native(self, x: np.ndarray):
+        """A preprocessed batch in the form ``segment_runner`` callables take."""
+        return np.ascontiguousarray(x)
+
+    def to_numpy(self, y) -> np.ndarray:
+        """A ``segment_runner`` output as numpy (a view where the runtime allows: copy what you keep
+        when ``outputs_alias``)."""
+        return y
+
     def close(self) -> None:
         pass
 
@@ -98,6 +120,7 @@ class SegmentedBackend(Backend):
         self.runtime, self.path, self.num_threads = main.runtime, main.path, main.num_threads
         self.input_shape, self.input_dtype = main.input_shape, main.input_dtype
         self.has_forward = main.has_forward
+        self.outputs_alias = main.outputs_alias or any(b.outputs_alias for b in parts.values())
         self.method_names = tuple(dict.fromkeys((*main.method_names, *parts)))
         self._inner = {m: (b, m if m in b.method_names else "forward") for m, b in parts.items()}
 
@@ -113,6 +136,19 @@ class SegmentedBackend(Backend):
             return self.main.run_method(name, inputs)
         backend, inner = hit
         return backend.run_method(inner, inputs)
+
+    def segment_runner(self, name: str) -> Callable[[list], list]:
+        hit = self._inner.get(name)
+        if hit is None:
+            return self.main.segment_runner(name)
+        backend, inner = hit
+        return backend.segment_runner(inner)
+
+    def to_native(self, x: np.ndarray):
+        return self.main.to_native(x)
+
+    def to_numpy(self, y) -> np.ndarray:
+        return self.main.to_numpy(y)
 
     def close(self) -> None:
         for b in {id(b): b for b in (self.main, *self.parts.values())}.values():

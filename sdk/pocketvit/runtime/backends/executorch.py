@@ -121,6 +121,30 @@ class ExecuTorchBackend(Backend):
             name = self.forward_method
         return self._execute(name, inputs)
 
+    # -- exit chains: torch tensors from segment to segment (ExecuTorch's Python runtime speaks torch)
+    outputs_alias = True  # outputs live in the method's planned memory until its next call
+
+    def segment_runner(self, name: str):
+        if name == "forward" and self.forward_method is not None:
+            name = self.forward_method
+        method, wants = self._method(name)
+        execute = method.execute
+
+        def run(inputs: list) -> list:
+            if len(inputs) != len(wants):
+                raise ValueError(f"{self.path}: method {name!r} takes {len(wants)} inputs, got {len(inputs)}")
+            return execute(inputs)
+
+        return run
+
+    def to_native(self, x: np.ndarray):
+        if self.input_dtype is not None and x.dtype != self.input_dtype:
+            x = x.astype(self.input_dtype)
+        return self._torch.from_numpy(np.ascontiguousarray(x))
+
+    def to_numpy(self, y) -> np.ndarray:
+        return y.numpy() if hasattr(y, "numpy") else np.asarray(y)
+
     def close(self) -> None:
         self._methods.clear()
         self.program = None

@@ -230,6 +230,26 @@ class LiteRTBackend(Backend):
             raise self._unknown_method(name)
         return self._run_tensors(inputs)
 
+    def segment_runner(self, name: str):
+        if not self._sigs:
+            return super().segment_runner(name)
+        if name == "forward" and self.forward_signature is not None:
+            name = self.forward_signature
+        if name not in self._sigs:
+            raise self._unknown_method(name)
+        ins, outs = self._sig_inputs(name), self._sig_outputs(name)
+        if any(np.dtype(d["dtype"]).kind in "iu" for _, d in (*ins, *outs)):
+            return super().segment_runner(name)  # integer ends: run_method (de)quantizes
+        in_keys, out_keys, runners = [k for k, _ in ins], [k for k, _ in outs], self._runners
+
+        def step(inputs: list) -> list:
+            if len(inputs) != len(in_keys):
+                raise ValueError(f"{self.path}: signature {name!r} takes {len(in_keys)} inputs, got {len(inputs)}")
+            out = (runners.get(name) or self._runner(name))(**dict(zip(in_keys, inputs)))
+            return [out[k] for k in out_keys]
+
+        return step
+
     def close(self) -> None:
         self._runners.clear()
         self._details.clear()

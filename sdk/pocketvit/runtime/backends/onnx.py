@@ -89,5 +89,20 @@ class OnnxBackend(Backend):
             raise self._unknown_method(name)
         return list(self.session.run(self._outputs, self._feed(inputs)))
 
+    def segment_runner(self, name: str):
+        if name not in self.method_names:
+            raise self._unknown_method(name)
+        run, outputs, names = self.session.run, self._outputs, [n for n, _ in self._input_dtypes]
+
+        def step(inputs: list) -> list:
+            if len(inputs) != len(names):
+                raise ValueError(f"{self.path}: the model takes {len(names)} inputs, got {len(inputs)}")
+            return run(outputs, dict(zip(names, inputs)))
+
+        return step
+
+    def to_native(self, x: np.ndarray):
+        return self._feed((x,))[self._input_dtypes[0][0]]
+
     def close(self) -> None:
         self.session = None
