@@ -87,6 +87,42 @@ def _timm_attention_as_bmm(model: torch.nn.Module) -> int:
     return count + _timm_tinyvit_attention_as_bmm(model)
 
 
+def _vit_prefix_tokens(model: torch.nn.Module) -> int:
+    """timm VisionTransformer at batch 1: the class/register tokens concatenated as they are (no
+    expand_copy) and token pooling as slice + reshape (no select_copy); XNNPACK takes neither expand
+    nor select, which left DeiT in 2 delegate calls. Other batch sizes run timm's own code."""
+    try:
+        from timm.models.vision_transformer import VisionTransformer
+    except ImportError:
+        return 0
+    import types
+
+    import torch
+
+    def pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != 1 or self.dynamic_img_size or self.pos_embed is None:
+            return VisionTransformer._pos_embed(self, x)
+        prefix = [t for t in (self.cls_token, self.reg_token) if t is not None]  # each (1, n, C) already
+        if self.no_embed_class:
+            x = x + self.pos_embed
+            return self.pos_drop(torch.cat([*prefix, x], dim=1) if prefix else x)
+        x = torch.cat([*prefix, x], dim=1) if prefix else x
+        return self.pos_drop(x + self.pos_embed)
+
+    def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:
+        if self.attn_pool is None and (self.global_pool if pool_type is None else pool_type) == "token":
+            return x[:, :1].reshape(x.shape[0], x.shape[-1])
+        return VisionTransformer.pool(self, x, pool_type)
+
+    count = 0
+    for m in model.modules():
+        if isinstance(m, VisionTransformer) and getattr(m, "cls_token", None) is not None and hasattr(m, "pool"):
+            m._pos_embed = types.MethodType(pos_embed, m)
+            m.pool = types.MethodType(pool, m)
+            count += 1
+    return count
+
+
 def _split_linear(lin: torch.nn.Module, rows: torch.Tensor) -> torch.nn.Module:
     """A new Linear made of the given output rows of `lin` (same numbers, row by row)."""
     from torch import nn
@@ -158,6 +194,8 @@ REWRITES: tuple[Rewrite, ...] = (
             ("executorch",), _layernorm_as_linear),
     Rewrite("attention-as-bmm", "timm ViT and TinyViT attention as 3-D batched matmuls, q/k/v as three linears",
             ("executorch",), _timm_attention_as_bmm),
+    Rewrite("prefix-tokens", "timm ViT class token concatenated without expand, token pooling as a slice (batch 1)",
+            ("executorch",), _vit_prefix_tokens),
 )
 
 
