@@ -55,10 +55,15 @@ def test_heavy_teacher_online_is_slower_than_the_cache(tmp_path, one_thread):
     assert out["cache_speedup"] > 1.5, out  # a ~100x heavier teacher forward in every online step
     assert out["cache_speedup"] == pytest.approx(out["online_step_seconds"] / out["cache_step_seconds"], rel=1e-2)
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))  # it really trained
+    # the split of a step: the heavy teacher's forward is in the online batch, not in the student's step
+    assert all(out[f"{k}_seconds"] > 0 for k in ("cache_batch", "online_batch", "student_step")), out
+    assert out["online_batch_seconds"] > out["cache_batch_seconds"], out
 
 
 def test_build_reports_the_speedup(tiny_build):
     report = json.loads((tiny_build / "report.json").read_text())
     d = report["distill"]
     assert d["cache_speedup"] > 0 and d["bench_steps"] == 20 and "cache_bench" in report["stages"]
-    assert "Cache speed-up" in (tiny_build / "report.md").read_text()
+    assert d["student_step_seconds"] > 0 and d["online_batch_seconds"] > 0
+    md = (tiny_build / "report.md").read_text()
+    assert "Cache speed-up" in md and "the student's training step" in md

@@ -52,9 +52,13 @@ def cache_bench_stage(recipe: Recipe, runner: StageRunner, splits: Splits, aug: 
                 torch.set_num_threads(before)
         return out | {"bench_threads": threads, "bench_device": device.type}
 
-    cfg = {"steps": steps, "threads": recipe.distill.cache_bench_threads, "student": recipe.student.model_dump(), "batch_size": recipe.distill.batch_size}
+    cfg = {"steps": steps, "threads": recipe.distill.cache_bench_threads, "student": recipe.student.model_dump(), "batch_size": recipe.distill.batch_size,
+           "parts": True}  # results since the per-step split (batch / student step) was added
     result = runner.run("cache_bench", cfg, [data, teacher, cache], run)
     m = result.meta
     log(f"  cache speed-up {m['cache_speedup']:.2f}x: {m['cache_step_seconds'] * 1e3:.0f} ms/step from the cache, "
         f"{m['online_step_seconds'] * 1e3:.0f} ms/step with the teacher online")
+    if m.get("student_step_seconds"):
+        log(f"  per step: student training {m['student_step_seconds'] * 1e3:.0f} ms, batch from the cache "
+            f"{m['cache_batch_seconds'] * 1e3:.1f} ms, batch online (teacher forward) {m['online_batch_seconds'] * 1e3:.0f} ms")
     return result
