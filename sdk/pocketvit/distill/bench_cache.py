@@ -47,12 +47,33 @@ def cached_batches(reader: TeacherCache, splits: Splits, aug: AugmentConfig, see
         yield from reader.batches(splits, aug, epoch, batch_size, seed)
 
 
+class MixedPrecisionStudent(nn.Module):
+    """The student's forward as Lightning Fabric runs it at `16-mixed` / `bf16-mixed` (its MixedPrecision plugin:
+    inputs cast, forward under autocast, outputs back to float32), so that the benchmark's student step costs what
+    the distill stage's does. The benchmark runs in one process (rank 0), so it cannot use the run's DDP module."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.model(x.to(self.dtype)).float()
+
+
+MIXED = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
 def measure_cache_speedup(
     teacher: nn.Module, student: nn.Module, reader: TeacherCache, splits: Splits, aug: AugmentConfig, seed: int,
     batch_size: int, topk: int, steps: int = 20, precision: str = "fp32", block: int = 1, lr: float = 1e-3,
+    train_precision: str = "32-true",
 ) -> dict[str, float | int]:
     """Seconds per training step from the cache and with the teacher online (`steps` timed steps each, in
-    alternating blocks of `block`, after one untimed warm-up step each); `cache_speedup` = online / cache."""
+    alternating blocks of `block`, after one untimed warm-up step each); `cache_speedup` = online / cache.
+
+    `precision` is the teacher's (as the cache recorded it), `train_precision` the student's training precision
+    (the run's `scale.precision`, resolved: 32-true, bf16-mixed or 16-mixed)."""
     device = next(teacher.parameters()).device
     engine = LocalEngine(device)
     teacher.eval().to(device)
@@ -61,6 +82,8 @@ def measure_cache_speedup(
     layout = torch.channels_last
     student.to(memory_format=layout).train()
     net, opt = engine.setup(student, lambda m: torch.optim.AdamW(_param_groups(m, 0.05), lr=lr))
+    if train_precision in MIXED:
+        net = MixedPrecisionStudent(net, MIXED[train_precision])
     arms = {"cache": cached_batches(reader, splits, aug, seed, batch_size),
             "online": online_batches(teacher, splits, aug, seed, batch_size, topk, precision)}
     per_step: dict[str, list[float]] = {a: [] for a in arms}
@@ -94,4 +117,5 @@ def measure_cache_speedup(
     cache_s, online_s = statistics.median(per_step["cache"]), statistics.median(per_step["online"])
     return {"cache_speedup": round(online_s / cache_s, 3), "cache_step_seconds": round(cache_s, 5),
             "online_step_seconds": round(online_s, 5), "bench_steps": blocks * block, "bench_batch_size": batch_size,
+            "bench_train_precision": train_precision,
             **{f"{k}_seconds": round(statistics.median(v), 5) for k, v in parts.items()}}
