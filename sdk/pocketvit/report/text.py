@@ -89,7 +89,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                       f"with the teacher online (median of {dist['bench_steps']} alternated steps each, batch "
                       f"{dist['bench_batch_size']}, same run, {dist.get('bench_threads', '?')} thread(s)).", ""]
             if dist.get("student_step_seconds"):  # where a step's time goes (distill/bench_cache.py)
-                lines += [(f"Per step: {dist['student_step_seconds'] * 1e3:.0f} ms the student's training step, "
+                lines += [(f"Per step: {dist['student_step_seconds'] * 1e3:.0f} ms the student's training step "
+                          f"({dist.get('bench_train_precision', '32-true')}), "
                           f"{dist['cache_batch_seconds'] * 1e3:.1f} ms the batch from the cache (top-k read + augmentation "
                           f"replay), {dist['online_batch_seconds'] * 1e3:.0f} ms the batch online (augmentation + teacher "
                           "forward + top-k)."), ""]
