@@ -50,7 +50,8 @@ def cached_batches(reader: TeacherCache, splits: Splits, aug: AugmentConfig, see
 class MixedPrecisionStudent(nn.Module):
     """The student's forward as Lightning Fabric runs it at `16-mixed` / `bf16-mixed` (its MixedPrecision plugin:
     inputs cast, forward under autocast, outputs back to float32), so that the benchmark's student step costs what
-    the distill stage's does. The benchmark runs in one process (rank 0), so it cannot use the run's DDP module."""
+    the distill stage's does. The benchmark runs in one process (rank 0), so it cannot use the run's DDP module;
+    16-mixed runs without Fabric's loss scaler (a few elementwise ops a step)."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype):
         super().__init__()
