@@ -4,7 +4,9 @@ Both arms train the same student with the same loss, optimizer and batch size; t
 the soft targets come from. Cache arm: replay the augmentation from the stored seeds and read the stored
 top-k. Online arm: augment, run the teacher forward (at the cache's precision) and take its top-k, as a
 run without a cache would. Arms alternate in short blocks so that a shared, noisy CPU slows both alike;
-the figure is the ratio of the median seconds per step.
+the figure is the ratio of the median seconds per step. Each step is also split in two, timed inside the same
+steps: making the batch (cache: read the top-k + replay the augmentation; online: augment + teacher forward +
+top-k) and the student's training step, so the report says where a step's time goes.
 """
 
 from __future__ import annotations
@@ -45,12 +47,34 @@ def cached_batches(reader: TeacherCache, splits: Splits, aug: AugmentConfig, see
         yield from reader.batches(splits, aug, epoch, batch_size, seed)
 
 
+class MixedPrecisionStudent(nn.Module):
+    """The student's forward as Lightning Fabric runs it at `16-mixed` / `bf16-mixed` (its MixedPrecision plugin:
+    inputs cast, forward under autocast, outputs back to float32), so that the benchmark's student step costs what
+    the distill stage's does. The benchmark runs in one process (rank 0), so it cannot use the run's DDP module;
+    16-mixed runs without Fabric's loss scaler (a few elementwise ops a step)."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.model(x.to(self.dtype)).float()
+
+
+MIXED = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
 def measure_cache_speedup(
     teacher: nn.Module, student: nn.Module, reader: TeacherCache, splits: Splits, aug: AugmentConfig, seed: int,
     batch_size: int, topk: int, steps: int = 20, precision: str = "fp32", block: int = 1, lr: float = 1e-3,
+    train_precision: str = "32-true",
 ) -> dict[str, float | int]:
     """Seconds per training step from the cache and with the teacher online (`steps` timed steps each, in
-    alternating blocks of `block`, after one untimed warm-up step each); `cache_speedup` = online / cache."""
+    alternating blocks of `block`, after one untimed warm-up step each); `cache_speedup` = online / cache.
+
+    `precision` is the teacher's (as the cache recorded it), `train_precision` the student's training precision
+    (the run's `scale.precision`, resolved: 32-true, bf16-mixed or 16-mixed)."""
     device = next(teacher.parameters()).device
     engine = LocalEngine(device)
     teacher.eval().to(device)
@@ -59,23 +83,32 @@ def measure_cache_speedup(
     layout = torch.channels_last
     student.to(memory_format=layout).train()
     net, opt = engine.setup(student, lambda m: torch.optim.AdamW(_param_groups(m, 0.05), lr=lr))
+    if train_precision in MIXED:
+        net = MixedPrecisionStudent(net, MIXED[train_precision])
     arms = {"cache": cached_batches(reader, splits, aug, seed, batch_size),
             "online": online_batches(teacher, splits, aug, seed, batch_size, topk, precision)}
     per_step: dict[str, list[float]] = {a: [] for a in arms}
+    parts: dict[str, list[float]] = {"cache_batch": [], "online_batch": [], "student_step": []}
 
-    def run(arm: str, n: int) -> float:
-        start = time.perf_counter()
+    def run(arm: str, n: int, record: bool = True) -> float:
+        batch_s = step_s = 0.0
         for _ in range(n):
+            start = time.perf_counter()
             x, target = next(arms[arm])
+            made = time.perf_counter()
             train_step(engine, net, opt, x, target, sparse_soft_cross_entropy, 5.0, layout)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            batch_s, step_s = batch_s + made - start, step_s + time.perf_counter() - made
+        if record:
+            parts[f"{arm}_batch"].append(batch_s / n)
+            parts["student_step"].append(step_s / n)
+        return batch_s + step_s
 
     blocks = max(1, -(-steps // block))
     with progress_bar("cache speed-up (cache vs teacher online)", 2 * (1 + blocks * block)) as advance:
         for arm in arms:  # warm-up: first-call allocations and kernel selection, untimed
-            run(arm, 1)
+            run(arm, 1, record=False)
             advance(1)
         for b in range(blocks):
             for arm in (("cache", "online") if b % 2 == 0 else ("online", "cache")):
@@ -84,4 +117,6 @@ def measure_cache_speedup(
     student.to(memory_format=torch.contiguous_format).eval()
     cache_s, online_s = statistics.median(per_step["cache"]), statistics.median(per_step["online"])
     return {"cache_speedup": round(online_s / cache_s, 3), "cache_step_seconds": round(cache_s, 5),
-            "online_step_seconds": round(online_s, 5), "bench_steps": blocks * block, "bench_batch_size": batch_size}
+            "online_step_seconds": round(online_s, 5), "bench_steps": blocks * block, "bench_batch_size": batch_size,
+            "bench_train_precision": train_precision,
+            **{f"{k}_seconds": round(statistics.median(v), 5) for k, v in parts.items()}}

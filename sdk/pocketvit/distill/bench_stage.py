@@ -26,12 +26,14 @@ def cache_bench_stage(recipe: Recipe, runner: StageRunner, splits: Splits, aug: 
     steps = recipe.distill.cache_bench_steps
     if steps == 0:
         return None
+    from pocketvit.scale import current
+
+    train_precision = current().extra.get("precision", "32-true")  # the distill stage's (scale.precision, resolved)
 
     def run(path: Path) -> dict[str, Any]:
         from pocketvit.build import build_from_meta
         from pocketvit.distill.bench_cache import measure_cache_speedup
         from pocketvit.distill.cache import TeacherCache
-        from pocketvit.scale import current
 
         if not current().is_zero:  # one process measures; in a multi-process run the others wait for it
             return {}
@@ -47,14 +49,18 @@ def cache_bench_stage(recipe: Recipe, runner: StageRunner, splits: Splits, aug: 
             try:
                 out = measure_cache_speedup(model.to(device), student, reader, splits, aug, recipe.seed,
                                             recipe.distill.batch_size, cache.meta["topk"], steps,
-                                            cache.meta["precision"], lr=recipe.distill.lr)
+                                            cache.meta["precision"], lr=recipe.distill.lr, train_precision=train_precision)
             finally:
                 torch.set_num_threads(before)
         return out | {"bench_threads": threads, "bench_device": device.type}
 
-    cfg = {"steps": steps, "threads": recipe.distill.cache_bench_threads, "student": recipe.student.model_dump(), "batch_size": recipe.distill.batch_size}
+    cfg = {"steps": steps, "threads": recipe.distill.cache_bench_threads, "student": recipe.student.model_dump(), "batch_size": recipe.distill.batch_size,
+           "parts": True, "train_precision": train_precision}  # parts: results since the per-step split was added
     result = runner.run("cache_bench", cfg, [data, teacher, cache], run)
     m = result.meta
     log(f"  cache speed-up {m['cache_speedup']:.2f}x: {m['cache_step_seconds'] * 1e3:.0f} ms/step from the cache, "
         f"{m['online_step_seconds'] * 1e3:.0f} ms/step with the teacher online")
+    if m.get("student_step_seconds"):
+        log(f"  per step: student training {m['student_step_seconds'] * 1e3:.0f} ms, batch from the cache "
+            f"{m['cache_batch_seconds'] * 1e3:.1f} ms, batch online (teacher forward) {m['online_batch_seconds'] * 1e3:.0f} ms")
     return result

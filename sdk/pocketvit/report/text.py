@@ -88,6 +88,12 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                       f"{dist['cache_step_seconds'] * 1e3:.0f} ms from the cache vs {dist['online_step_seconds'] * 1e3:.0f} ms "
                       f"with the teacher online (median of {dist['bench_steps']} alternated steps each, batch "
                       f"{dist['bench_batch_size']}, same run, {dist.get('bench_threads', '?')} thread(s)).", ""]
+            if dist.get("student_step_seconds"):  # where a step's time goes (distill/bench_cache.py)
+                lines += [(f"Per step: {dist['student_step_seconds'] * 1e3:.0f} ms the student's training step "
+                          f"({dist.get('bench_train_precision', '32-true')}), "
+                          f"{dist['cache_batch_seconds'] * 1e3:.1f} ms the batch from the cache (top-k read + augmentation "
+                          f"replay), {dist['online_batch_seconds'] * 1e3:.0f} ms the batch online (augmentation + teacher "
+                          "forward + top-k)."), ""]
     for title, key in (("Accuracy vs compute", "accuracy_vs_gflops"), ("Latency per target", "latency"),
                        ("Accuracy vs latency", "accuracy_vs_latency")):
         if key in plots:
