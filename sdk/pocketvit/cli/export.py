@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from pocketvit.cli.common import err_console, handle_errors
+from pocketvit.export.rewrites import rewrite_names
 
 TARGET_CHOICES = ("executorch", "litert", "onnx", "coreml")
 ALIASES = {"tflite": "litert", "tflite-runtime": "litert", "pte": "executorch", "xnnpack": "executorch",
@@ -153,7 +154,7 @@ def export(
     no_rewrite: Annotated[
         list[str] | None,
         typer.Option("--no-rewrite", help="Switch off an export rewrite by name (repeatable), or all: "
-                     "layernorm-as-linear, attention-as-bmm. Compare with and without to report a toolchain bug."),
+                     f"{', '.join(rewrite_names())}. Compare with and without to report a toolchain bug."),
     ] = None,
     list_models: Annotated[bool, typer.Option("--list-models", help="List the models known to work, with their status per target, and exit.")] = False,
     dropin: Annotated[
