@@ -289,3 +289,18 @@ def test_litert_direct_forward_only_in_the_primary_subgraph(tiny, tmp_path):
         assert same(b.run(xn), y)  # after a runner was used
         np.testing.assert_allclose(b.run_method("seg1", [f])[0], want, atol=1e-4)
         b.close()
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("n", [10, 25, 80])  # 80: beyond the short-row path, numpy's softmax
+def test_exit_decision_probability_is_the_softmax_maximum(tmp_path, n):
+    """An exit's decision uses float32(1 / sum exp(v - max)): the same float as the softmax's top-1."""
+    p, _ = fake_predictor(tmp_path, [f"c{i}" for i in range(n)])
+    rng = np.random.default_rng(n)
+    ys = [(rng.standard_normal((1, n)) * s).astype(np.float32) for s in (0.01, 0.3, 1, 3, 10, 100) for _ in range(200)]
+    ties = np.zeros((1, n), np.float32)
+    ties[0, ::3] = 2.0
+    ys += [np.zeros((1, n), np.float32), ties, np.where(np.arange(n) == 3, np.nan, 1.0).astype(np.float32)[None],
+           np.where(np.arange(n) == 1, np.inf, 0.0).astype(np.float32)[None], rng.standard_normal((1, n))]
+    for y in ys:
+        assert repr(p._top1_probability(y)) == repr(float(p._scores(y)[0].max()))
