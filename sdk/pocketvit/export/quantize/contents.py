@@ -6,7 +6,8 @@ For a .pte: every XNNPACK delegate's constant tensors (dtype, shape, bytes, the 
 point at, per-channel or per-tensor quantization), constants left in the program's own constant
 buffer (operators outside the delegate), and the rest (program flatbuffer, delegate graph
 flatbuffers, padding). Named data shared by several delegate values is counted once, as the file
-stores it once. For a .tflite: every buffer-backed tensor (dtype, shape, bytes) and the flatbuffer
+stores it once; a constant the delegate takes as an input (XNNPACK does so for the constant operand of
+an add or multiply) lives in the program's constant buffer. For a .tflite: every buffer-backed tensor (dtype, shape, bytes) and the flatbuffer
 around them. `summary` groups the bytes by dtype and by role (weights, biases, other constants), so
 an int8 file that is not 4x smaller than fp32 says why.
 """
@@ -21,6 +22,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 # XNNPACK's XNNDatatype enum (backends/xnnpack/serialization/schema.fbs), name -> bytes per element
 _XNN_ITEMSIZE = {"xnn_datatype_fp32": 4, "xnn_datatype_fp16": 2, "xnn_datatype_qint8": 1,
@@ -90,6 +93,15 @@ def pte_contents(path: Path | str) -> dict[str, Any]:
             for v in graph.get("xvalues", []):
                 union = v["xvalue_union"]
                 tv = union.get("tensor_value", union)
+                scales = (union.get("quant_params") or {}).get("scale_buffer_idx", 0)
+                if scales and scales < len(offsets):
+                    key = offsets[scales].get("named_key", "")
+                    shared = key in seen_keys
+                    seen_keys.add(key)
+                    tensors.append({"where": delegate.id, "key": key, "dtype": "fp32", "elements": 0,
+                                    "shape": [int((union.get("quant_params") or {}).get("num_scales", 0))],
+                                    "bytes": 0 if shared else named.get(key, int(offsets[scales].get("size", 0))),
+                                    "shared_with_earlier": shared, "role": "per-channel scales (fp32)"})
                 idx = tv.get("constant_buffer_idx", 0)
                 if not idx:
                     continue
@@ -106,17 +118,36 @@ def pte_contents(path: Path | str) -> dict[str, Any]:
                 tensors.append({"where": f"{delegate.id}", "key": key, "dtype": dtype, "shape": dims, "elements": n,
                                 "bytes": 0 if shared else nbytes, "shared_with_earlier": shared,
                                 "role": _role(dims, dtype)})
+    described = _constant_tensors(program)
     for i, buf in enumerate(program.constant_buffer):
         if i and len(buf.storage):
-            tensors.append({"where": "program constant buffer (outside the delegate)", "key": f"constant {i}",
-                            "dtype": "?", "shape": [], "elements": 0, "bytes": len(buf.storage),
-                            "shared_with_earlier": False, "role": "outside constant"})
+            dtype, dims = described.get(i, ("?", []))
+            n = int(np.prod(dims)) if dims else 0
+            tensors.append({"where": "program constant buffer (a delegate input)", "key": f"constant {i}",
+                            "dtype": dtype, "shape": dims, "elements": n, "bytes": len(buf.storage),
+                            "shared_with_earlier": False, "role": f"delegate-input constant ({dtype})"})
     orphan = {k: b for k, b in named.items() if k not in seen_keys}
     for k, b in orphan.items():
         tensors.append({"where": "named data not referenced by a delegate value", "key": k, "dtype": "?",
                         "shape": [], "elements": 0, "bytes": b, "shared_with_earlier": False, "role": "unreferenced"})
     return _with_summary({"file": str(path), "format": "pte", "bytes": len(data), "delegates": delegates,
                           "tensors": tensors})
+
+
+def _constant_tensors(program) -> dict[int, tuple[str, list[int]]]:
+    """{constant buffer index: (dtype, shape)} from the tensors of the execution plans that point at it."""
+    from executorch.exir.scalar_type import ScalarType
+
+    names = {ScalarType.FLOAT: "fp32", ScalarType.CHAR: "int8", ScalarType.BYTE: "uint8", ScalarType.INT: "int32",
+             ScalarType.LONG: "int64", ScalarType.HALF: "fp16", ScalarType.BFLOAT16: "bf16"}
+    out = {}
+    for plan in program.execution_plan:
+        for v in plan.values:
+            t = v.val
+            idx = getattr(t, "data_buffer_idx", 0)
+            if idx and hasattr(t, "scalar_type"):
+                out[idx] = (names.get(t.scalar_type, str(t.scalar_type)), [int(d) for d in t.sizes])
+    return out
 
 
 def tflite_contents(path: Path | str) -> dict[str, Any]:
