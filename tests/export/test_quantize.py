@@ -55,6 +55,8 @@ def test_int8_file_runs_on_its_runtime_and_agrees(tiny_vit, tmp_path, cfg_name):
     assert agree >= 0.85 and cos >= 0.9, (agree, cos)
     if base == "executorch":
         assert f.info["delegate_calls"] >= 1
+    if cfg_name in ("executorch", "litert"):  # static int8: every Conv/Linear weight stored as int8
+        _check_contents(f.path, model, per_channel_file=base == "executorch")
     if cfg_name == "executorch":
         assert f.info["nodes_delegated"] > 0
     if base == "litert":
@@ -62,6 +64,38 @@ def test_int8_file_runs_on_its_runtime_and_agrees(tiny_vit, tmp_path, cfg_name):
         assert ops.get("FULLY_CONNECTED", 0) > 0
     if base == "onnx":
         assert f.info["ops"].get("QuantizeLinear", 0) > 0 and f.info["ops"].get("DequantizeLinear", 0) > 0
+
+
+def _check_contents(path, model, per_channel_file: bool) -> None:
+    """contents() finds every Conv/Linear weight of the model stored once as int8, and accounts for the file."""
+    from pocketvit.export.quantize.contents import contents, format_contents
+    from pocketvit.export.quantize.pt2e import quantizable_layers
+
+    c = contents(path)
+    mods = dict(model.named_modules())
+    weights = sum(mods[n].weight.numel() for n in quantizable_layers(model))
+    int8 = sum(t["bytes"] for t in c["tensors"] if t["dtype"].startswith("int8"))
+    assert int8 >= weights, (int8, weights, format_contents(c))
+    if per_channel_file:  # XNNPACK keeps the attention bias tables outside the delegate: exactly the weights
+        assert c["summary"]["by_role"]["weight (int8)"] == weights, format_contents(c)
+        assert "int8 (per-channel)" in c["summary"]["by_dtype"]
+    assert 0 < c["summary"]["tensor_bytes"] < c["bytes"] == path.stat().st_size
+
+
+@pytest.mark.slow
+def test_per_tensor_weights_make_a_smaller_executorch_file(tiny_vit, tmp_path):
+    from pocketvit.export.quantize import ExecuTorchInt8, quantize_export
+    from pocketvit.export.quantize.contents import contents
+
+    model, calib, probe = tiny_vit
+    files = {pc: quantize_export(model, probe[:1], calib, ExecuTorchInt8(per_channel=pc), tmp_path / f"{pc}.pte")
+             for pc in (True, False)}
+    per_tensor = contents(files[False].path)
+    assert "int8 (per-tensor)" in per_tensor["summary"]["by_dtype"]
+    assert "int8 (per-channel)" not in per_tensor["summary"]["by_dtype"]
+    assert files[False].path.stat().st_size < files[True].path.stat().st_size  # no scale arrays
+    agree, cos = _agreement("executorch", files[False].path, model, probe)
+    assert agree >= 0.85 and cos >= 0.9, (agree, cos)
 
 
 @pytest.mark.slow

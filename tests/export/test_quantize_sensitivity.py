@@ -40,6 +40,26 @@ def test_sensitivity_keeps_the_fragile_layer_in_float():
     assert [s["float_layers"] for s in r.steps] == list(range(len(r.float_layers) + 1))
 
 
+def test_a_conv_with_batchnorm_is_quantized_when_ranked_alone():
+    """Each conv of a conv+BatchNorm pair, quantized alone, moves the logits: BatchNorm folding gives the conv a
+    weight constant without module metadata, which a module-name filter used to reject (every conv then
+    ranked as harmless)."""
+    from pocketvit.export.quantize.pt2e import export_graph, quantized_graph, xnnpack_quantizer
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.GELU(),
+                      nn.Conv2d(8, 8, 3, 1, 1, groups=8, bias=False), nn.BatchNorm2d(8), nn.Flatten(),
+                      nn.Linear(8 * 4 * 4, 4)).eval()
+    x = torch.rand(8, 1, 8, 8)
+    ref = m(x)
+    graph, batched = export_graph(m, x[:1], dynamic_batch=True)
+    for name in ("0", "3"):  # the plain and the depthwise conv, each followed by its BatchNorm
+        q = quantized_graph(m, x[:1], x, xnnpack_quantizer(), graph=graph, batched=batched, only=[name])
+        quantized = [n for n in q.graph.nodes if "quantize_per" in str(n.target)]
+        assert quantized, name
+        assert not torch.equal(q(x[:1]), ref[:1]), name
+
+
 def _splits():
     from pocketvit.data.datasets import ImageSet, Splits
 

@@ -179,6 +179,7 @@ class VerifySection(Section):
 class QuantizeSection(Section):
     """int8 targets (export.targets: executorch-int8, litert-int8, onnx-int8, coreml-int8) read these settings."""
 
+    added_fields = ("weights",)
     budget: float = Field(0.005, ge=0, lt=1, description="largest allowed top-1 drop on held-out (val) images, "
                           "0.005 = 0.5 points; the most sensitive layers stay in float until it is met")
     calibration_images: int = Field(256, ge=1, le=20000, description="training images for calibration (never test)")
@@ -189,6 +190,9 @@ class QuantizeSection(Section):
     executorch: Literal["static", "dynamic"] = Field("static", description="XNNPACK int8: static (calibrated) or dynamic")
     litert: Literal["static", "dynamic"] = Field("static", description="full-integer (static) or dynamic-range")
     coreml: Literal["weights", "w8a8"] = Field("weights", description="int8 weights; w8a8 needs macOS to calibrate")
+    weights: Literal["per-channel", "per-tensor"] = Field(
+        "per-channel", description="ExecuTorch/LiteRT int8 weight scales: one per output channel, or one per tensor "
+        "(smaller file: no scale arrays; the sensitivity pass and the budget check use the same choice)")
     tolerance: Tolerance = Field(Tolerance(max_abs_diff=2.0, cosine=0.99, top1_agreement=0.98),
                                  description="verify tolerance of int8 files against eager fp32")
 

@@ -1,6 +1,6 @@
 """Measure a Fashion-MNIST bundle's fp32 and int8 files on their runtimes, in one run:
 
-    python -m pocketvit.export.quantize.measure BUNDLE [--runs 300] [--threads 2] [--json OUT]
+    python -m pocketvit.export.quantize.measure BUNDLE [--runs 300] [--threads 2] [--target T]... [--json OUT]
 
 Per target: test top-1 over the whole 10k test split (the bundle's own preprocessing, run on the file's
 runtime), top-1 agreement with the fp32 file of the same runtime, file size, and batch-1 latency (median,
@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 
-def measure(bundle: Path, runs: int = 300, threads: int = 2, root: str = "/usr/share/datasets/fashion-mnist") -> dict:
+def measure(bundle: Path, runs: int = 300, threads: int = 2, root: str = "/usr/share/datasets/fashion-mnist",
+            targets: list[str] | None = None) -> dict:
     from pocketvit.bench.latency import interleaved
     from pocketvit.data import fashion_mnist
     from pocketvit.progress import progress_bar
@@ -32,11 +33,18 @@ def measure(bundle: Path, runs: int = 300, threads: int = 2, root: str = "/usr/s
     runners = {}
     opened = []
     for t, entry in manifest["files"].items():
+        if targets and t not in targets:
+            continue
         size = entry["bytes"]
         row: dict[str, Any] = {"precision": entry["precision"], "runtime": entry["runtime"], "bytes": size}
         rows[t] = row
         if entry["runtime"] == "coreml":
             row["note"] = "Core ML cannot execute on Linux (converted and spec-checked only)"
+            continue
+        if entry.get("input_form", "float-nchw") != "float-nchw":
+            # drop-in files take pixels (uint8 NHWC): `pocketvit verify` measures them; int8 vs fp32 is about
+            # the float-input files
+            row["note"] = f"input form {entry['input_form']}: not measured here (pocketvit verify)"
             continue
         p = load(bundle, target=t, num_threads=threads, warmup=0, use_exits=False)
         opened.append(p)
@@ -54,7 +62,7 @@ def measure(bundle: Path, runs: int = 300, threads: int = 2, root: str = "/usr/s
         if t != base and t in preds and base in preds:
             row["agreement_with_fp32"] = float((preds[t] == preds[base]).mean())
             row["top1_drop_points"] = 100 * (rows[base]["test_top1"] - row["test_top1"])
-        if t != base and base in rows:
+        if t != base and base in rows and row["precision"] == "int8":
             row["size_ratio"] = row["bytes"] / rows[base]["bytes"]
     times = interleaved(runners, runs, warmup=20)
     for t, ms in times.items():
@@ -73,9 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--target", action="append", default=None, help="only these targets (repeatable)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
-    result = measure(a.bundle, a.runs, a.threads)
+    result = measure(a.bundle, a.runs, a.threads, targets=a.target)
     text = json.dumps(result, indent=2)
     if a.json:
         from pocketvit.io import atomic_path

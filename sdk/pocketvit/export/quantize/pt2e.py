@@ -31,8 +31,11 @@ def xnnpack_quantizer(mode: str = "static", per_channel: bool = True) -> Quantiz
         cfg = get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=mode == "dynamic")
         q = XNNPACKQuantizer()
         if only is not None:
-            for name in only:
-                q.set_module_name(name, cfg)
+            # Not set_module_name: its filter must pass every node of a pattern, and a conv's pattern holds its
+            # weight, a get_attr that BatchNorm folding (prepare_pt2e) creates without module metadata, so a
+            # conv named alone was never quantized (every conv ranked as harmless in the sensitivity pass).
+            q.set_global(cfg)
+            q.set_filter_function(_under_modules(only))
             return q
         q.set_global(cfg)
         for name in float_layers:
@@ -42,6 +45,20 @@ def xnnpack_quantizer(mode: str = "static", per_channel: bool = True) -> Quantiz
         return q
 
     return make
+
+
+def _under_modules(names: Sequence[str]) -> Callable:
+    """A PT2E node filter: true for ops that come from one of the module paths `names` (or below them),
+    and for constants (get_attr / placeholder nodes carry no module metadata; a pattern is annotated only
+    when its op passes too, so constants never widen the selection)."""
+    from torchao.quantization.pt2e.quantizer.utils import get_module_name_filter
+
+    filters = [get_module_name_filter(n) for n in names]
+
+    def under(node) -> bool:
+        return node.op in ("get_attr", "placeholder") or any(f(node) for f in filters)
+
+    return under
 
 
 def _litert_module_key(fqn: str) -> str:
