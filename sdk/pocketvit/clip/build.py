@@ -85,6 +85,9 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
     from pocketvit.clip.dropin import zero_shot_dropin_runtimes
 
     zero_shot_dropin_runtimes(recipe)  # a bad export.dropin fails before training
+    from pocketvit.clip.text_bundle import check_text_encoder_option, text_encoder_stages
+
+    check_text_encoder_option(recipe)  # likewise a text encoder the bundle cannot carry
     torch.manual_seed(recipe.seed)
     runner = StageRunner(out_dir, fresh=fresh, seed=recipe.seed)
     aug = AugmentConfig(**recipe.data.augment.model_dump())
@@ -215,6 +218,8 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
 
     zero_shot_dropin_stages(recipe, runner, [student], data, text, splits, spec, model_fn, class_emb, heldout,
                             exported, targets)
+    text_encoders = text_encoder_stages(recipe, runner, text_cfg, text_ckpt, text_student, exported, text, splits,
+                                        spec, class_emb, names)
     keys = ("test_top1", "heldout_top1", "heldout_top1_among_heldout", "seen_top1")
     report = {
         "recipe": recipe.name, "version": __version__, "task": "zero-shot",
@@ -230,13 +235,14 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
                  "image_teachers": len(c.image_teachers), "kd_weight": c.kd_weight, "scale": c.scale,
                  "reinforced": reinforced.meta, "student_epochs": recipe.distill.epochs},
         "text_student": text_student.meta if text_student else None,
+        "text_encoder": {rt: st.meta for rt, st in text_encoders.items()} or None,
         "exits": {},
         "stages": runner.summary(),
     }
     from pocketvit.clip.report import write_zero_shot_bundle
 
     write_zero_shot_bundle(out_dir, recipe, report, exported, splits, spec, dim, student.path / "student.safetensors",
-                           text.path / "text_embeddings.npy")
+                           text.path / "text_embeddings.npy", text_encoders)
     return report
 
 

@@ -119,7 +119,7 @@ class _Targets:
         p = load(self.bundle, target=target, num_threads=self.num_threads, use_exits=self.use_exits)
         if self.prompts:
             try:
-                p.restrict_classes(self.prompts)
+                p.use_prompts(self.prompts, num_threads=self.num_threads)
             except BaseException:
                 p.close()
                 raise
