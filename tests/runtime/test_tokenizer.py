@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-
 from pocketvit.errors import BundleError
 from pocketvit.runtime.tokenizer import WordPieceTokenizer
 
@@ -21,11 +20,14 @@ SENTENCES = [
     "one two three four five six seven eight nine ten eleven twelve thirteen fourteen",
 ]
 # a small vocabulary with word pieces, accents stripped, CJK characters and punctuation
-WORDS = ("a photo of trouser red dress with leather boot run un believ cafe naive resume deja vu is s neighbour "
-         "tab here newline spaces words symbols approx tag emoji test don t stop b zero width aao n c cotton machine "
-         "one two three four five six seven eight nine ten eleven twelve").split()
-PIECES = ["##s", "##believ", "##ably", "##ning", "##ner", "##ated", "##ash", "##able", "##teen", "hy", "##phen", "was", "##h",
-          "北", "京", "東", "5", "00", "100"]
+WORDS = [
+    "a", "photo", "of", "trouser", "red", "dress", "with", "leather", "boot", "run", "un", "believ", "cafe", "naive",
+    "resume", "deja", "vu", "is", "s", "neighbour", "tab", "here", "newline", "spaces", "words", "symbols", "approx",
+    "tag", "emoji", "test", "don", "t", "stop", "b", "zero", "width", "aao", "n", "c", "cotton", "machine", "one", "two",
+    "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+]
+PIECES = ["##s", "##believ", "##ably", "##ning", "##ner", "##ated", "##ash", "##able", "##teen", "hy", "##phen",
+          "was", "##h", "北", "京", "東", "5", "00", "100"]
 PUNCT = list(".,!?'-—&:$()#%")
 
 
