@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pocketvit.errors import PocketVitError
@@ -87,15 +88,18 @@ class FrameSlot:
 class CaptureThread(threading.Thread):
     """Reads ``source`` into ``slot`` until the source ends, fails, or ``stop`` is set.
 
-    ``pace_fps`` plays a file at that rate (window mode), as a camera would deliver it. A daemon
+    ``pace_fps`` plays a file at that rate (window mode), as a camera would deliver it. ``prepare(frame)``
+    runs on each frame before it is offered (only where no frame is dropped, so none is prepared in vain). A daemon
     thread: a driver stuck inside read() can never keep the process alive.
     """
 
-    def __init__(self, source: Source, slot: FrameSlot, pace_fps: float | None = None):
+    def __init__(self, source: Source, slot: FrameSlot, pace_fps: float | None = None,
+                 prepare: Callable[[Frame], None] | None = None):
         super().__init__(name="pocketvit-capture", daemon=True)
         self.source = source
         self.slot = slot
         self.pace_fps = pace_fps
+        self.prepare = prepare  # e.g. preprocessing, so it overlaps inference of the frame before
         self.stop_event = threading.Event()
         self.frames_read = 0
 
@@ -110,6 +114,8 @@ class CaptureThread(threading.Thread):
                         break
                     next_t = max(next_t + period, time.monotonic() - period)
                 self.frames_read += 1
+                if self.prepare is not None:
+                    self.prepare(frame)
                 if not self.slot.put(frame):
                     break
             self.slot.finish(EndOfStream())

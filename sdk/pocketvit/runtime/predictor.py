@@ -439,15 +439,20 @@ class Predictor:
             t0 = _clock()
             x = fast(image, input_color)
             if x is not None:
-                t1 = _clock()
-                self.last_preprocess_ms = (t1 - t0) * 1e3
-                if not self._fast_post:
-                    return self.predict_array(x, topk)[0]
-                y = self.backend.run(x)
-                ms = (_clock() - t1) * 1e3
-                self.last_latency_ms = ms
-                return self._make_classify(y, ms, topk)
+                self.last_preprocess_ms = (_clock() - t0) * 1e3
+                return self.predict_tensor(x, topk)
         return self.predict_array(self._preprocess_many([image], input_color), topk)[0]
+
+    def predict_tensor(self, x: np.ndarray, topk: int = 5) -> Prediction:
+        """``predict`` for one image already through ``preprocess`` (the demo preprocesses the next frame on
+        its capture thread while this one runs): the same Prediction. ``last_preprocess_ms`` is not touched."""
+        if not self._fast_post:
+            return self.predict_array(x, topk)[0]
+        t1 = _clock()
+        y = self.backend.run(x)
+        ms = (_clock() - t1) * 1e3
+        self.last_latency_ms = ms
+        return self._make_classify(y, ms, topk)
 
     def _make_classify(self, y: np.ndarray, ms: float, topk: int) -> Prediction:
         """``_make(y[0:1], None, ms, topk)`` for a classifier: the same Prediction, bit for bit.
