@@ -69,13 +69,26 @@ def model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"- Image teacher: {t['arch']} (zero-shot test top-1 {_pct(t['test_top1'])}, eager).",
         f"- Data: {d['name']} ({d['train']} training images, held-out classes {c['heldout_classes'] or 'none'}).",
         "- Training: MobileCLIP-style reinforced dataset, CLIP loss + KD on image-text similarity matrices.",
-        "- Licence: weights produced by this build"
-        + ("; text teacher all-MiniLM-L6-v2 (Apache-2.0), not shipped: only its class embeddings are." if
-           c["text_teacher"] == "minilm" else f"; check the text teacher's own terms ({c['text_teacher']})."), "",
+        "- Licence: weights produced by this build" + _text_licence(c["text_teacher"], manifest), "",
         "## Measured on each runtime (zero-shot top-1 on the whole test split)", "", _md_table(targets_table(report)), "",
         _md_table(zero_shot_rows(report)), "",
         *dropin_card_lines(manifest),
     ])
+
+
+def _text_licence(teacher: str, manifest: dict[str, Any]) -> str:
+    from pocketvit.clip.text_bundle import STUDENT_NAME
+
+    te = manifest.get("text_encoder")
+    if not te:
+        return ("; text teacher all-MiniLM-L6-v2 (Apache-2.0), not shipped: only its class embeddings are." if
+                teacher == "minilm" else f"; check the text teacher's own terms ({teacher}).")
+    files = ", ".join(e["path"] for e in te["files"].values())
+    what = ("all-MiniLM-L6-v2 (Apache-2.0)" if teacher == "minilm" else teacher) + (
+        ", as a TinyCLIP student distilled from it" if te["source"] == STUDENT_NAME else "")
+    return (f"; the text encoder ({files} + {te['tokenizer']['path']}) is {what}: typed prompts "
+            "(`--prompts \"a red dress\"`, `Predictor.use_prompts`) are embedded on the device"
+            + ("." if teacher == "minilm" else "; check its own terms."))
 
 
 def write_zero_shot_bundle(out_dir: Path, recipe: Any, report: dict[str, Any], exported: dict, splits: Any,

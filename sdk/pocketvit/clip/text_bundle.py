@@ -24,6 +24,7 @@ from pocketvit.progress import log
 
 MODEL_NAMES = {"onnx": "text_encoder.onnx", "litert": "text_encoder.tflite", "executorch": "text_encoder.pte"}
 VOCAB = "text_vocab.txt"
+STUDENT_NAME = "TinyCLIP text student"
 # free-text prompts measured against the stored class embeddings: a plain template, and (Fashion-MNIST) wordings
 # that appear in no caption, prompt template or class name the build used
 PARAPHRASES = {"t-shirt": "a plain cotton tee", "trouser": "a pair of blue jeans", "pullover": "a warm knitted jumper",
@@ -93,7 +94,7 @@ def load_bundle_text_encoder(recipe: Any, text_ckpt: Path | None, text_student: 
         if text_student is None:
             raise RecipeError("clip.text_encoder_in_bundle: 'student' needs clip.text_student (the TinyCLIP text "
                               "student stage); set it, or use 'teacher'")
-        return load_hf_text_encoder(Path(text_student.path) / "student", name="text student")
+        return load_hf_text_encoder(Path(text_student.path) / "student", name=STUDENT_NAME)
     return load_text_encoder(recipe.clip.text_teacher, text_ckpt)
 
 
