@@ -14,6 +14,7 @@ import pytest
 
 from tests.clip.conftest import TINY_CLIP, tiny_clip_sets, with_distinct_text_embeddings
 from tests.conftest import ROOT, run_cli
+from tests.runtime.test_runtime_torch_free import BLOCK_TORCH
 
 SDK_ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "sdk"), os.environ.get("PYTHONPATH", "")])}
 FREE = ["a red dress", "a leather boot", "a pair of trousers"]
@@ -110,16 +111,7 @@ def test_damaged_text_encoder_files_are_refused(text_build, tmp_path, part):
         Bundle.open(bundle, verify=True)
 
 
-TORCH_FREE = r"""
-import importlib.abc, json, sys
-
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test")
-        return None
-
-sys.meta_path.insert(0, NoTorch())
+TORCH_FREE = BLOCK_TORCH + r"""
 import numpy as np
 from pocketvit.runtime import load
 
