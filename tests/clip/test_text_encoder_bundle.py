@@ -53,6 +53,9 @@ def test_report_and_manifest_describe_the_text_encoder(text_build):
     assert m["max_tokens"] == 24 and m["tokenizer"]["type"] == "wordpiece" and set(m["files"]) == {"onnx"}
     for e in (m["tokenizer"], m["files"]["onnx"]):
         assert (out / "bundle" / e["path"]).is_file() and len(e["sha256"]) == 64
+    from pocketvit.cli.inspect import summarize
+
+    assert summarize(out / "bundle")["text_encoder"] == m
 
 
 def test_free_text_prompts_score_like_the_eager_encoder(text_build, tiny_text_folder, tmp_path):
