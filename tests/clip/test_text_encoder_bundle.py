@@ -168,3 +168,13 @@ def test_real_minilm_on_onnx_matches_sentence_transformers(tmp_path):
     st = SentenceTransformer(str(minilm_path()), device="cpu").encode(sentences, normalize_embeddings=True)
     cos = (rt.encode(sentences) * st).sum(1)
     assert cos.min() > 0.9999, cos.min()
+
+
+def test_a_rebuild_without_the_text_encoder_leaves_none_behind(text_build, tmp_path):
+    from pocketvit.clip.text_bundle import bundle_text_encoder_entry
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(text_build[0] / "bundle", bundle)
+    assert (bundle / "text_encoder.onnx").is_file() and (bundle / "text_vocab.txt").is_file()
+    assert bundle_text_encoder_entry(bundle, {}) is None
+    assert not (bundle / "text_encoder.onnx").exists() and not (bundle / "text_vocab.txt").exists()

@@ -177,7 +177,12 @@ def text_encoder_stage_fn(recipe: Any, runtime: str, load_encoder: Callable[[], 
 
 
 def bundle_text_encoder_entry(bundle: Path, stages: dict[str, Any]) -> dict[str, Any] | None:
-    """Place the text-encoder stages' files in the bundle; returns the manifest's text_encoder block."""
+    """Place the text-encoder stages' files in the bundle (removing those a previous build left and this one
+    does not list); returns the manifest's text_encoder block."""
+    keep = {st.meta["file"] for st in stages.values()} | ({VOCAB} if stages else set())
+    for stale in set(MODEL_NAMES.values()) | {VOCAB}:
+        if stale not in keep and (bundle / stale).is_file():
+            (bundle / stale).unlink()
     if not stages:
         return None
     from pocketvit.export.bundle import place
