@@ -190,8 +190,8 @@ def run_demo(options: DemoOptions, log: Log = print, warn: Log | None = None) ->
     log(f"{src.description} -> {p.target} ({p.runtime}{': ' + ', '.join(engine) if any(engine) else ''})")
     drop, pace = _pace(o, src)
     slot = FrameSlot(drop=drop)
-    # every-frame mode: the capture thread also preprocesses, overlapping inference of the previous frame
     switch = sys.getswitchinterval()
+    # every-frame mode: the capture thread also preprocesses, overlapping inference of the previous frame
     capture = CaptureThread(src, slot, pace_fps=pace, prepare=None if drop else _preparer(targets, o.input_color))
     outputs = server = None
     try:
@@ -207,7 +207,8 @@ def run_demo(options: DemoOptions, log: Log = print, warn: Log | None = None) ->
             cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | getattr(cv2, "WINDOW_GUI_NORMAL", 0))
             log("keys: q quit, p pause, t switch target, s save snapshot")
         # The capture, output and inference threads share the GIL: with Python's default 5 ms switch interval the
-        # inference thread could wait up to 5 ms to get it back after each runtime call; 0.5 ms bounds that.
+        # inference thread could wait up to 5 ms to get it back after each runtime call; 0.5 ms bounds that
+        # (part of the measured pipeline; its own share of the gain was not measured separately).
         sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         capture.start()
         _loop(o, targets, src, slot, outputs, server, window, result, log, _warn)
