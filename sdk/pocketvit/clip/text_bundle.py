@@ -11,6 +11,7 @@ image embeddings of the exported image model on its runtime.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,14 @@ def export_text_model(encoder: Any, runtime: str, path: Path, max_tokens: int, n
     model = TokenStates(encoder.model).cpu().eval()
     example = (torch.ones(1, max_tokens, dtype=torch.long), torch.ones(1, max_tokens, dtype=torch.long))
     fn = {"onnx": export_onnx, "litert": export_litert, "executorch": export_executorch}[runtime]
-    return fn(model, example, path, model_name=name, prepare=False)
+    # onnxscript's constant folding logs a harmless "Evaluation failed" warning on BERT's attention mask
+    quiet = logging.getLogger("onnxscript")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return fn(model, example, path, model_name=name, prepare=False)
+    finally:
+        quiet.setLevel(level)
 
 
 def load_bundle_text_encoder(recipe: Any, text_ckpt: Path | None, text_student: Any) -> Any:
