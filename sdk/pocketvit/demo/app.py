@@ -31,6 +31,7 @@ from .writer import OutputWorker
 
 WINDOW = "pocketvit demo"
 SWITCH_INTERVAL_S = 0.0005
+EVERY_FRAME_DEPTH = 4  # frames decoded (and preprocessed) ahead of the model when none is dropped
 IMAGE_FOLDER_FPS = 2.0  # how long each image of a folder stays on screen in window mode
 
 Log = Callable[[str], None]
@@ -189,7 +190,7 @@ def run_demo(options: DemoOptions, log: Log = print, warn: Log | None = None) ->
     engine = getattr(p.backend, "providers", None) or [getattr(p.backend, "interpreter_module", "")]
     log(f"{src.description} -> {p.target} ({p.runtime}{': ' + ', '.join(engine) if any(engine) else ''})")
     drop, pace = _pace(o, src)
-    slot = FrameSlot(drop=drop)
+    slot = FrameSlot(drop=drop, depth=EVERY_FRAME_DEPTH)
     switch = sys.getswitchinterval()
     # every-frame mode: the capture thread also preprocesses, overlapping inference of the previous frame
     capture = CaptureThread(src, slot, pace_fps=pace, prepare=None if drop else _preparer(targets, o.input_color))
