@@ -65,3 +65,32 @@ def test_headless_write_error_is_one_clean_error(bundle, target, video, tmp_path
                  log=lambda m: None)
     assert len(calls) >= 4
     assert not [t for t in threading.enumerate() if t.name == "pocketvit-output"]  # the worker was joined
+
+
+def test_every_frame_queue_holds_depth_frames_then_waits():
+    import numpy as np
+    from pocketvit.demo.capture import EndOfStream, FrameSlot
+    from pocketvit.demo.sources import Frame
+
+    slot = FrameSlot(drop=False, depth=3)
+    put = []
+
+    def producer():
+        for i in range(6):
+            slot.put(Frame(np.zeros((2, 2, 3), np.uint8), "test", i, 0.0))
+            put.append(i)
+        slot.finish(EndOfStream())
+
+    t = threading.Thread(target=producer, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 5
+    while len(put) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert put == [0, 1, 2]  # three queued, the fourth waits for the consumer
+    got = []
+    while not isinstance(item := slot.get(2.0), EndOfStream):
+        got.append(item.index)
+    t.join(2)
+    assert got == list(range(6)) and slot.dropped == 0
+    assert FrameSlot(drop=True, depth=3).depth == 1  # latest-frame mode keeps one slot
