@@ -66,6 +66,7 @@ def demo(
     bench: Annotated[
         bool, typer.Option("--bench", help="After the run, time the runtime alone on the same frames and print demo FPS, runtime FPS and their ratio.")
     ] = False,
+    bench_rounds: Annotated[int, typer.Option("--bench-rounds", min=1, help="--bench: interleaved rounds (demo run, runtime alone, predict); medians.")] = 5,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
     """Run a bundle on a camera, video or image folder: a window with the label, score, FPS, latency and
@@ -103,7 +104,7 @@ def demo(
     )
     if bench:
         b = benchmark(bundle, source, target=result.target, max_frames=max_frames, input_color=input_color.upper(),
-                      demo_fps=result.fps, demo_stage_ms=result.stage_ms, num_threads=threads)
+                      demo_fps=result.fps, demo_stage_ms=result.stage_ms, num_threads=threads, rounds=bench_rounds)
         for line in b.lines():
             print(line)
         (out / "bench.json").write_text(json.dumps(b.to_dict(), indent=2) + "\n")
