@@ -19,6 +19,7 @@ from pocketvit.errors import RecipeError
 from pocketvit.io import hash_config, sha256_file
 from pocketvit.pipeline import StageResult, StageRunner
 from pocketvit.progress import log
+from pocketvit.recipe.schema import stable_dump
 
 OPEN_CLIP_TOWER = "open_clip"  # clip.image_teachers entry: the open_clip text teacher's image tower
 CLIP_STAGES = ("clip-text", "clip-image-teacher", "clip-reinforce", "clip-distill", "text-student")
@@ -97,7 +98,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
     train_index = np.flatnonzero(~np.isin(splits.train.labels.numpy(), heldout))
     log(f"data: {splits.name} train {len(train_index)} (held-out classes {c.heldout_classes or 'none'} removed) / "
         f"test {len(splits.test)}")
-    data = StageResult("data", hash_config({"data": recipe.data.model_dump(), "seed": recipe.seed,
+    data = StageResult("data", hash_config({"data": stable_dump(recipe.data), "seed": recipe.seed,
                                             "n": [len(splits.train), len(splits.test)]}), out_dir, {}, 0.0, True)
     captions = all_captions()
 
@@ -171,7 +172,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         return {"images": len(rd), "augmentations": c.augmentations, "teachers": len(teachers),
                 "captions_per_image": c.captions_per_image, "bytes": rd.size_bytes()}
 
-    rcfg = {"augment": recipe.data.augment.model_dump(), "augmentations": c.augmentations}
+    rcfg = {"augment": stable_dump(recipe.data.augment), "augmentations": c.augmentations}
     reinforced = runner.run("clip-reinforce", rcfg, [data, text, teacher], reinforce_stage)
     log(f"  reinforced dataset: {reinforced.meta['images']} images x {c.augmentations} augmentations, "
         f"{reinforced.meta['bytes'] / 1e6:.1f} MB")
