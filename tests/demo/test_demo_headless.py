@@ -99,11 +99,11 @@ def test_option_errors(bundle, video, tmp_path):
 def test_bench_prints_demo_and_runtime_fps(bundle, target, video, tmp_path):
     out = tmp_path / "out"
     r = run_cli("demo", str(bundle), "--source", str(video), "--target", target, "--headless", "--out", str(out),
-                "--save", "none", "--bench")
+                "--save", "none", "--bench", "--bench-rounds", "2")
     assert r.returncode == 0, r.stderr
     assert "runtime alone" in r.stdout and "ratio demo / runtime" in r.stdout
     b = json.loads((out / "bench.json").read_text())
-    assert b["frames"] == N_FRAMES and b["target"] == target
+    assert b["frames"] == N_FRAMES and b["target"] == target and b["rounds"] == 2
     assert b["demo_fps"] > 0 and b["runtime_fps"] > 0 and b["ratio"] == pytest.approx(b["demo_fps"] / b["runtime_fps"])
 
 

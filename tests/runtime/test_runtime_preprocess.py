@@ -146,3 +146,19 @@ def test_preprocess_array():
         x[0, :, 0, 0], [(1 - m) / s for m, s in zip(RGB_SPEC["mean"], RGB_SPEC["std"])], rtol=1e-6
     )
     assert preprocess_array(np.stack([crop, crop]), RGB_SPEC).shape == (2, 3, 4, 4)
+
+
+@pytest.mark.parametrize("pil", [True, False])
+def test_bgr_input_resized_before_the_channel_swap_gives_the_same_pixels(monkeypatch, pil):
+    """prepare_image resizes a BGR frame for an RGB model before swapping channels (cheaper): same bits as
+    converting first, with PIL and with the numpy resize, for 3- and 4-channel frames."""
+    if not pil:
+        monkeypatch.setattr(P, "_PIL_IMAGE", None)
+    spec = {**RGB_SPEC, "height": 24, "width": 20, "resize": 26, "crop": [24, 20]}
+    rng = np.random.default_rng(1)
+    for shape in [(61, 47, 3), (40, 90, 4), (24, 20, 3)]:
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        rgb = np.ascontiguousarray(img[:, :, 2::-1])  # what the model wants, converted first
+        want = P.prepare_image(rgb, spec, "RGB")
+        got = P.prepare_image(img, spec, "BGR")
+        assert got.flags.c_contiguous and got.dtype == np.uint8 and np.array_equal(got, want)

@@ -12,7 +12,7 @@ import pocketvit
 
 SDK = str(Path(pocketvit.__file__).resolve().parents[1])
 
-SCRIPT = r"""
+BLOCK_TORCH = r"""
 import importlib.abc, json, sys
 
 class NoTorch(importlib.abc.MetaPathFinder):
@@ -22,6 +22,9 @@ class NoTorch(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, NoTorch())
+"""  # the start of a script run where `import torch` fails
+
+SCRIPT = BLOCK_TORCH + r"""
 import numpy as np
 from pocketvit.errors import MissingExtraError
 from pocketvit.runtime import load

@@ -39,6 +39,10 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+PROMPTS_HELP = ("Zero-shot bundles: comma-separated prompts to score against: free text (\"a red dress,a leather "
+                "boot\") when the bundle carries a text encoder, else names of the bundle's classes (\"a shirt,a sneaker\").")
+
+
 def split_prompts(prompts: str | None) -> list[str] | None:
     """`--prompts "a shirt,a sneaker"` -> ["a shirt", "a sneaker"] (None when not given)."""
     return [p.strip() for p in prompts.split(",") if p.strip()] if prompts else None

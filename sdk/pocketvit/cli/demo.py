@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import err_console, handle_errors, split_prompts
+from pocketvit.cli.common import PROMPTS_HELP, err_console, handle_errors, split_prompts
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 
@@ -62,11 +62,11 @@ def demo(
     camera_size: Annotated[str | None, typer.Option("--camera-size", help="Capture size asked of a camera, e.g. 640x480.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Runtime threads (default: the runtime's choice).")] = None,
     no_exits: Annotated[bool, typer.Option("--no-exits", help="Run the full model even when the bundle has early exits.")] = False,
-    prompts: Annotated[str | None, typer.Option("--prompts", help="Zero-shot bundles: comma-separated classes to choose "
-                                                 "among, e.g. \"a shirt,a sneaker\" (names of the bundle's classes).")] = None,
+    prompts: Annotated[str | None, typer.Option("--prompts", help=PROMPTS_HELP)] = None,
     bench: Annotated[
         bool, typer.Option("--bench", help="After the run, time the runtime alone on the same frames and print demo FPS, runtime FPS and their ratio.")
     ] = False,
+    bench_rounds: Annotated[int, typer.Option("--bench-rounds", min=1, help="--bench: interleaved rounds (demo run, runtime alone, predict); medians.")] = 5,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
     """Run a bundle on a camera, video or image folder: a window with the label, score, FPS, latency and
@@ -104,7 +104,7 @@ def demo(
     )
     if bench:
         b = benchmark(bundle, source, target=result.target, max_frames=max_frames, input_color=input_color.upper(),
-                      demo_fps=result.fps, demo_stage_ms=result.stage_ms, num_threads=threads)
+                      demo_fps=result.fps, demo_stage_ms=result.stage_ms, num_threads=threads, rounds=bench_rounds)
         for line in b.lines():
             print(line)
         (out / "bench.json").write_text(json.dumps(b.to_dict(), indent=2) + "\n")

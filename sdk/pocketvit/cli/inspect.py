@@ -53,6 +53,7 @@ def summarize(bundle_path: Path) -> dict[str, Any]:
         "exits": b.exits,
         "metrics": m.get("metrics") or {},
         "source": m.get("source"),
+        "text_encoder": m.get("text_encoder"),
         "card": card_path.read_text(encoding="utf-8") if card_path.is_file() else None,
     }
 
@@ -114,6 +115,11 @@ def inspect(
     if s["labels"]:
         shown = ", ".join(s["labels"][:20]) + (f", … ({len(s['labels'])} in all)" if len(s["labels"]) > 20 else "")
         console.print(f"labels ({len(s['labels'])}): {shown}", highlight=False)
+    if s["text_encoder"]:
+        te = s["text_encoder"]
+        files = ", ".join(f"{rt} {e['path']} ({_size(e.get('bytes'))})" for rt, e in te["files"].items())
+        console.print(f"text encoder for typed prompts (--prompts): {te.get('source')}, {te['dim']}-d, "
+                      f"{te['max_tokens']} tokens; {files}; vocabulary {te['tokenizer']['path']}", highlight=False)
     if s["source"]:
         console.print(f"eager reference: {s['source'].get('arch')} ({s['source'].get('weights')})", highlight=False)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import handle_errors
+from pocketvit.cli.common import PROMPTS_HELP, handle_errors
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 TargetOpt = Annotated[
@@ -24,8 +24,7 @@ def predict(
     topk: Annotated[int, typer.Option("--topk", "-k", help="How many labels to print per image.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
     no_exits: Annotated[bool, typer.Option("--no-exits", help="Run the full model even when the bundle has early exits.")] = False,
-    prompts: Annotated[str | None, typer.Option("--prompts", help="Zero-shot bundles: comma-separated classes to choose "
-                                                 "among, e.g. \"a shirt,a sneaker\" (names of the bundle's classes).")] = None,
+    prompts: Annotated[str | None, typer.Option("--prompts", help=PROMPTS_HELP)] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
     """Classify image files with a bundle and print the top-k labels and scores."""
@@ -35,7 +34,7 @@ def predict(
 
     predictor = load(bundle, target=target, use_exits=not no_exits)
     if prompts:
-        predictor.restrict_classes(split_prompts(prompts))
+        predictor.use_prompts(split_prompts(prompts))
     for path in images:
         if not path.is_file():
             raise PocketVitError(f"image {path} not found")

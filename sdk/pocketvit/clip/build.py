@@ -19,6 +19,7 @@ from pocketvit.errors import RecipeError
 from pocketvit.io import hash_config, sha256_file
 from pocketvit.pipeline import StageResult, StageRunner
 from pocketvit.progress import log
+from pocketvit.recipe.schema import stable_dump
 
 OPEN_CLIP_TOWER = "open_clip"  # clip.image_teachers entry: the open_clip text teacher's image tower
 CLIP_STAGES = ("clip-text", "clip-image-teacher", "clip-reinforce", "clip-distill", "text-student")
@@ -85,6 +86,9 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
     from pocketvit.clip.dropin import zero_shot_dropin_runtimes
 
     zero_shot_dropin_runtimes(recipe)  # a bad export.dropin fails before training
+    from pocketvit.clip.text_bundle import check_text_encoder_option, text_encoder_stages
+
+    check_text_encoder_option(recipe)  # likewise a text encoder the bundle cannot carry
     torch.manual_seed(recipe.seed)
     runner = StageRunner(out_dir, fresh=fresh, seed=recipe.seed)
     aug = AugmentConfig(**recipe.data.augment.model_dump())
@@ -94,7 +98,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
     train_index = np.flatnonzero(~np.isin(splits.train.labels.numpy(), heldout))
     log(f"data: {splits.name} train {len(train_index)} (held-out classes {c.heldout_classes or 'none'} removed) / "
         f"test {len(splits.test)}")
-    data = StageResult("data", hash_config({"data": recipe.data.model_dump(), "seed": recipe.seed,
+    data = StageResult("data", hash_config({"data": stable_dump(recipe.data), "seed": recipe.seed,
                                             "n": [len(splits.train), len(splits.test)]}), out_dir, {}, 0.0, True)
     captions = all_captions()
 
@@ -168,7 +172,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         return {"images": len(rd), "augmentations": c.augmentations, "teachers": len(teachers),
                 "captions_per_image": c.captions_per_image, "bytes": rd.size_bytes()}
 
-    rcfg = {"augment": recipe.data.augment.model_dump(), "augmentations": c.augmentations}
+    rcfg = {"augment": stable_dump(recipe.data.augment), "augmentations": c.augmentations}
     reinforced = runner.run("clip-reinforce", rcfg, [data, text, teacher], reinforce_stage)
     log(f"  reinforced dataset: {reinforced.meta['images']} images x {c.augmentations} augmentations, "
         f"{reinforced.meta['bytes'] / 1e6:.1f} MB")
@@ -215,6 +219,8 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
 
     zero_shot_dropin_stages(recipe, runner, [student], data, text, splits, spec, model_fn, class_emb, heldout,
                             exported, targets)
+    text_encoders = text_encoder_stages(recipe, runner, text_cfg, text_ckpt, text_student, exported, text, splits,
+                                        spec, class_emb, names)
     keys = ("test_top1", "heldout_top1", "heldout_top1_among_heldout", "seen_top1")
     report = {
         "recipe": recipe.name, "version": __version__, "task": "zero-shot",
@@ -230,13 +236,14 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
                  "image_teachers": len(c.image_teachers), "kd_weight": c.kd_weight, "scale": c.scale,
                  "reinforced": reinforced.meta, "student_epochs": recipe.distill.epochs},
         "text_student": text_student.meta if text_student else None,
+        "text_encoder": {rt: st.meta for rt, st in text_encoders.items()} or None,
         "exits": {},
         "stages": runner.summary(),
     }
     from pocketvit.clip.report import write_zero_shot_bundle
 
     write_zero_shot_bundle(out_dir, recipe, report, exported, splits, spec, dim, student.path / "student.safetensors",
-                           text.path / "text_embeddings.npy")
+                           text.path / "text_embeddings.npy", text_encoders)
     return report
 
 

@@ -50,7 +50,9 @@ def clip_markdown(report: dict[str, Any], table) -> list[str]:
              f"{r['captions_per_image']} captions per image, {r['bytes'] / 1e6:.1f} MB; student trained "
              f"{c['student_epochs']} epoch(s) with CLIP loss + {c['kd_weight']} x KD (logit scale {c['scale']:g}), "
              "no teacher forward."), ""]
-    return lines + text_student_lines(report.get("text_student"), table)
+    from pocketvit.clip.text_bundle import text_encoder_markdown
+
+    return lines + text_student_lines(report.get("text_student"), table) + text_encoder_markdown(report, table)
 
 
 def model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
@@ -67,18 +69,34 @@ def model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"- Image teacher: {t['arch']} (zero-shot test top-1 {_pct(t['test_top1'])}, eager).",
         f"- Data: {d['name']} ({d['train']} training images, held-out classes {c['heldout_classes'] or 'none'}).",
         "- Training: MobileCLIP-style reinforced dataset, CLIP loss + KD on image-text similarity matrices.",
-        "- Licence: weights produced by this build"
-        + ("; text teacher all-MiniLM-L6-v2 (Apache-2.0), not shipped: only its class embeddings are." if
-           c["text_teacher"] == "minilm" else f"; check the text teacher's own terms ({c['text_teacher']})."), "",
+        "- Licence: weights produced by this build" + _text_licence(c["text_teacher"], manifest), "",
         "## Measured on each runtime (zero-shot top-1 on the whole test split)", "", _md_table(targets_table(report)), "",
         _md_table(zero_shot_rows(report)), "",
         *dropin_card_lines(manifest),
     ])
 
 
+def _text_licence(teacher: str, manifest: dict[str, Any]) -> str:
+    from pocketvit.clip.text_bundle import STUDENT_NAME
+
+    te = manifest.get("text_encoder")
+    if not te:
+        return ("; text teacher all-MiniLM-L6-v2 (Apache-2.0), not shipped: only its class embeddings are." if
+                teacher == "minilm" else f"; check the text teacher's own terms ({teacher}).")
+    files = ", ".join(e["path"] for e in te["files"].values())
+    what = ("all-MiniLM-L6-v2 (Apache-2.0)" if teacher == "minilm" else teacher) + (
+        ", as a TinyCLIP student distilled from it" if te["source"] == STUDENT_NAME else "")
+    return (f"; the text encoder ({files} + {te['tokenizer']['path']}) is {what}: typed prompts "
+            "(`--prompts \"a red dress\"`, `Predictor.use_prompts`) are embedded on the device"
+            + ("." if teacher == "minilm" else "; check its own terms."))
+
+
 def write_zero_shot_bundle(out_dir: Path, recipe: Any, report: dict[str, Any], exported: dict, splits: Any,
-                           spec: dict[str, Any], dim: int, weights: Path, text_embeddings: Path) -> Path:
-    """bundle/: the exported files, text_embeddings.npy (sha256 in the manifest), task zero-shot; then the report."""
+                           spec: dict[str, Any], dim: int, weights: Path, text_embeddings: Path,
+                           text_encoders: dict[str, Any] | None = None) -> Path:
+    """bundle/: the exported files, text_embeddings.npy (sha256 in the manifest), task zero-shot, the text encoder
+    when the recipe puts one in (clip.text_encoder_in_bundle); then the report."""
+    from pocketvit.clip.text_bundle import bundle_text_encoder_entry
     from pocketvit.export import ExportedFile
     from pocketvit.export.bundle import place, write_bundle_dir
     from pocketvit.models import source_block
@@ -86,6 +104,7 @@ def write_zero_shot_bundle(out_dir: Path, recipe: Any, report: dict[str, Any], e
 
     bundle = out_dir / "bundle"
     place(text_embeddings, bundle / TEXT_EMBEDDINGS)
+    text_encoder = bundle_text_encoder_entry(bundle, text_encoders or {})
     files = [ExportedFile(t, st.path / st.meta["file"], st.meta["runtime"], st.meta["precision"],
                           info=dict(st.meta.get("info") or {})) for t, st in exported.items()]
     metrics = {t: {k: v for k, v in m.items() if k in ("test_top1", "heldout_top1", "parity", "latency_ms")}
@@ -95,7 +114,8 @@ def write_zero_shot_bundle(out_dir: Path, recipe: Any, report: dict[str, Any], e
     source = source_block(s["arch"], {**recipe.student.options, "embed_norm": True}, c, dim, h)
     write_bundle_dir(bundle, name=recipe.name, files=files, labels=list(splits.labels), input_spec=spec,
                      source=source, reference_weights=weights, task="zero-shot", outputs="embedding", metrics=metrics,
-                     extra={"text_embeddings": TEXT_EMBEDDINGS, "logit_scale": 100.0},
+                     extra={"text_embeddings": TEXT_EMBEDDINGS, "logit_scale": 100.0}
+                     | ({"text_encoder": text_encoder} if text_encoder else {}),
                      card=lambda manifest: model_card(report, manifest))
     write_report(out_dir, report)
     return bundle

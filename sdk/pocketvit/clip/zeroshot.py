@@ -50,6 +50,22 @@ def eager_embeddings(model: torch.nn.Module, splits: Splits, images: torch.Tenso
                       for i in range(0, len(images), batch_size)]).numpy()
 
 
+def runtime_embeddings(exported: Any, splits: Splits, spec: dict[str, Any], threads: int | None,
+                       description: str) -> np.ndarray:
+    """The test split's image embeddings from an exported file on its own runtime (batch 1, the bundle's
+    preprocessing in the file's input form)."""
+    from pocketvit.runtime import open_backend
+    from pocketvit.verify import file_inputs, run_batch1, runtime_inputs
+
+    x = runtime_inputs(splits, spec)
+    xr = file_inputs(splits, spec, exported.meta.get("info") or {}, x)
+    backend = open_backend(exported.meta["runtime"], str(exported.path / exported.meta["file"]), num_threads=threads)
+    try:
+        return run_batch1(backend.run, xr, description).reshape(len(x), -1)
+    finally:
+        backend.close()
+
+
 def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[], torch.nn.Module], splits: Splits,
                                spec: dict[str, Any], text_emb: np.ndarray, heldout: Sequence[int],
                                cfg: Any) -> Callable[[Path], dict]:

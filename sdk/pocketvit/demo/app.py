@@ -26,9 +26,12 @@ from .errors import CameraError, DemoError, SourceError
 from .mjpeg import MjpegServer
 from .outputs import SAVE_MODES, DemoOutputs, encode_jpeg
 from .overlay import FpsMeter, ViewInfo, annotate
-from .sources import Retry, Source, open_source
+from .sources import Frame, Retry, Source, open_source
+from .writer import OutputWorker
 
 WINDOW = "pocketvit demo"
+SWITCH_INTERVAL_S = 0.0005
+EVERY_FRAME_DEPTH = 4  # frames decoded (and preprocessed) ahead of the model when none is dropped
 IMAGE_FOLDER_FPS = 2.0  # how long each image of a folder stays on screen in window mode
 
 Log = Callable[[str], None]
@@ -67,7 +70,9 @@ class DemoResult:
     mjpeg_url: str | None = None
     snapshots: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    stage_ms: dict[str, float] = field(default_factory=dict)  # mean per frame: wait, predict, annotate, output
+    # mean ms per frame: wait, predict (inference thread); annotate, output (the output thread when headless);
+    # handoff (inference thread waiting for the output thread)
+    stage_ms: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
 
     @property
@@ -119,7 +124,7 @@ class _Targets:
         p = load(self.bundle, target=target, num_threads=self.num_threads, use_exits=self.use_exits)
         if self.prompts:
             try:
-                p.restrict_classes(self.prompts)
+                p.use_prompts(self.prompts, num_threads=self.num_threads)
             except BaseException:
                 p.close()
                 raise
@@ -185,8 +190,10 @@ def run_demo(options: DemoOptions, log: Log = print, warn: Log | None = None) ->
     engine = getattr(p.backend, "providers", None) or [getattr(p.backend, "interpreter_module", "")]
     log(f"{src.description} -> {p.target} ({p.runtime}{': ' + ', '.join(engine) if any(engine) else ''})")
     drop, pace = _pace(o, src)
-    slot = FrameSlot(drop=drop)
-    capture = CaptureThread(src, slot, pace_fps=pace)
+    slot = FrameSlot(drop=drop, depth=EVERY_FRAME_DEPTH)
+    switch = sys.getswitchinterval()
+    # every-frame mode: the capture thread also preprocesses, overlapping inference of the previous frame
+    capture = CaptureThread(src, slot, pace_fps=pace, prepare=None if drop else _preparer(targets, o.input_color))
     outputs = server = None
     try:
         outputs = DemoOutputs(o.out, o.save, video_fps=pace or src.fps or 10.0, save_frames=o.headless)
@@ -200,9 +207,14 @@ def run_demo(options: DemoOptions, log: Log = print, warn: Log | None = None) ->
             # GUI_NORMAL: no Qt toolbar over the view; the keys below are the controls.
             cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | getattr(cv2, "WINDOW_GUI_NORMAL", 0))
             log("keys: q quit, p pause, t switch target, s save snapshot")
+        # The capture, output and inference threads share the GIL: with Python's default 5 ms switch interval the
+        # inference thread could wait up to 5 ms to get it back after each runtime call; 0.5 ms bounds that
+        # (part of the measured pipeline; its own share of the gain was not measured separately).
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         capture.start()
         _loop(o, targets, src, slot, outputs, server, window, result, log, _warn)
     finally:
+        sys.setswitchinterval(switch)
         capture.stop()
         result.dropped = slot.dropped
         result.target = targets.current.target
@@ -217,11 +229,60 @@ def run_demo(options: DemoOptions, log: Log = print, warn: Log | None = None) ->
     return result
 
 
+def _preparer(targets: _Targets, input_color: str) -> Callable[[Frame], None]:
+    def prepare(frame: Frame) -> None:
+        p = targets.current
+        t = time.perf_counter()
+        try:
+            frame.tensor = p.preprocess(frame.image, input_color)
+        except (ValueError, TypeError):
+            return  # the inference loop preprocesses it again and reports the problem
+        frame.preprocess_ms = (time.perf_counter() - t) * 1e3
+        frame.prepared_by = p
+
+    return prepare
+
+
+def _emit(item: tuple, outputs: DemoOutputs, server: MjpegServer | None, need_image: bool, stage: dict):
+    """One processed frame's outputs: annotated view, frames.jsonl line, JPEG / video frame, MJPEG; returns the view."""
+    n, image, info, rec = item
+    ta = time.monotonic()
+    view = annotate(image, info) if need_image else None
+    to = time.monotonic()
+    stage["annotate"] += to - ta
+    outputs.record(rec)
+    jpeg = encode_jpeg(view) if server is not None or outputs.save == "jpg" else None
+    if server is not None:
+        server.publish(jpeg, rec)
+    outputs.frame(n, view, jpeg)
+    stage["output"] += time.monotonic() - to
+    return view
+
+
 def _loop(o, targets, src, slot, outputs, server, window, result, log, warn) -> None:
-    cv2 = get_cv2()
+    """Window mode annotates and shows on this thread (OpenCV's GUI wants it); headless hands each frame's
+    outputs to an OutputWorker, so this thread only waits for frames and predicts."""
     meter = FpsMeter()
-    stage = {"wait": 0.0, "predict": 0.0, "annotate": 0.0, "output": 0.0}
+    stage = {"wait": 0.0, "predict": 0.0, "annotate": 0.0, "output": 0.0, "handoff": 0.0}
     need_image = window or server is not None or outputs.wants_image
+    worker = None if window else OutputWorker(lambda item: _emit(item, outputs, server, need_image, stage))
+    if worker is not None:
+        worker.start()
+    t0 = time.monotonic()
+    try:
+        _frames(o, targets, src, slot, outputs, server, window, result, log, warn, meter, stage, need_image, worker)
+    finally:
+        if worker is not None:  # write what is queued; a write error is raised unless another one is on its way
+            worker.close(raise_error=sys.exc_info()[0] is None)
+            stage["handoff"] = worker.handoff_s
+    result.seconds = time.monotonic() - t0  # the last frames' writing included
+    n = result.frames
+    result.stage_ms = {k: (v / n * 1e3 if n else 0.0) for k, v in stage.items()}
+
+
+def _frames(o, targets, src, slot, outputs, server, window, result, log, warn, meter, stage, need_image,
+            worker) -> None:
+    cv2 = get_cv2()
     paused = False
     last = None  # (frame, prediction, annotated view) of the newest frame
     n = 0
@@ -272,25 +333,18 @@ def _loop(o, targets, src, slot, outputs, server, window, result, log, warn) -> 
 
             tp = time.monotonic()
             predictor = targets.current
-            try:
-                pred = predictor.predict(frame.image, input_color=o.input_color, topk=o.topk)
-            except (ValueError, TypeError) as e:
-                raise DemoError(f"{frame.source}: cannot preprocess frame {frame.index} ({e}); check --input-color")
-            pre_ms = predictor.last_preprocess_ms
+            if frame.tensor is not None and frame.prepared_by is predictor:
+                pred = predictor.predict_tensor(frame.tensor, topk=o.topk)
+                pre_ms = frame.preprocess_ms
+            else:
+                try:
+                    pred = predictor.predict(frame.image, input_color=o.input_color, topk=o.topk)
+                except (ValueError, TypeError) as e:
+                    raise DemoError(f"{frame.source}: cannot preprocess frame {frame.index} ({e}); "
+                                    "check --input-color") from None
+                pre_ms = predictor.last_preprocess_ms
             stage["predict"] += time.monotonic() - tp
             fps = meter.tick()
-
-            ta = time.monotonic()
-            view = None
-            if need_image:
-                last = (frame, pred, None)
-                view = annotate(frame.image, _info(last, targets, meter, pre_ms=pre_ms))
-                last = (frame, pred, view)
-            else:
-                last = (frame, pred, None)
-            stage["annotate"] += time.monotonic() - ta
-
-            to = time.monotonic()
             rec = {
                 "frame": n,
                 "time": round(time.monotonic() - t0, 4),
@@ -304,20 +358,21 @@ def _loop(o, targets, src, slot, outputs, server, window, result, log, warn) -> 
                 "fps": round(fps, 2),
                 "topk": [[lab, s] for lab, s in pred.topk],
             }
-            outputs.record(rec)
-            jpeg = encode_jpeg(view) if server is not None or outputs.save == "jpg" else None
-            if server is not None:
-                server.publish(jpeg, rec)
-            outputs.frame(n, view, jpeg)
-            if window:
+            item = (n, frame.image, _info((frame, pred, None), targets, meter, pre_ms=pre_ms), rec)
+            if worker is not None:
+                worker.submit(item)
+                last = (frame, pred, None)
+            else:
+                view = _emit(item, outputs, server, need_image, stage)
+                last = (frame, pred, view)
+                to = time.monotonic()
                 cv2.imshow(WINDOW, view)
-            stage["output"] += time.monotonic() - to
+                stage["output"] += time.monotonic() - to
             n += 1
     except KeyboardInterrupt:
         result.interrupted = True
-    result.frames = n
-    result.seconds = time.monotonic() - t0
-    result.stage_ms = {k: (v / n * 1e3 if n else 0.0) for k, v in stage.items()}
+    finally:
+        result.frames = n
 
 
 def _info(last, targets, meter, paused: bool = False, pre_ms: float | None = None) -> ViewInfo:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,11 @@ class Frame:
     source: str  # what it came from: "camera 0", "clip.mp4", "img_003.png"
     index: int  # frame number within that source
     t_capture: float  # time.monotonic() when it was read
+    # set by the capture thread when it preprocesses too (every-frame mode): the model input, which
+    # Predictor made it (a switched target preprocesses again), and how long it took
+    tensor: np.ndarray | None = None
+    prepared_by: Any = None
+    preprocess_ms: float = 0.0
 
 
 @dataclass

@@ -286,6 +286,16 @@ class ClipSection(Section):
     scale: float = Field(100.0, gt=0, description="logit scale of CLIP and KD losses (MobileCLIP: 100)")
     kd_weight: float = Field(1.0, ge=0, description="lambda of the similarity-matrix KD loss (MobileCLIP small: 1.0)")
     text_student: Optional[TextStudentSection] = None
+    # typed prompts on the device (clip/text_bundle.py): the bundle carries this text encoder + its vocabulary
+    text_encoder_in_bundle: Optional[Literal["teacher", "student"]] = Field(
+        None, description="put a text encoder in the zero-shot bundle: the text teacher (which made the class "
+        "embeddings) or the TinyCLIP text student (needs text_student); null = class embeddings only")
+    text_encoder_max_tokens: int = Field(64, ge=3, le=512, description="tokens per prompt in the bundle's text "
+                                         "encoder, [CLS] and [SEP] included (longer prompts are cut)")
+    text_encoder_targets: list[Literal["onnx", "litert", "executorch"]] = Field(
+        default_factory=lambda: ["onnx"], min_length=1, description="runtimes the text encoder is exported for")
+    text_encoder_eval_sentences: Optional[int] = Field(
+        None, ge=1, description="held-out sentences for the text encoder's runtime-vs-eager cosine (null = all)")
 
 
 class Recipe(Section):

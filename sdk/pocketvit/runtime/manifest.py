@@ -298,6 +298,10 @@ def validate_manifest(m: Any, where: str = MANIFEST_NAME) -> None:
             "'text_embeddings_sha256' (64-character hex digest of the text embeddings file) is missing "
             "or malformed; rebuild the bundle",
         )
+    if m.get("text_encoder") is not None:  # typed prompts on the device (runtime/text.py)
+        from .text import validate_text_encoder
+
+        validate_text_encoder(m["text_encoder"], where)
     files = m.get("files")
     _require(isinstance(files, dict) and files, where, "'files' must be a non-empty object {target: entry}")
     for target, entry in files.items():
@@ -434,6 +438,9 @@ def _check_files_present(root: Path, m: dict) -> None:
     ]
     if m.get("text_embeddings"):
         entries.append(("text_embeddings", m["text_embeddings"], None))
+    from .text import text_encoder_entries
+
+    entries += text_encoder_entries(m)
     for what, rel, nbytes in entries:
         full = root / rel
         try:
@@ -666,6 +673,10 @@ class Bundle:
         return {g["method"]: self._verify_one(g["path"], g["sha256"])
                 for g in self.file_info(target).get("segments") or []}
 
+    def verified_path(self, rel: str, sha256: str) -> Path:
+        """``root/rel`` once its sha256 matches (checked once per file): for files outside ``files``."""
+        return self._verify_one(rel, sha256)
+
     def text_embeddings_path(self) -> Path | None:
         """Path of text_embeddings.npy (zero-shot), sha256-verified when the manifest records one."""
         rel = self.manifest.get("text_embeddings")
@@ -680,6 +691,10 @@ class Bundle:
             self.segment_paths(t)
         if self.manifest.get("text_embeddings"):
             self.text_embeddings_path()
+        te = self.manifest.get("text_encoder")
+        if te and targets is None:
+            for e in [te["tokenizer"], *te["files"].values()]:
+                self._verify_one(e["path"], e["sha256"])
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.root)!r}, task={self.task!r}, targets={self.targets})"

@@ -241,21 +241,45 @@ class Predictor:
         self._steps: tuple | None = None  # (chain, [(segment runner, threshold, exit name)]), see _infer
         self._row_shape = (1, self._num_labels)
 
-    def restrict_classes(self, names: list[str]) -> None:
-        """Zero-shot only: score an image against these of the bundle's classes (matched to the labels,
-        case-insensitively, a leading "a "/"an "/"the " ignored). Free-text prompts would need a text
-        encoder on the device, which bundles do not carry yet: an unknown name is an error naming the labels."""
+    def use_prompts(self, prompts: list[str], num_threads: int | None = None) -> None:
+        """Zero-shot only: score an image against these prompts. A bundle that carries a text encoder
+        embeds them as typed, on its runtime (free text: "a red dress"); otherwise they must name some of
+        the bundle's classes (``restrict_classes``)."""
         if self.task != "zero-shot":
             raise BundleError(f"{self.bundle.source}: prompts need a zero-shot bundle; this one is {self.task!r}")
+        if not self.bundle.manifest.get("text_encoder"):
+            return self.restrict_classes(prompts)
+        from .text import TextEncoder
+
+        prompts = list(dict.fromkeys(p.strip() for p in prompts if p.strip()))
+        if not prompts:
+            raise BundleError("no prompts given; pass some text, e.g. --prompts \"a red dress,a leather boot\"")
+        with TextEncoder.from_bundle(self.bundle, runtime=self.runtime, num_threads=num_threads) as enc:
+            self._set_classes(prompts, enc.encode(prompts))
+
+    def restrict_classes(self, names: list[str]) -> None:
+        """Zero-shot only: score an image against these of the bundle's classes (matched to the labels,
+        case-insensitively, a leading "a "/"an "/"the " ignored), from the stored class embeddings. An
+        unknown name is an error naming the labels (free text needs a bundle with a text encoder)."""
+        if self.task != "zero-shot":
+            raise BundleError(f"{self.bundle.source}: prompts need a zero-shot bundle; this one is {self.task!r}")
+        from .text import FREE_TEXT_HINT
+
         key = {_prompt_key(label): i for i, label in enumerate(self.labels)}
         unknown = [n for n in names if _prompt_key(n) not in key]
         if unknown or not names:
             raise BundleError(
                 f"prompt(s) {unknown or names} match none of this bundle's classes ({', '.join(self.labels)}); "
-                "the bundle carries the text embeddings of these classes only (no text encoder for free text)")
+                f"this bundle carries the text embeddings of these classes only, no text encoder — {FREE_TEXT_HINT}")
         rows = list(dict.fromkeys(key[_prompt_key(n)] for n in names))
-        self.labels = [self.labels[i] for i in rows]
-        self.text_embeddings = self.text_embeddings[rows]
+        self._set_classes([self.labels[i] for i in rows], self.text_embeddings[rows])
+
+    def _set_classes(self, labels: list[str], embeddings: np.ndarray) -> None:
+        if embeddings.shape[1] != self.text_embeddings.shape[1]:
+            raise BundleError(f"{self.bundle.source}: the text encoder gives {embeddings.shape[1]}-d embeddings, the "
+                              f"image model's space is {self.text_embeddings.shape[1]}-d; rebuild the bundle")
+        self.labels = labels
+        self.text_embeddings = np.asarray(embeddings, dtype=np.float32)
         self._num_labels = len(self.labels)
         self._row_shape = (1, self._num_labels)
 
@@ -442,15 +466,20 @@ class Predictor:
             t0 = _clock()
             x = fast(image, input_color)
             if x is not None:
-                t1 = _clock()
-                self.last_preprocess_ms = (t1 - t0) * 1e3
-                if not self._fast_post:
-                    return self.predict_array(x, topk)[0]
-                y = self.backend.run(x)
-                ms = (_clock() - t1) * 1e3
-                self.last_latency_ms = ms
-                return self._make_classify(y, ms, topk)
+                self.last_preprocess_ms = (_clock() - t0) * 1e3
+                return self.predict_tensor(x, topk)
         return self.predict_array(self._preprocess_many([image], input_color), topk)[0]
+
+    def predict_tensor(self, x: np.ndarray, topk: int = 5) -> Prediction:
+        """``predict`` for one image already through ``preprocess`` (the demo preprocesses the next frame on
+        its capture thread while this one runs): the same Prediction. ``last_preprocess_ms`` is not touched."""
+        if not self._fast_post:
+            return self.predict_array(x, topk)[0]
+        t1 = _clock()
+        y = self.backend.run(x)
+        ms = (_clock() - t1) * 1e3
+        self.last_latency_ms = ms
+        return self._make_classify(y, ms, topk)
 
     def _make_classify(self, y: np.ndarray, ms: float, topk: int) -> Prediction:
         """``_make(y[0:1], None, ms, topk)`` for a classifier: the same Prediction, bit for bit.

@@ -242,14 +242,18 @@ def prepare_image(image: Any, input_spec: dict, input_color: str = "BGR") -> np.
     """Steps 1-3: colour, resize, center crop. Returns HxWxC uint8 in the model's colour order."""
     color_order = input_spec.get("color_order", "GRAY" if input_spec["channels"] == 1 else "RGB")
     a, color = _as_uint8_image(image, input_color, color_order)
-    a = to_color(a, color, color_order)
+    # BGR <-> RGB: resize and crop work per channel, so they run in the caller's order and the channels are
+    # swapped on the (smaller) crop; the same pixels, without copying the full-size image first
+    swap = (a.ndim == 3 and a.shape[2] in (3, 4) and color_order in ("RGB", "BGR")
+            and str(color).upper() in ("RGB", "BGR") and str(color).upper() != color_order)
+    a = a[:, :, :3] if swap else to_color(a, color, color_order)
     out_h, out_w = int(input_spec["height"]), int(input_spec["width"])
     rh, rw = resized_size(a.shape[0], a.shape[1], input_spec.get("resize"), (out_h, out_w))
     a = resize_bilinear(a, rh, rw)
     crop = input_spec.get("crop") or [out_h, out_w]
     if (a.shape[0], a.shape[1]) != (crop[0], crop[1]):
         a = center_crop(a, int(crop[0]), int(crop[1]))
-    return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a[:, :, ::-1] if swap else a)
 
 
 def preprocess_array(cropped: np.ndarray, input_spec: dict, form: str = "float-nchw") -> np.ndarray:
