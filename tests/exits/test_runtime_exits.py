@@ -101,3 +101,16 @@ def test_vit_exit_program_on_the_runtimes(vit_exit_model, tmp_path, target):
     assert (taken == expected).all()
     np.testing.assert_allclose(np.stack([r.scores for r in preds]),
                                softmax_np(eager)[expected, np.arange(len(images))], atol=1e-4)
+
+
+def test_exit_chain_bench_times_the_raw_executorch_chain(tiny_exit_model, tmp_path):
+    """python -m pocketvit.bench.exit_chain: unsegmented program vs every segment method, no pocketvit.runtime."""
+    from pocketvit.bench.exit_chain import measure
+    from pocketvit.errors import BundleError
+
+    bundle = make_bundle(tiny_exit_model, "executorch", tmp_path, [0.5, 0.5])
+    r = measure(bundle, runs=5)
+    assert r["segments"] == 3 and r["unsegmented_ms"] > 0 and r["chain_ms"] > 0
+    onnx = make_bundle(tiny_exit_model, "onnx", tmp_path / "onnx", [0.5, 0.5])
+    with pytest.raises(BundleError, match="not an ExecuTorch program"):
+        measure(onnx, target="onnx", runs=5)
