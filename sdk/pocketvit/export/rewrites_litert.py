@@ -53,3 +53,52 @@ def _layernorm_keepdim(model: torch.nn.Module) -> int:
         return type(m) in last | first and len(m.normalized_shape) == 1 and m.elementwise_affine
 
     return _replace(model, plain, lambda m: KeepdimLayerNorm(m, type(m) in first))
+
+
+def _depthwise7_as_5x5(model: torch.nn.Module) -> int:
+    """Stride-1 7x7 depthwise nn.Conv2d (zero 'same' padding) as the sum of four 5x5 depthwise convs over
+    zero-filled windows of its kernel: XNNPACK has a one-pass 25-tap kernel but runs 49 taps in its
+    multi-pass kernel, 3-9x slower than ONNX Runtime's (README, LiteRT section)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Depthwise7As5x5(nn.Module):
+        # window offsets -3..1 and -1..3 per axis; a tap goes to the first window (offsets <= 1) or the second
+        STARTS = (-3, -1)
+
+        def __init__(self, conv: nn.Conv2d):
+            super().__init__()
+            w = conv.weight.detach()  # (C, 1, 7, 7)
+            parts = []
+            for a in self.STARTS:
+                for b in self.STARTS:
+                    k = torch.zeros(w.shape[0], 1, 5, 5, dtype=w.dtype)
+                    for r in range(a, a + 5):
+                        for c in range(b, b + 5):
+                            if (r <= 1) == (a == -3) and (c <= 1) == (b == -3):
+                                k[:, :, r - a, c - b] = w[:, :, r + 3, c + 3]
+                    parts.append(k)
+            self.register_buffer("kernels", torch.stack(parts), persistent=False)
+            self.bias = conv.bias
+            self.groups = conv.groups
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            # padding 3 on every side (one PAD shared by the four convs), then each window's output slice:
+            # an explicit F.pad per window would cost litert-torch 5 TRANSPOSEs per conv (NCHW pads)
+            h, w = x.shape[-2:]
+            y = None
+            for i, (a, b) in enumerate((a, b) for a in self.STARTS for b in self.STARTS):
+                z = F.conv2d(x, self.kernels[i], self.bias if i == 0 else None, padding=3, groups=self.groups)
+                z = z[:, :, a + 3:a + 3 + h, b + 3:b + 3 + w]
+                y = z if y is None else y + z
+            return y
+
+    def depthwise7(m: nn.Module) -> bool:
+        return (type(m) is nn.Conv2d and m.groups == m.in_channels == m.out_channels and m.kernel_size == (7, 7)
+                and m.stride == (1, 1) and m.dilation == (1, 1) and m.padding in ((3, 3), "same")
+                and m.padding_mode == "zeros")
+
+    from pocketvit.export.rewrites import _replace  # at call time: rewrites.py imports this module
+
+    return _replace(model, depthwise7, Depthwise7As5x5)
