@@ -241,6 +241,11 @@ def short_op(name: str) -> str:
     return name
 
 
+# ExportedFile.info keys that go into the manifest's metrics (ExecuTorch delegation, LiteRT's from litert_graph.py)
+BACKEND_FACTS = ("delegate_calls", "nodes_delegated", "nodes_outside", "outside_ops", "ops", "ops_delegated",
+                 "ops_outside", "transposes", "rewrites", "before_rewrites")
+
+
 def _litert_delegation(info: dict[str, Any]) -> str:
     """'N op(s), K XNNPACK delegate call(s), M op(s) outside (...), T TRANSPOSE' (export/litert_graph.py)."""
     text = f"{sum((info.get('ops') or {}).values())} op(s)"
@@ -459,6 +464,10 @@ def export_to_bundle(
             results[t]["note"] = COREML_NOTE
     manifest["metrics"] = {t: {"parity": results[t].get("parity"), "latency_ms": results[t].get("latency_ms")}
                            for t in ok}
+    for t in ok:  # what each backend took, as `export` prints it (delegate calls, ops outside, rewrites)
+        info = results[t].get("backend") or {}
+        manifest["metrics"][t]["backend"] = {"summary": results[t].get("summary"),
+                                             **{k: info[k] for k in BACKEND_FACTS if k in info}}
     result = {
         "model": resolved.spec, "name": resolved.name, "bundle": str(out), "input": resolved.input,
         "labels": len(resolved.labels), "provenance": resolved.provenance(), "notes": list(resolved.notes),
