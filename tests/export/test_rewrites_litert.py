@@ -16,8 +16,8 @@ LITERT = [r.name for r in REWRITES if "litert" in r.targets]
 
 def convnext_like():
     """timm LayerNorm2d after a stem, a ConvNeXt-style block (7x7 depthwise conv, permute, LayerNorm, MLP),
-    a bias-free 7x7 depthwise conv and a strided one (left alone by depthwise7-as-5x5)."""
-    from timm.layers import LayerNorm, LayerNorm2d
+    a FastViT-style 7x7 depthwise ConvNormAct (its BatchNorm is folded), a strided one (left alone)."""
+    from timm.layers import ConvNormAct, LayerNorm, LayerNorm2d
     from torch import nn
 
     class Net(nn.Module):
@@ -26,21 +26,23 @@ def convnext_like():
             self.stem, self.norm0 = nn.Conv2d(3, c, 4, stride=4), LayerNorm2d(c)
             self.dw, self.norm = nn.Conv2d(c, c, 7, padding=3, groups=c), LayerNorm(c)
             self.fc1, self.fc2 = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
-            self.dw_nobias = nn.Conv2d(c, c, 7, padding=3, groups=c, bias=False)
+            self.dw_bn = ConvNormAct(c, c, 7, groups=c, apply_act=False)  # conv without bias, then BatchNorm
             self.dw_strided = nn.Conv2d(c, c, 7, stride=2, padding=3, groups=c)
 
         def forward(self, x):
             x = self.norm0(self.stem(x))
             y = self.norm(self.dw(x).permute(0, 2, 3, 1))
             x = x + self.fc2(torch.nn.functional.gelu(self.fc1(y))).permute(0, 3, 1, 2)
-            return self.dw_strided(self.dw_nobias(x)).mean((2, 3))
+            return self.dw_strided(self.dw_bn(x)).mean((2, 3))
 
     torch.manual_seed(0)
     model = Net().eval()
     with torch.no_grad():  # non-trivial affine parameters
-        for ln in (model.norm0, model.norm):
+        for ln in (model.norm0, model.norm, model.dw_bn.bn):
             ln.weight.normal_(1.0, 0.3)
             ln.bias.normal_(0.0, 0.3)
+        model.dw_bn.bn.running_mean.normal_(0.0, 0.3)
+        model.dw_bn.bn.running_var.uniform_(0.5, 2.0)
     return model, torch.randn(1, 3, 36, 44)
 
 
@@ -80,6 +82,7 @@ def test_litert_rewrites_in_a_real_conversion(tmp_path):
     # depthwise7-as-5x5: XNNPACK's 25-tap kernels instead of the 49-tap multi-pass one (the strided conv stays)
     assert depthwise_kernels(f.path) == [(5, 5)] * 8 + [(7, 7)]
     assert before["ops"]["DEPTHWISE_CONV_2D"] == 3
+    assert after["ops"].get("MUL", 0) <= before["ops"].get("MUL", 0)  # the BatchNorm is folded, not left as MUL/SUB
     assert after["delegate_calls"] == 1 and after["ops_outside"] == 0 and after["transposes"] <= before["transposes"]
     got = run_tflite(f.path, x)
     np.testing.assert_allclose(got, ref, atol=1e-4)

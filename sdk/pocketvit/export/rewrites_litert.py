@@ -101,4 +101,35 @@ def _depthwise7_as_5x5(model: torch.nn.Module) -> int:
 
     from pocketvit.export.rewrites import _replace  # at call time: rewrites.py imports this module
 
+    _fold_batchnorm_after(model, depthwise7)
     return _replace(model, depthwise7, Depthwise7As5x5)
+
+
+def _fold_batchnorm_after(model: torch.nn.Module, match) -> int:
+    """timm ConvNormAct (conv then bn) whose conv matches: the eval BatchNorm folded into the conv, its
+    dropout/activation kept. The converter folds a BatchNorm into one conv but not into a sum of four."""
+    try:
+        from timm.layers import ConvNormAct
+    except ImportError:
+        return 0
+    import torch
+    from torch import nn
+
+    count = 0
+    for m in model.modules():
+        bn = getattr(m, "bn", None)
+        if not (type(m) is ConvNormAct and match(m.conv) and isinstance(bn, nn.BatchNorm2d) and not bn.training
+                and bn.track_running_stats and getattr(m, "aa", None) is None):
+            continue
+        with torch.no_grad():
+            scale = torch.rsqrt(bn.running_var + bn.eps) * (bn.weight if bn.affine else 1.0)
+            shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+            conv = m.conv
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                               padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
+            folded.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+            folded.bias.copy_(shift + (conv.bias * scale if conv.bias is not None else 0.0))
+        m.conv = folded
+        m.bn = nn.Sequential(*(getattr(bn, a) for a in ("drop", "act") if isinstance(getattr(bn, a, None), nn.Module)))
+        count += 1
+    return count
