@@ -61,6 +61,8 @@ def test_timm_model_to_two_targets_in_one_bundle(resnet_bundle):
     assert len(labels) == 1  # both runtimes agree
     ex = result["targets"]["executorch"]["backend"]
     assert ex["delegate_calls"] >= 1 and "delegate call" in result["targets"]["executorch"]["summary"]
+    facts = m["metrics"]["executorch"]["backend"]  # the same facts in the manifest
+    assert facts["delegate_calls"] == ex["delegate_calls"] and facts["summary"] == result["targets"]["executorch"]["summary"]
     assert result["targets"]["onnx"]["backend"]["opset"] >= 13
 
     card = (out / "README.md").read_text()

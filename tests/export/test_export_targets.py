@@ -97,6 +97,7 @@ def test_litert_info(tiny_models, tmp_path):
     info = export_model(model, x, "litert", tmp_path).info
     assert info["ops"].get("CONV_2D", 0) + info["ops"].get("DEPTHWISE_CONV_2D", 0) >= 2
     assert info["signatures"]["serving_default"]["inputs"] == ["args_0"]
+    assert info["delegate_calls"] == 1 and info["ops_outside"] == 0  # the whole graph runs in XNNPACK
 
 
 @pytest.mark.parametrize("model_key", ["tiny_conv", "tiny_vit"])

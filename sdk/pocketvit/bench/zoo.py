@@ -4,7 +4,8 @@ Per model (random weights, BatchNorm statistics re-estimated first, see TOOLCHAI
 not change speed): export
 - ``executorch-raw``: the toolchain's plain path (timm's fused attention, no rewrites),
 - ``executorch``: pocketvit's export (non-fused attention + every rewrite in export/rewrites.py),
-- ``litert``, ``onnx``: pocketvit's exports (LiteRT and ONNX take no rewrites today),
+- ``litert-raw``: litert-torch's plain conversion (no rewrites); ``litert``: pocketvit's (LiteRT rewrites),
+- ``onnx``: pocketvit's export (ONNX takes no rewrites today),
 - ``executorch-int8``, ``litert-int8``: PT2E static int8 (calibrated on random images; speed only),
 then time eager torch and every file in ONE interleaved run (batch 1, same threads, medians; see
 bench/latency.py) and check parity of the fp32 files against eager on the same 16 inputs.
@@ -32,7 +33,7 @@ ZOO = (
     "efficientnet_b0",
     "resnet18",
 )
-FP32 = ("executorch-raw", "executorch", "litert", "onnx")
+FP32 = ("executorch-raw", "executorch", "litert-raw", "litert", "onnx")
 INT8 = ("executorch-int8", "litert-int8")
 PARITY_INPUTS = 16
 
@@ -42,11 +43,14 @@ def _export_all(model, example, calib, work: Path, name: str, int8: bool, say) -
     from pocketvit.errors import ExportError, MissingExtraError
     from pocketvit.export import export_model
     from pocketvit.export.executorch import export_executorch
+    from pocketvit.export.litert import export_litert
 
     jobs: dict[str, Callable[[], Any]] = {
         "executorch-raw": lambda: export_executorch(model, example, work / "raw.pte", model_name=name,
                                                     unfused_attention=False, disabled_rewrites=("all",)),
         "executorch": lambda: export_model(model, example, "executorch", work, name="model", model_name=name),
+        "litert-raw": lambda: export_litert(model, example, work / "raw.tflite", model_name=name,
+                                            disabled_rewrites=("all",)),
         "litert": lambda: export_model(model, example, "litert", work, name="model", model_name=name),
         "onnx": lambda: export_model(model, example, "onnx", work, name="model", model_name=name),
     }
@@ -64,6 +68,20 @@ def _export_all(model, example, calib, work: Path, name: str, int8: bool, say) -
         except (ExportError, MissingExtraError) as e:
             out[variant] = str(e).splitlines()[0]
     return out
+
+
+def _no_zero_gammas(model) -> int:
+    """Set to 1 the BatchNorm scales that timm initialises to zero (last BN of each residual branch): with
+    them at 0 litert-torch folds whole branches away (ResNet-18: 4 of 20 convs left) and times a smaller net."""
+    import torch
+
+    count = 0
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.weight is not None and not m.weight.any():
+                m.weight.fill_(1.0)
+                count += 1
+    return count
 
 
 def _runner(backend, x: np.ndarray) -> Callable[[], Any]:
@@ -88,6 +106,7 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
     except TypeError:
         model = timm.create_model(name, pretrained=False, num_classes=1000)
     model.eval()
+    _no_zero_gammas(model)
     recalibrate_batchnorm(model, (8, 3, size, size))
     g = torch.Generator().manual_seed(1)
     x = torch.randn(PARITY_INPUTS, 3, size, size, generator=g)
@@ -107,6 +126,9 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
         entry = {"status": "ok", "bytes": f.path.stat().st_size}
         if variant.startswith("executorch"):
             entry |= {k: info.get(k) for k in ("delegate_calls", "nodes_outside", "outside_ops", "rewrites")}
+        if variant.startswith("litert"):  # export/litert_graph.py
+            entry |= {k: info.get(k) for k in ("ops", "delegate_calls", "ops_outside", "outside_ops", "transposes",
+                                               "rewrites")}
         b = open_backend(f.runtime, f.path, num_threads=threads)
         entry["parity"] = parity(b.run(x.numpy()), ref)  # int8: how far it moved (random weights exaggerate it)
         backends[variant] = b
@@ -155,7 +177,7 @@ def write_zoo(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> No
                      else f"| {r['model']} | " + " | ".join(cells) + f" | {deleg} | — |")
     text = (f"Median ms, batch 1, {meta['threads']} threads, {meta['runs']} interleaved rounds per model "
             f"(ratio to ONNX Runtime in brackets); fp32 max abs diff: largest over executorch-raw, executorch, "
-            f"litert, onnx vs eager on {PARITY_INPUTS} inputs.\n\n" + "\n".join(lines) + "\n")
+            f"litert-raw, litert, onnx vs eager on {PARITY_INPUTS} inputs.\n\n" + "\n".join(lines) + "\n")
     int8_rows = [(r["model"], v, r["variants"][v]["parity"]["top1_agreement"]) for r in rows for v in INT8
                  if "parity" in r["variants"].get(v, {})]
     if int8_rows:
@@ -177,7 +199,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = ["executorch-raw", "executorch", "litert", "executorch-int8", "litert-int8"]
+    variants = ["executorch-raw", "executorch", "litert-raw", "litert", "executorch-int8", "litert-int8"]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4))
     width = 0.8 / len(variants)
     for i, v in enumerate(variants):

@@ -52,7 +52,7 @@ def export_model(
     model_name is the human name used in error messages. prepare=False skips the shared preparation
     (copy, eval, re-parameterisation, non-fused attention for executorch) when the caller did it.
     disabled_rewrites: names from export.rewrites to switch off, or ("all",); compare_rewrites: also
-    report the ExecuTorch delegation without them (info["before_rewrites"]).
+    report the ExecuTorch / LiteRT delegation without them (info["before_rewrites"]).
     """
     check_target(target)
     from pocketvit.export.rewrites import check_rewrite_names
@@ -71,7 +71,8 @@ def export_model(
     if target == "litert":
         from pocketvit.export.litert import export_litert
 
-        return export_litert(model, example, path, model_name=model_name, prepare=prepare)
+        return export_litert(model, example, path, model_name=model_name, prepare=prepare,
+                             disabled_rewrites=tuple(disabled_rewrites), compare_rewrites=compare_rewrites)
     from pocketvit.export.coreml import export_coreml
 
     return export_coreml(model, example, path, model_name=model_name, prepare=prepare)

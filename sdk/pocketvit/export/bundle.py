@@ -241,6 +241,22 @@ def short_op(name: str) -> str:
     return name
 
 
+# ExportedFile.info keys that go into the manifest's metrics (ExecuTorch delegation, LiteRT's from litert_graph.py)
+BACKEND_FACTS = ("delegate_calls", "nodes_delegated", "nodes_outside", "outside_ops", "ops", "ops_delegated",
+                 "ops_outside", "transposes", "rewrites", "before_rewrites")
+
+
+def _litert_delegation(info: dict[str, Any]) -> str:
+    """'N op(s), K XNNPACK delegate call(s), M op(s) outside (...), T TRANSPOSE' (export/litert_graph.py)."""
+    text = f"{sum((info.get('ops') or {}).values())} op(s)"
+    if "delegate_calls" not in info:
+        return text
+    outside = info.get("outside_ops") or {}
+    return (text + f", {info['delegate_calls']} XNNPACK delegate call(s), {info.get('ops_outside', 0)} op(s) outside"
+            + (f" ({_ops_text(outside, 6)})" if outside else " (whole graph delegated)")
+            + f", {info.get('transposes', 0)} TRANSPOSE")
+
+
 def backend_summary(target: str, info: dict[str, Any]) -> str:
     """One line: what the target's toolchain made of the model (from ExportedFile.info)."""
     runtime = target.split("-", 1)[0]
@@ -264,7 +280,12 @@ def backend_summary(target: str, info: dict[str, Any]) -> str:
         ops = info.get("ops") or {}
         if not ops:
             return "LiteRT flatbuffer" + (f" ({info['describe_error']})" if info.get("describe_error") else "")
-        return f"{sum(ops.values())} op(s): {_ops_text(ops)}"
+        text = f"{_litert_delegation(info)}: {_ops_text(ops)}"
+        if info.get("rewrites"):
+            text += f"; rewrites {', '.join(f'{k} x{v}' for k, v in info['rewrites'].items())}"
+        if info.get("before_rewrites"):
+            text += f" (without them: {_litert_delegation(info['before_rewrites'])})"
+        return text
     if runtime == "onnx":
         ops = info.get("ops") or {}
         text = f"opset {info.get('opset', '?')}, {info.get('nodes', '?')} node(s)"
@@ -443,6 +464,10 @@ def export_to_bundle(
             results[t]["note"] = COREML_NOTE
     manifest["metrics"] = {t: {"parity": results[t].get("parity"), "latency_ms": results[t].get("latency_ms")}
                            for t in ok}
+    for t in ok:  # what each backend took, as `export` prints it (delegate calls, ops outside, rewrites)
+        info = results[t].get("backend") or {}
+        manifest["metrics"][t]["backend"] = {"summary": results[t].get("summary"),
+                                             **{k: info[k] for k in BACKEND_FACTS if k in info}}
     result = {
         "model": resolved.spec, "name": resolved.name, "bundle": str(out), "input": resolved.input,
         "labels": len(resolved.labels), "provenance": resolved.provenance(), "notes": list(resolved.notes),

@@ -171,7 +171,7 @@ def export_dropin(
     check_dropin_spec(spec, model_name)
     # prepare the inner model (re-parameterisation, non-fused attention, ...) once, then wrap it
     inner = prepare_for_export(model, unfused_attention=(runtime == "executorch"))
-    if runtime == "executorch":
+    if runtime in ("executorch", "litert"):
         from pocketvit.export.rewrites import apply_rewrites
 
         apply_rewrites(inner, runtime)

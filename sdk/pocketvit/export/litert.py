@@ -3,19 +3,21 @@
 The single-entry file has one signature, "serving_default" (input "args_0", output "output_0").
 `export_litert_signatures` writes one .tflite with one signature per segment (early exits).
 `info["ops"]` counts the builtin operators in the flatbuffer, read back with ai_edge_litert's
-Interpreter, so a user sees what the graph became.
+Interpreter, so a user sees what the graph became; `info["delegate_calls"]`, `["ops_outside"]`,
+`["outside_ops"]` and `["transposes"]` say what the XNNPACK delegate took (export/litert_graph.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from collections import Counter
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from pocketvit.errors import ExportError
 from pocketvit.export._common import ExportedFile, atomic_path, env_override, lowering_error, require
+from pocketvit.export.litert_graph import DELEGATION_KEYS, delegation
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -47,9 +49,8 @@ def describe_tflite(path: Path | str) -> dict:
             name: {"inputs": list(s.get("inputs", [])), "outputs": list(s.get("outputs", []))}
             for name, s in sigs.items()
         }
-        interp.allocate_tensors()
-        ops = Counter(d["op_name"] for d in interp._get_ops_details())
-        info["ops"] = dict(ops.most_common())
+        interp.allocate_tensors()  # applies the default XNNPACK delegate: DELEGATE nodes join the op list
+        info.update(delegation(interp._get_ops_details()))
         info["input_shapes"] = [
             [int(v) for v in d["shape"]] for d in interp.get_input_details()
         ]
@@ -77,22 +78,45 @@ def export_litert(
     *,
     model_name: str = "model",
     prepare: bool = True,
+    disabled_rewrites: tuple[str, ...] = (),
+    compare_rewrites: bool = False,
 ) -> ExportedFile:
-    """Convert `model` with litert-torch and write a .tflite at `path`."""
-    import torch
+    """Convert `model` with litert-torch and write a .tflite at `path`.
 
+    With prepare, the export rewrites meant for LiteRT (export/rewrites.py) are applied unless disabled;
+    compare_rewrites: when one changed the model, also convert it without them (not kept) and put that
+    file's description in info["before_rewrites"].
+    """
     from pocketvit.export.prepare import prepare_for_export
+    from pocketvit.export.rewrites import apply_rewrites
 
-    litert_torch = require("litert_torch", "litert", _WHY)
+    require("litert_torch", "litert", _WHY)
     args = example if isinstance(example, tuple) else (example,)
+    rewrites: dict[str, int] = {}
+    source = model
     if prepare:
         model = prepare_for_export(model)
+        rewrites = apply_rewrites(model, TARGET, disabled_rewrites)
+    f = _written(_convert(model, args, model_name), Path(path), model_name, signature=DEFAULT_SIGNATURE)
+    f.info["rewrites"] = rewrites
+    if compare_rewrites and rewrites:
+        with tempfile.TemporaryDirectory() as tmp:
+            plain = Path(tmp) / "before.tflite"
+            _write(_convert(prepare_for_export(source), args, model_name), plain, model_name)
+            before = describe_tflite(plain)
+        f.info["before_rewrites"] = {k: before[k] for k in DELEGATION_KEYS if k in before}
+    return f
+
+
+def _convert(model: "torch.nn.Module", args: tuple, model_name: str):
+    import torch
+
+    litert_torch = require("litert_torch", "litert", _WHY)
     try:
         with _quiet(), torch.no_grad():
-            edge_model = litert_torch.convert(model, args)
+            return litert_torch.convert(model, args)
     except Exception as exc:
         raise lowering_error(model_name, TARGET, exc, "litert_torch.convert") from exc
-    return _written(edge_model, Path(path), model_name, signature=DEFAULT_SIGNATURE)
 
 
 def export_litert_signatures(

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pocketvit.export.rewrites_litert import _depthwise7_as_5x5, _layernorm_keepdim
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -196,6 +198,10 @@ REWRITES: tuple[Rewrite, ...] = (
             ("executorch",), _timm_attention_as_bmm),
     Rewrite("prefix-tokens", "timm ViT class token concatenated without expand, token pooling as a slice (batch 1)",
             ("executorch",), _vit_prefix_tokens),
+    Rewrite("layernorm-keepdim", "LayerNorm / LayerNorm2d statistics with keepdim: no rank-1 detour and RESHAPEs",
+            ("litert",), _layernorm_keepdim),
+    Rewrite("depthwise7-as-5x5", "7x7 depthwise conv as four 5x5 depthwise convs (XNNPACK's fast 25-tap kernel)",
+            ("litert",), _depthwise7_as_5x5),
 )
 
 

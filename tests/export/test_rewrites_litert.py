@@ -1,0 +1,89 @@
+"""LiteRT rewrites: same outputs, and a real litert-torch conversion that shows what each one changed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from export_testkit import eager, run_tflite
+from pocketvit.export.rewrites import REWRITES, apply_rewrites
+
+torch = pytest.importorskip("torch")
+timm = pytest.importorskip("timm")
+pytest.importorskip("litert_torch")
+
+LITERT = [r.name for r in REWRITES if "litert" in r.targets]
+
+
+def convnext_like():
+    """timm LayerNorm2d after a stem, a ConvNeXt-style block (7x7 depthwise conv, permute, LayerNorm, MLP),
+    a FastViT-style 7x7 depthwise ConvNormAct (its BatchNorm is folded), a strided one (left alone)."""
+    from timm.layers import ConvNormAct, LayerNorm, LayerNorm2d
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self, c: int = 16):
+            super().__init__()
+            self.stem, self.norm0 = nn.Conv2d(3, c, 4, stride=4), LayerNorm2d(c)
+            self.dw, self.norm = nn.Conv2d(c, c, 7, padding=3, groups=c), LayerNorm(c)
+            self.fc1, self.fc2 = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+            self.dw_bn = ConvNormAct(c, c, 7, groups=c, apply_act=False)  # conv without bias, then BatchNorm
+            self.dw_strided = nn.Conv2d(c, c, 7, stride=2, padding=3, groups=c)
+
+        def forward(self, x):
+            x = self.norm0(self.stem(x))
+            y = self.norm(self.dw(x).permute(0, 2, 3, 1))
+            x = x + self.fc2(torch.nn.functional.gelu(self.fc1(y))).permute(0, 3, 1, 2)
+            return self.dw_strided(self.dw_bn(x)).mean((2, 3))
+
+    torch.manual_seed(0)
+    model = Net().eval()
+    with torch.no_grad():  # non-trivial affine parameters
+        for ln in (model.norm0, model.norm, model.dw_bn.bn):
+            ln.weight.normal_(1.0, 0.3)
+            ln.bias.normal_(0.0, 0.3)
+        model.dw_bn.bn.running_mean.normal_(0.0, 0.3)
+        model.dw_bn.bn.running_var.uniform_(0.5, 2.0)
+    return model, torch.randn(1, 3, 36, 44)
+
+
+@pytest.mark.parametrize("name", LITERT)
+def test_each_litert_rewrite_keeps_outputs(name):
+    from pocketvit.export.prepare import prepare_for_export
+
+    model, x = convnext_like()
+    rewritten = prepare_for_export(model)
+    applied = apply_rewrites(rewritten, "litert", disabled=[n for n in LITERT if n != name])
+    assert applied == {name: 2}  # two LayerNorms / two stride-1 7x7 depthwise convs
+    assert name not in apply_rewrites(prepare_for_export(model), "executorch")
+    np.testing.assert_allclose(eager(rewritten, x), eager(model, x), atol=1e-5)
+
+
+def depthwise_kernels(path) -> list[tuple[int, int]]:
+    """(kh, kw) of every DEPTHWISE_CONV_2D in a .tflite."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    shapes = {d["index"]: tuple(int(v) for v in d["shape"]) for d in interp.get_tensor_details()}
+    return sorted(shapes[d["inputs"][1]][1:3] for d in interp._get_ops_details() if d["op_name"] == "DEPTHWISE_CONV_2D")
+
+
+def test_litert_rewrites_in_a_real_conversion(tmp_path):
+    from pocketvit.export.litert import export_litert
+
+    model, x = convnext_like()
+    ref = eager(model, x)
+    f = export_litert(model, x, tmp_path / "m.tflite", compare_rewrites=True)
+    after, before = f.info, f.info["before_rewrites"]
+    assert after["rewrites"] == {"layernorm-keepdim": 2, "depthwise7-as-5x5": 2}
+    # layernorm-keepdim: no rank-1 statistics, so no SQUARED_DIFFERENCE and fewer RESHAPEs
+    assert "SQUARED_DIFFERENCE" in before["ops"] and "SQUARED_DIFFERENCE" not in after["ops"]
+    assert after["ops"].get("RESHAPE", 0) < before["ops"]["RESHAPE"]
+    # depthwise7-as-5x5: XNNPACK's 25-tap kernels instead of the 49-tap multi-pass one (the strided conv stays)
+    assert depthwise_kernels(f.path) == [(5, 5)] * 8 + [(7, 7)]
+    assert before["ops"]["DEPTHWISE_CONV_2D"] == 3
+    assert after["ops"].get("MUL", 0) <= before["ops"].get("MUL", 0)  # the BatchNorm is folded, not left as MUL/SUB
+    assert after["delegate_calls"] == 1 and after["ops_outside"] == 0 and after["transposes"] <= before["transposes"]
+    got = run_tflite(f.path, x)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    assert (got.argmax(1) == ref.argmax(1)).all()
