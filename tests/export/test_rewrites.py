@@ -97,3 +97,23 @@ def test_channels_first_layernorm_is_left_alone():
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), LayerNorm2d(8))
     assert apply_rewrites(model, "executorch") == {}
+
+
+def test_attention_as_bmm_on_fastvit_map_attention(tmp_path):
+    """timm FastViT / MCi attention on a (B, C, H, W) map: same outputs, whole program in one delegate call."""
+    from pocketvit.export.executorch import export_executorch
+    from pocketvit.export.prepare import prepare_for_export
+    from timm.models.fastvit import Attention
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, 2, 1), Attention(32, head_dim=16)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    ref = eager(model, x)
+    rewritten = prepare_for_export(model, unfused_attention=True)
+    assert apply_rewrites(rewritten, "executorch")["attention-as-bmm"] == 1
+    np.testing.assert_allclose(eager(rewritten, x), ref, atol=1e-5)
+    without = export_executorch(model, x, tmp_path / "without.pte", disabled_rewrites=("all",))
+    with_it = export_executorch(model, x, tmp_path / "with.pte")
+    assert with_it.info["nodes_outside"] == 0 < without.info["nodes_outside"]
+    assert with_it.info["delegate_calls"] == 1
+    assert float(np.abs(RUNNERS["executorch"](with_it.path, x) - ref).max()) < 1e-4

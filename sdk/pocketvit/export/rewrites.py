@@ -86,7 +86,39 @@ def _timm_attention_as_bmm(model: torch.nn.Module) -> int:
 
     needed = ("qkv", "num_heads", "head_dim", "scale", "q_norm", "k_norm", "norm", "proj", "attn_drop", "proj_drop")
     count = _replace(model, lambda m: type(m) is Attention and all(hasattr(m, a) for a in needed), BmmAttention)
-    return count + _timm_tinyvit_attention_as_bmm(model)
+    return count + _timm_tinyvit_attention_as_bmm(model) + _timm_fastvit_attention_as_bmm(model)
+
+
+def _timm_fastvit_attention_as_bmm(model: torch.nn.Module) -> int:
+    """timm FastViT / MobileCLIP MCi attention (on a (B, C, H, W) map): q/k/v as three linears and the heads
+    folded into the batch of 3-D bmm, as for ViT attention (its 4-D matmuls left expand/squeeze copies out)."""
+    try:
+        from timm.models.fastvit import Attention
+    except ImportError:
+        return 0
+    import torch
+    from torch import nn
+
+    class BmmMapAttention(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
+            dim = inner.qkv.out_features // 3
+            self.q, self.k, self.v = (_split_linear(inner.qkv, torch.arange(i * dim, (i + 1) * dim)) for i in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a = self.inner
+            b, c, h, w = x.shape
+            n, heads, d = h * w, a.num_heads, a.head_dim
+            t = x.flatten(2).transpose(1, 2)  # (B, N, C)
+            q, k, v = (p(t).reshape(b, n, heads, d).transpose(1, 2).reshape(b * heads, n, d)
+                       for p in (self.q, self.k, self.v))
+            attn = torch.bmm(q * a.scale, k.transpose(1, 2)).softmax(-1)
+            out = torch.bmm(a.attn_drop(attn), v).reshape(b, heads, n, d).transpose(1, 2).reshape(b, n, c)
+            return a.proj_drop(a.proj(out)).transpose(1, 2).reshape(b, c, h, w)
+
+    needed = ("qkv", "num_heads", "head_dim", "scale", "proj", "attn_drop", "proj_drop")
+    return _replace(model, lambda m: type(m) is Attention and all(hasattr(m, a) for a in needed), BmmMapAttention)
 
 
 def _vit_prefix_tokens(model: torch.nn.Module) -> int:
