@@ -56,16 +56,13 @@ def _timm_attention_as_bmm(model: torch.nn.Module) -> int:
         from timm.layers.attention import Attention
     except ImportError:
         return 0
-    import torch
     from torch import nn
 
     class BmmAttention(nn.Module):
         def __init__(self, inner: nn.Module):
             super().__init__()
             self.inner = inner
-            # q, k and v as three linears (row slices of qkv): unbinding one fused output costs 3 squeeze_copy
-            dim = inner.qkv.out_features // 3
-            self.q, self.k, self.v = (_split_linear(inner.qkv, torch.arange(i * dim, (i + 1) * dim)) for i in range(3))
+            self.q, self.k, self.v = _split_qkv(inner.qkv)
 
         def forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
             a = self.inner
@@ -75,10 +72,7 @@ def _timm_attention_as_bmm(model: torch.nn.Module) -> int:
             h, d = a.num_heads, a.head_dim
             gate = a.gate(x).sigmoid() if getattr(a, "gate", None) is not None else None
             q, k, v = (p(x).reshape(b, n, h, d).transpose(1, 2) for p in (self.q, self.k, self.v))
-            q, k = a.q_norm(q) * a.scale, a.k_norm(k)
-            q, k, v = (t.reshape(b * h, n, d) for t in (q, k, v))
-            attn = torch.bmm(q, k.transpose(1, 2)).softmax(-1)
-            x = torch.bmm(a.attn_drop(attn), v).reshape(b, h, n, d).transpose(1, 2).reshape(b, n, h * d)
+            x = _folded_attention(a.q_norm(q) * a.scale, a.k_norm(k), v, a.attn_drop)
             x = a.norm(x)
             if gate is not None:
                 x = x * gate
@@ -96,25 +90,21 @@ def _timm_fastvit_attention_as_bmm(model: torch.nn.Module) -> int:
         from timm.models.fastvit import Attention
     except ImportError:
         return 0
-    import torch
     from torch import nn
 
     class BmmMapAttention(nn.Module):
         def __init__(self, inner: nn.Module):
             super().__init__()
             self.inner = inner
-            dim = inner.qkv.out_features // 3
-            self.q, self.k, self.v = (_split_linear(inner.qkv, torch.arange(i * dim, (i + 1) * dim)) for i in range(3))
+            self.q, self.k, self.v = _split_qkv(inner.qkv)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             a = self.inner
             b, c, h, w = x.shape
             n, heads, d = h * w, a.num_heads, a.head_dim
             t = x.flatten(2).transpose(1, 2)  # (B, N, C)
-            q, k, v = (p(t).reshape(b, n, heads, d).transpose(1, 2).reshape(b * heads, n, d)
-                       for p in (self.q, self.k, self.v))
-            attn = torch.bmm(q * a.scale, k.transpose(1, 2)).softmax(-1)
-            out = torch.bmm(a.attn_drop(attn), v).reshape(b, heads, n, d).transpose(1, 2).reshape(b, n, c)
+            q, k, v = (p(t).reshape(b, n, heads, d).transpose(1, 2) for p in (self.q, self.k, self.v))
+            out = _folded_attention(q * a.scale, k, v, a.attn_drop)
             return a.proj_drop(a.proj(out)).transpose(1, 2).reshape(b, c, h, w)
 
     needed = ("qkv", "num_heads", "head_dim", "scale", "proj", "attn_drop", "proj_drop")
@@ -155,6 +145,25 @@ def _vit_prefix_tokens(model: torch.nn.Module) -> int:
             m.pool = types.MethodType(pool, m)
             count += 1
     return count
+
+
+def _split_qkv(qkv: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """q, k and v as three linears (row slices of a fused qkv): unbinding one fused output costs 3 squeeze_copy."""
+    import torch
+
+    dim = qkv.out_features // 3
+    return tuple(_split_linear(qkv, torch.arange(i * dim, (i + 1) * dim)) for i in range(3))
+
+
+def _folded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_drop) -> torch.Tensor:
+    """softmax(q k^T) v for (B, H, N, D) q (already scaled), k, v with the heads folded into the batch of
+    3-D bmm (the 4-D matmul's decomposition leaves expand/squeeze copies outside XNNPACK); (B, N, H * D)."""
+    import torch
+
+    b, h, n, d = q.shape
+    q, k, v = (t.reshape(b * h, n, d) for t in (q, k, v))
+    attn = torch.bmm(q, k.transpose(1, 2)).softmax(-1)
+    return torch.bmm(attn_drop(attn), v).reshape(b, h, n, d).transpose(1, 2).reshape(b, n, h * d)
 
 
 def _split_linear(lin: torch.nn.Module, rows: torch.Tensor) -> torch.nn.Module:
