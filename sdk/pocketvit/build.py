@@ -159,9 +159,23 @@ def run_build(
     if until == "cache_bench":
         return {"recipe": recipe.name, "distill": bench.meta if bench else {}, "stages": runner.summary()}
 
-    # distill: the student learns only from the cache
+    # distill: the student learns only from the cache; the labels-only baseline may train beside it
     scfg = recipe.student.model_dump()
     d = recipe.distill
+    from pocketvit.distill import baseline as base
+
+    distill_cfg = distill_config(recipe)
+    train_cfg = {"student": scfg, "distill": distill_cfg}
+    base_cfg = base.baseline_config(recipe, distill_cfg)
+    side = None
+    if d.baseline and splits.labeled and not runner.finished("distill", train_cfg, [data, cache]) \
+            and not runner.finished("baseline", base_cfg, [data]):
+        why_not = base.side_process_reason(recipe, dist.device, dist.world_size)
+        if why_not is None:
+            main_threads, side_threads = base.split_threads(torch.get_num_threads())
+            side = base.SideStage.start(recipe, runner, data, side_threads)
+        else:
+            log(f"[dim]baseline trains after distill ({why_not})[/dim]")
 
     def distill_stage(path: Path) -> dict[str, Any]:
         from pocketvit.distill.cache import TeacherCache
@@ -178,29 +192,26 @@ def run_build(
         meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
         return meta | pre.held_out_scores(model, splits, "student")
 
-    # what trains the student; the baseline shares it minus the KD temperature
-    not_training = {"baseline", "baseline_label_smoothing", "cache_bench_steps", "cache_bench_threads"}
-    distill_cfg = {k: v for k, v in stable_dump(d).items() if k not in not_training}
-    train_cfg = {"student": scfg, "distill": distill_cfg}
-    student = runner.run("distill", train_cfg, [data, cache], distill_stage)
+    threads = torch.get_num_threads()
+    try:
+        if side is not None:
+            torch.set_num_threads(main_threads)
+        student = runner.run("distill", train_cfg, [data, cache], distill_stage)
+        if side is not None:
+            torch.set_num_threads(threads)
+            side_ok = side.finish()
+    finally:
+        torch.set_num_threads(threads)
+        if side is not None:
+            side.stop()  # only still running when distill failed or was interrupted
     log(f"{pre.describe(student.meta, 'student (eager)')}, {student.meta['gflops'] * 1e3:.1f} MFLOPs")
 
     baseline = None
     if d.baseline and not splits.labeled:
         pre.log_skipped_baseline()
     elif d.baseline:
-        def baseline_stage(path: Path) -> dict[str, Any]:
-            model = build_from_meta(scfg, splits)
-            train_on_labels(model, splits, aug, recipe.seed, d.epochs, d.batch_size, d.lr, d.weight_decay,
-                            d.baseline_label_smoothing, path, "baseline (labels only)")
-            save_weights(model, _weights_path(path, "student"))
-            meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
-            meta["test_top1"] = evaluate(model, splits, splits.test, "baseline test")
-            return meta
-
-        base_cfg = {"student": scfg, "distill": {k: v for k, v in distill_cfg.items() if k != "temperature"},
-                    "label_smoothing": d.baseline_label_smoothing}
-        baseline = runner.run("baseline", base_cfg, [data], baseline_stage)
+        baseline = runner.run("baseline", base_cfg, [data], base.baseline_stage_fn(recipe, splits, aug),
+                              computed_elsewhere="trained beside distill" if side is not None and side_ok else None)
         log(f"  baseline (labels only) test top-1 {baseline.meta['test_top1']:.4f}")
     if until in ("distill", "baseline"):
         return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}
@@ -292,6 +303,13 @@ def run_build(
         add_exit_programs(out_dir / "bundle", {t: (e.path, e.meta) for t, e in exit_exports.items()},
                           calibration.meta["thresholds"], exits_stage.path / "exits.safetensors")
     return report
+
+
+def distill_config(recipe: Recipe) -> dict[str, Any]:
+    """What trains the student (the distill stage's hash config); the baseline shares it minus the KD temperature."""
+    not_training = {"baseline", "baseline_label_smoothing", "baseline_in_parallel", "cache_bench_steps",
+                    "cache_bench_threads"}
+    return {k: v for k, v in stable_dump(recipe.distill).items() if k not in not_training}
 
 
 def _student(stage: StageResult, splits: Splits) -> torch.nn.Module:

@@ -80,11 +80,21 @@ class StageRunner:
         current().barrier()
         self.stages_dir.mkdir(parents=True, exist_ok=True)
 
-    def run(
-        self, name: str, config: Any, inputs: list[StageResult], fn: Callable[[Path], dict[str, Any]]
-    ) -> StageResult:
+    def _locate(self, name: str, config: Any, inputs: list[StageResult]) -> tuple[str, Path]:
         key = hash_config({"stage": name, "config": config, "inputs": [i.key for i in inputs]})
-        path = self.stages_dir / f"{name}-{key}"
+        return key, self.stages_dir / f"{name}-{key}"
+
+    def finished(self, name: str, config: Any, inputs: list[StageResult]) -> bool:
+        """Whether `run` would reuse this stage (its done.json exists) instead of computing it."""
+        return (self._locate(name, config, inputs)[1] / "done.json").exists()
+
+    def run(
+        self, name: str, config: Any, inputs: list[StageResult], fn: Callable[[Path], dict[str, Any]],
+        computed_elsewhere: str | None = None,
+    ) -> StageResult:
+        """Reuse the stage when finished, else compute it. `computed_elsewhere` says who just computed it (a side
+        process): the finished stage then counts as computed in this build, not cached."""
+        key, path = self._locate(name, config, inputs)
         done = path / "done.json"
         from pocketvit.scale import current
 
@@ -94,8 +104,8 @@ class StageRunner:
 
             record = json.loads(done.read_text())
             _check_outputs(name, path, record.get("outputs", {}))
-            result = StageResult(name, key, path, record["meta"], record["seconds"], cached=True)
-            log(f"[green]✓[/green] {name} [dim](cached, {path.name})[/dim]")
+            result = StageResult(name, key, path, record["meta"], record["seconds"], cached=computed_elsewhere is None)
+            log(f"[green]✓[/green] {name} [dim]({computed_elsewhere or 'cached'}, {path.name})[/dim]")
         else:
             path.mkdir(parents=True, exist_ok=True)
             log(f"[bold]▶ {name}[/bold] [dim]({path.name})[/dim]")

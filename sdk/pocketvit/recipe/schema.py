@@ -129,7 +129,7 @@ class StudentSection(ModelSection):
 
 
 class DistillSection(Section):
-    added_fields = ("temperature",)
+    added_fields = ("temperature", "baseline_in_parallel")
     epochs: int = Field(6, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(3e-3, gt=0)
@@ -138,6 +138,9 @@ class DistillSection(Section):
                                "cache, student logits / T, loss x T^2 (1 = TinyViT's plain soft cross-entropy)")
     baseline: bool = Field(True, description="also train the student on labels only, same budget")
     baseline_label_smoothing: float = Field(0.1, ge=0, lt=1)
+    baseline_in_parallel: bool = Field(
+        True, description="on a CPU with 2+ cores, train the baseline in a second process beside distill (half the "
+        "threads each; same stage, same result); false trains them one after the other")
     cache_bench_steps: int = Field(
         20, ge=0, description="training steps timed from the cache and with the teacher online (alternated) for "
         "report.json distill.cache_speedup; 0 skips the benchmark")

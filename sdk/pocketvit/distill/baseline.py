@@ -1,0 +1,192 @@
+"""The labels-only baseline stage (same student, same budget, labels instead of the teacher cache), and running it
+in a second process beside distillation on a CPU with several cores.
+
+Distillation and the baseline are independent trainings of the same small student. On a CPU neither uses two
+cores well (small tensors, depthwise convs), so `pocketvit build` trains the baseline in a spawned process,
+one half of the threads each, while the main process distills; the baseline stage writes its folder exactly as
+it would inline (`done.json` last), and the main process then picks it up as a finished stage. A failed or
+interrupted side process leaves no `done.json`: the stage resumes from its checkpoint in the main process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from rich.markup import escape
+
+from pocketvit.errors import PocketVitError
+from pocketvit.progress import log
+
+if TYPE_CHECKING:  # no import cycle at run time
+    from pocketvit.data.augment import AugmentConfig
+    from pocketvit.data.datasets import Splits
+    from pocketvit.pipeline import StageResult, StageRunner
+    from pocketvit.recipe import Recipe
+
+
+def baseline_config(recipe: Recipe, distill_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The baseline stage's hash config: what trains the student, minus the KD temperature."""
+    return {"student": recipe.student.model_dump(),
+            "distill": {k: v for k, v in distill_cfg.items() if k != "temperature"},
+            "label_smoothing": recipe.distill.baseline_label_smoothing}
+
+
+def baseline_stage_fn(recipe: Recipe, splits: Splits, aug: AugmentConfig) -> Callable[[Path], dict[str, Any]]:
+    def stage(path: Path) -> dict[str, Any]:
+        from pocketvit.build import _model_meta, _weights_path, build_from_meta, save_weights
+        from pocketvit.distill.supervised import evaluate, train_on_labels
+
+        d = recipe.distill
+        model = build_from_meta(recipe.student.model_dump(), splits)
+        train_on_labels(model, splits, aug, recipe.seed, d.epochs, d.batch_size, d.lr, d.weight_decay,
+                        d.baseline_label_smoothing, path, "baseline (labels only)")
+        save_weights(model, _weights_path(path, "student"))
+        meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
+        meta["test_top1"] = evaluate(model, splits, splits.test, "baseline test")
+        return meta
+
+    return stage
+
+
+def split_threads(total: int) -> tuple[int, int]:
+    """(main process, side process) intra-op threads: halves of `total`, at least one each."""
+    side = max(1, total // 2)
+    return max(1, total - side), side
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def side_process_reason(recipe: Recipe, device: torch.device, world_size: int) -> str | None:
+    """None when the baseline may train beside distillation, else why not (logged)."""
+    if not recipe.distill.baseline_in_parallel:
+        return "distill.baseline_in_parallel is false"
+    if device.type != "cpu":
+        return f"training runs on {device.type}"
+    if world_size > 1:
+        return "a distributed run trains stages one after the other"
+    if _usable_cores() < 2:
+        return "one CPU core"
+    return None
+
+
+def _side_main(recipe: Recipe, out_dir: str, data_key: str, threads: int, log_path: str) -> None:
+    """Entry point of the spawned process: the baseline stage, nothing else, its output in `log_path`."""
+    with open(log_path, "a", buffering=1) as out:
+        sys.stdout = sys.stderr = out  # rich's console writes to sys.stderr: plain lines with ETA, no live bar
+        try:
+            _side_stage(recipe, Path(out_dir), data_key, threads)
+        except PocketVitError as e:
+            print(f"error: {e}", file=out)
+            raise SystemExit(2) from None
+        except BaseException:  # noqa: BLE001 - the log is the only place the parent can read it from
+            traceback.print_exc(file=out)
+            raise SystemExit(1) from None
+
+
+def _side_stage(recipe: Recipe, out_dir: Path, data_key: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    from pocketvit.data import load_dataset
+    from pocketvit.data.augment import AugmentConfig
+    from pocketvit.pipeline import StageResult, StageRunner
+
+    splits = load_dataset(recipe.data, recipe.seed)
+    data = StageResult("data", data_key, out_dir, {}, 0.0, True)
+    runner = StageRunner(out_dir, seed=recipe.seed)
+    aug = AugmentConfig(**recipe.data.augment.model_dump())
+    runner.run("baseline", baseline_config(recipe, _distill_cfg(recipe)), [data], baseline_stage_fn(recipe, splits, aug))
+
+
+def _distill_cfg(recipe: Recipe) -> dict[str, Any]:
+    from pocketvit.build import distill_config
+
+    return distill_config(recipe)
+
+
+@dataclass
+class SideStage:
+    """The baseline stage training in a spawned process; its log lines are relayed while it runs."""
+
+    process: Any
+    log_path: Path
+    threads: int
+    _offset: int = 0
+    _relaying: Any = None
+
+    @classmethod
+    def start(cls, recipe: Recipe, runner: StageRunner, data: StageResult, threads: int) -> SideStage:
+        log_path = runner.out_dir / "logs" / "baseline.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("")
+        ctx = mp.get_context("spawn")  # a clean interpreter: no forked torch thread pools
+        proc = ctx.Process(target=_side_main, name="pocketvit-baseline", daemon=True,
+                           args=(recipe, str(runner.out_dir), data.key, threads, str(log_path)))
+        proc.start()
+        log(f"[bold]▶ baseline[/bold] [dim](labels only) training in a second process, {threads} thread(s), beside "
+            f"distill; log: {log_path}[/dim]")
+        side = cls(proc, log_path, threads)
+        stop = threading.Event()
+        thread = threading.Thread(target=side._relay_until, args=(stop,), name="baseline-log", daemon=True)
+        thread.start()
+        side._relaying = (stop, thread)
+        return side
+
+    def _relay_until(self, stop: threading.Event) -> None:
+        while not stop.wait(2.0):
+            self.relay()
+
+    def relay(self) -> None:
+        """Print what the side process logged since the last call, prefixed."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return
+        whole = chunk[: chunk.rfind(b"\n") + 1]  # whole lines only
+        self._offset += len(whole)
+        for line in whole.decode("utf-8", errors="replace").splitlines():
+            if line.strip():
+                log(f"[dim]  \\[baseline] {escape(line)}[/dim]")
+
+    def _stop_relay(self) -> None:
+        if self._relaying is not None:
+            stop, thread = self._relaying
+            stop.set()
+            thread.join()
+            self._relaying = None
+        self.relay()
+
+    def finish(self) -> bool:
+        """Wait for the side process; True when it finished the stage. Logs why not otherwise."""
+        if self.process.is_alive():
+            log("[dim]  waiting for the baseline process…[/dim]")
+        self.process.join()
+        self._stop_relay()
+        if self.process.exitcode != 0:
+            log(f"[yellow]baseline process exited with code {self.process.exitcode} (log: {self.log_path}); "
+                "training the baseline here instead, from its checkpoint[/yellow]")
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Stop the side process (the main build failed or was interrupted); its stage stays unfinished."""
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=10.0)
+            if self.process.is_alive():
+                self.process.kill()
+        self._stop_relay()
