@@ -40,11 +40,11 @@ test-slow: $(STAMP) data
 # without label smoothing (the demo's teacher: fashion-mnist-teacher-ft2.safetensors); three recipes, three stages.
 teacher-weights: $(STAMP) data
 	$(VENV)/bin/pocketvit build recipes/fashion-mnist-teacher.yaml --until teacher
-	cp runs/fashion-mnist-teacher/stages/teacher-*/teacher.safetensors recipes/weights/fashion-mnist-teacher-stage1.safetensors
+	cp runs/fashion-mnist-teacher/teacher.safetensors recipes/weights/fashion-mnist-teacher-stage1.safetensors
 	$(VENV)/bin/pocketvit build recipes/fashion-mnist-teacher-ft.yaml --until teacher
-	cp runs/fashion-mnist-teacher-ft/stages/teacher-*/teacher.safetensors recipes/weights/fashion-mnist-teacher.safetensors
+	cp runs/fashion-mnist-teacher-ft/teacher.safetensors recipes/weights/fashion-mnist-teacher.safetensors
 	$(VENV)/bin/pocketvit build recipes/fashion-mnist-teacher-ft2.yaml --until teacher
-	cp runs/fashion-mnist-teacher-ft2/stages/teacher-*/teacher.safetensors recipes/weights/fashion-mnist-teacher-ft2.safetensors
+	cp runs/fashion-mnist-teacher-ft2/teacher.safetensors recipes/weights/fashion-mnist-teacher-ft2.safetensors
 
 # `make photos`: the real photos shipped with scikit-image, scikit-learn and matplotlib, as an image folder;
 # `make photos-demo`: recipes/photos-lite0.yaml on them (label-free distillation of EfficientNet-Lite0).

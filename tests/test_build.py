@@ -119,3 +119,18 @@ def test_damaged_bundle_file_is_refused_by_predict(tiny_copy, tmp_path):
     bad = run_cli("predict", str(tiny_copy / "bundle"), str(img))
     assert bad.returncode != 0
     assert "model.pte" in bad.stderr and "sha256" in bad.stderr and "Traceback" not in bad.stderr
+
+
+
+def test_until_teacher_writes_this_builds_teacher(tiny_copy):
+    """`--until teacher` leaves out/teacher.safetensors: the teacher of this config, also when the build folder
+    holds teacher stages of other configs (what `make teacher-weights` copies)."""
+    r = run_cli("build", str(TINY), "--out", str(tiny_copy), "--until", "teacher", "--set", "teacher.train.lr=0.004")
+    assert r.returncode == 0, r.stderr
+    assert f"teacher weights: {tiny_copy / 'teacher.safetensors'}" in r.stderr.replace("\n", "")
+    stages = {json.loads((p / "done.json").read_text())["config"]["train"]["lr"]: p
+              for p in tiny_copy.glob("stages/teacher-*")}
+    assert len(stages) == 2  # the tiny build's own teacher and this one
+    shipped = (tiny_copy / "teacher.safetensors").read_bytes()
+    assert shipped == (stages[0.004] / "teacher.safetensors").read_bytes()
+    assert shipped != (stages[next(k for k in stages if k != 0.004)] / "teacher.safetensors").read_bytes()

@@ -125,8 +125,14 @@ def run_build(
     else:
         teacher = runner.run("teacher", tcfg, [data], teacher_stage)
     log(f"{pre.describe(teacher.meta, 'teacher')}, {teacher.meta['gflops'] * 1e3:.1f} MFLOPs")
-    if until == "teacher":
-        return {"recipe": recipe.name, "teacher": teacher.meta, "teacher_weights": str(_weights_path(teacher, "teacher")),
+    if until == "teacher":  # out_dir/teacher.safetensors: this build's teacher (what `make teacher-weights` ships)
+        import shutil
+
+        from pocketvit.io import atomic_path
+
+        with atomic_path(out_dir / "teacher.safetensors") as tmp:
+            shutil.copyfile(_weights_path(teacher, "teacher"), tmp)
+        return {"recipe": recipe.name, "teacher": teacher.meta, "teacher_weights": str(out_dir / "teacher.safetensors"),
                 "stages": runner.summary()}
 
     def load_teacher() -> torch.nn.Module:

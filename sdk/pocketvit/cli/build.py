@@ -44,6 +44,8 @@ def build(
         return
     if until:
         err_console.print(f"\n[bold green]stopped after {until}[/bold green]: stages in {out_dir / 'stages'}")
+        if report.get("teacher_weights"):
+            err_console.print(f"  teacher weights: {report['teacher_weights']}")
         if report.get("distill", {}).get("cache_speedup"):
             d = report["distill"]
             err_console.print(f"  cache speed-up {d['cache_speedup']:.2f}x ({d['cache_step_seconds'] * 1e3:.0f} ms/step "
