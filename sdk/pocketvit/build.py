@@ -171,7 +171,8 @@ def run_build(
         model = build_from_meta(scfg, splits)
         reader = TeacherCache(cache.path / "cache", len(splits.train))
         steps = -(-len(splits.train) // d.batch_size)
-        settings = TrainSettings(epochs=d.epochs, lr=d.lr, weight_decay=d.weight_decay, steps_per_epoch=steps)
+        settings = TrainSettings(epochs=d.epochs, lr=d.lr, weight_decay=d.weight_decay, steps_per_epoch=steps,
+                                 fast=d.fast_train)
         train(model, lambda e, shard=None: reader.batches(splits, aug, e, d.batch_size, recipe.seed, shard=shard),
               sparse_kd_loss(d.temperature), settings, path, "distill student")
         save_weights(model, _weights_path(path, "student"))
@@ -192,7 +193,7 @@ def run_build(
         def baseline_stage(path: Path) -> dict[str, Any]:
             model = build_from_meta(scfg, splits)
             train_on_labels(model, splits, aug, recipe.seed, d.epochs, d.batch_size, d.lr, d.weight_decay,
-                            d.baseline_label_smoothing, path, "baseline (labels only)")
+                            d.baseline_label_smoothing, path, "baseline (labels only)", fast=d.fast_train)
             save_weights(model, _weights_path(path, "student"))
             meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
             meta["test_top1"] = evaluate(model, splits, splits.test, "baseline test")
