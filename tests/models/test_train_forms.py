@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from pocketvit.data.datasets import ImageSet, Splits
 from pocketvit.distill.trainer import TrainSettings, make_optimizer, train
 from pocketvit.models import build_model
 from pocketvit.models.tinyvit import TinyViTStudent
-from pocketvit.models.train_forms import TinyViTTrainForm, has_training_form, training_form
+from pocketvit.models.train_forms import TinyViTTrainForm, training_form
 
 OPTIONS = {"stem_dim": 8, "dims": [16, 24], "depths": [2, 1], "heads": [2, 2], "mlp_ratio": 2.0}
 
@@ -71,7 +70,7 @@ def test_the_form_is_active_inside_and_gone_outside_even_on_error():
     wrapped = torch.nn.Sequential(model)  # a student inside another module (e.g. a CLIP image tower) gets it too
     with training_form(wrapped):
         assert type(wrapped[0]) is TinyViTTrainForm
-    assert has_training_form(wrapped) and not has_training_form(torch.nn.Linear(2, 2))
+    assert type(wrapped[0]) is TinyViTStudent
 
 
 def _ops(model) -> list[str]:
@@ -125,3 +124,11 @@ def test_fused_adamw_steps_like_the_for_loop_version():
     for pa, pb in zip(model_a.parameters(), model_b.parameters()):
         torch.testing.assert_close(pb, pa, rtol=1e-5, atol=1e-6)
     opt_b.load_state_dict(opt_a.state_dict())  # resume across the two kinds (checkpoints from before fast_train)
+
+
+def test_recipe_key_switches_it_off_and_keeps_old_stage_hashes():
+    from pocketvit.recipe.schema import DistillSection, stable_dump
+
+    assert DistillSection().fast_train is True
+    assert "fast_train" not in stable_dump(DistillSection())  # default on: finished distill stages stay valid
+    assert stable_dump(DistillSection(fast_train=False))["fast_train"] is False  # off: a different stage

@@ -45,10 +45,6 @@ class TinyViTTrainForm(TinyViTStudent):
 TRAIN_FORMS: dict[type[nn.Module], type[nn.Module]] = {TinyViTStudent: TinyViTTrainForm}
 
 
-def has_training_form(model: nn.Module) -> bool:
-    return any(type(m) in TRAIN_FORMS for m in model.modules())
-
-
 @contextmanager
 def training_form(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     """Within the block, `model`'s submodules with a training form run as that form; `enabled=False` changes
