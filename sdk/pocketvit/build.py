@@ -191,7 +191,8 @@ def run_build(
         model = build_from_meta(scfg, splits)
         reader = TeacherCache(cache.path / "cache", len(splits.train))
         steps = -(-len(splits.train) // d.batch_size)
-        settings = TrainSettings(epochs=d.epochs, lr=d.lr, weight_decay=d.weight_decay, steps_per_epoch=steps)
+        settings = TrainSettings(epochs=d.epochs, lr=d.lr, weight_decay=d.weight_decay, steps_per_epoch=steps,
+                                 fast=d.fast_train)
         train(model, lambda e, shard=None: reader.batches(splits, aug, e, d.batch_size, recipe.seed, shard=shard),
               sparse_kd_loss(d.temperature), settings, path, "distill student")
         save_weights(model, _weights_path(path, "student"))

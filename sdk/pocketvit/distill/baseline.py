@@ -48,7 +48,7 @@ def baseline_stage_fn(recipe: Recipe, splits: Splits, aug: AugmentConfig) -> Cal
         d = recipe.distill
         model = build_from_meta(recipe.student.model_dump(), splits)
         train_on_labels(model, splits, aug, recipe.seed, d.epochs, d.batch_size, d.lr, d.weight_decay,
-                        d.baseline_label_smoothing, path, "baseline (labels only)")
+                        d.baseline_label_smoothing, path, "baseline (labels only)", fast=d.fast_train)
         save_weights(model, _weights_path(path, "student"))
         meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
         meta["test_top1"] = evaluate(model, splits, splits.test, "baseline test")

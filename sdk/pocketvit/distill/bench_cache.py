@@ -22,7 +22,8 @@ from torch import nn
 from pocketvit.data.augment import AugmentConfig
 from pocketvit.data.datasets import Splits, augmented_batches
 from pocketvit.distill.cache import SparseLogits, TeacherCache, sparse_soft_cross_entropy
-from pocketvit.distill.trainer import _param_groups, inference_autocast, train_step
+from pocketvit.distill.trainer import inference_autocast, make_optimizer, train_step
+from pocketvit.models.train_forms import training_form
 from pocketvit.progress import progress_bar
 from pocketvit.scale.engine import LocalEngine
 
@@ -68,13 +69,22 @@ MIXED = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 def measure_cache_speedup(
     teacher: nn.Module, student: nn.Module, reader: TeacherCache, splits: Splits, aug: AugmentConfig, seed: int,
     batch_size: int, topk: int, steps: int = 20, precision: str = "fp32", block: int = 1, lr: float = 1e-3,
-    train_precision: str = "32-true",
+    train_precision: str = "32-true", fast: bool = True,
 ) -> dict[str, float | int]:
     """Seconds per training step from the cache and with the teacher online (`steps` timed steps each, in
     alternating blocks of `block`, after one untimed warm-up step each); `cache_speedup` = online / cache.
 
     `precision` is the teacher's (as the cache recorded it), `train_precision` the student's training precision
-    (the run's `scale.precision`, resolved: 32-true, bf16-mixed or 16-mixed)."""
+    (the run's `scale.precision`, resolved: 32-true, bf16-mixed or 16-mixed); `fast` trains as the distill stage
+    does with `distill.fast_train` (training-time model form + fused AdamW)."""
+    with training_form(student, fast):
+        return _measure(teacher, student, reader, splits, aug, seed, batch_size, topk, steps, precision, block, lr,
+                        train_precision, fast)
+
+
+def _measure(teacher: nn.Module, student: nn.Module, reader: TeacherCache, splits: Splits, aug: AugmentConfig,
+             seed: int, batch_size: int, topk: int, steps: int, precision: str, block: int, lr: float,
+             train_precision: str, fast: bool) -> dict[str, float | int]:
     device = next(teacher.parameters()).device
     engine = LocalEngine(device)
     teacher.eval().to(device)
@@ -82,7 +92,7 @@ def measure_cache_speedup(
         teacher.to(memory_format=torch.channels_last)
     layout = torch.channels_last
     student.to(memory_format=layout).train()
-    net, opt = engine.setup(student, lambda m: torch.optim.AdamW(_param_groups(m, 0.05), lr=lr))
+    net, opt = engine.setup(student, lambda m: make_optimizer(m, lr, 0.05, fast))
     if train_precision in MIXED:
         net = MixedPrecisionStudent(net, MIXED[train_precision])
     arms = {"cache": cached_batches(reader, splits, aug, seed, batch_size),
@@ -118,5 +128,5 @@ def measure_cache_speedup(
     cache_s, online_s = statistics.median(per_step["cache"]), statistics.median(per_step["online"])
     return {"cache_speedup": round(online_s / cache_s, 3), "cache_step_seconds": round(cache_s, 5),
             "online_step_seconds": round(online_s, 5), "bench_steps": blocks * block, "bench_batch_size": batch_size,
-            "bench_train_precision": train_precision,
+            "bench_train_precision": train_precision, "bench_fast_train": fast,
             **{f"{k}_seconds": round(statistics.median(v), 5) for k, v in parts.items()}}

@@ -49,13 +49,15 @@ def cache_bench_stage(recipe: Recipe, runner: StageRunner, splits: Splits, aug: 
             try:
                 out = measure_cache_speedup(model.to(device), student, reader, splits, aug, recipe.seed,
                                             recipe.distill.batch_size, cache.meta["topk"], steps,
-                                            cache.meta["precision"], lr=recipe.distill.lr, train_precision=train_precision)
+                                            cache.meta["precision"], lr=recipe.distill.lr, train_precision=train_precision,
+                                            fast=recipe.distill.fast_train)
             finally:
                 torch.set_num_threads(before)
         return out | {"bench_threads": threads, "bench_device": device.type}
 
     cfg = {"steps": steps, "threads": recipe.distill.cache_bench_threads, "student": recipe.student.model_dump(), "batch_size": recipe.distill.batch_size,
-           "parts": True, "train_precision": train_precision}  # parts: results since the per-step split was added
+           "parts": True, "train_precision": train_precision,  # parts: results since the per-step split was added
+           "fast_train": recipe.distill.fast_train}  # a speed benchmark: rerun when the training step changes
     result = runner.run("cache_bench", cfg, [data, teacher, cache], run)
     m = result.meta
     log(f"  cache speed-up {m['cache_speedup']:.2f}x: {m['cache_step_seconds'] * 1e3:.0f} ms/step from the cache, "

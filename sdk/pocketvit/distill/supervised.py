@@ -26,6 +26,7 @@ def train_on_labels(
     label_smoothing: float,
     work_dir: Path,
     description: str,
+    fast: bool = True,
 ) -> nn.Module:
     data = splits.train
     steps = -(-len(data) // batch_size)
@@ -33,7 +34,7 @@ def train_on_labels(
     def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
-    settings = TrainSettings(epochs=epochs, lr=lr, weight_decay=weight_decay, steps_per_epoch=steps)
+    settings = TrainSettings(epochs=epochs, lr=lr, weight_decay=weight_decay, steps_per_epoch=steps, fast=fast)
     return train(model, label_batches(splits, aug, seed, batch_size), loss_fn, settings, work_dir, description)
 
 

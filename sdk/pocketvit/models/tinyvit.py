@@ -121,12 +121,16 @@ class TinyViTStudent(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cin, cfg.num_classes)
 
+    def _stage_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """A stage's output tokens; the training-time form (models/train_forms.py) hooks in here."""
+        return x
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.mbconv(self.stem(x))
         for stage in self.stages:
             x = stage["merge"](x)
             b, c, h, w = x.shape
-            x = stage["blocks"](x.flatten(2).transpose(1, 2))
+            x = self._stage_tokens(stage["blocks"](x.flatten(2).transpose(1, 2)))
             x = x.transpose(1, 2).reshape(b, c, h, w)
         return x
 
