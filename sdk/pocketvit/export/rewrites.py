@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pocketvit.export.rewrites_conv import _hardsigmoid_as_hardtanh, _layernorm2d_as_conv
 from pocketvit.export.rewrites_litert import _depthwise7_as_5x5, _layernorm_keepdim
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -239,10 +240,14 @@ REWRITES: tuple[Rewrite, ...] = (
             ("executorch",), _timm_attention_as_bmm),
     Rewrite("prefix-tokens", "timm ViT class token concatenated without expand, token pooling as a slice (batch 1)",
             ("executorch",), _vit_prefix_tokens),
+    Rewrite("layernorm2d-as-conv", "channels-first LayerNorm2d statistics as 1x1 convs (no permutes, no layer norm)",
+            ("executorch",), _layernorm2d_as_conv),
+    Rewrite("hardsigmoid-as-hardtanh", "hardsigmoid as hardtanh(x + 3.0, 0, 6) / 6.0 (no int64 scalar copies)",
+            ("executorch",), _hardsigmoid_as_hardtanh),
     Rewrite("layernorm-keepdim", "LayerNorm / LayerNorm2d statistics with keepdim: no rank-1 detour and RESHAPEs",
             ("litert",), _layernorm_keepdim),
-    Rewrite("depthwise7-as-5x5", "7x7 depthwise conv as four 5x5 depthwise convs (XNNPACK's fast 25-tap kernel)",
-            ("litert",), _depthwise7_as_5x5),
+    Rewrite("depthwise7-as-5x5", "stride-1 7x7 depthwise conv as four 5x5 ones (XNNPACK's 49-tap kernel is slow)",
+            ("litert", "executorch"), _depthwise7_as_5x5),
 )
 
 
