@@ -2,6 +2,7 @@
 timed interleaved in one process against ONNX Runtime (the reference):
 
     python -m pocketvit.bench.executorch_ab convnext_atto --rewrite layernorm2d-as-conv --threads 1 --runs 60
+    python -m pocketvit.bench.executorch_ab --kernels   # one depthwise conv per kernel size: ExecuTorch vs ONNX
 
 Per timm model (random weights, BatchNorm re-estimated, as bench-zoo): ``onnx``, ``executorch`` (every
 rewrite) and ``executorch-no-NAME`` per --rewrite; parity of each .pte vs eager on 16 inputs, delegate
@@ -69,7 +70,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("models", nargs="+", help="timm model names")
+    p.add_argument("models", nargs="*", help="timm model names")
+    p.add_argument("--kernels", action="store_true", help="time single depthwise convs (3x3, 5x5, 7x7) instead")
     p.add_argument("--rewrite", action="append", default=[], help="rewrite to switch off in a variant (repeatable)")
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--threads", type=int, default=1)
@@ -78,6 +80,11 @@ def main(argv: list[str] | None = None) -> None:
     from pocketvit.export.rewrites import check_rewrite_names
 
     check_rewrite_names(a.rewrite)
+    if a.kernels:
+        from pocketvit.bench import litert_gap
+
+        print(litert_gap.table(litert_gap.kernels(a.runs, ("onnx", "executorch"))))
+        return
     rows = []
     for name in a.models:
         with tempfile.TemporaryDirectory() as tmp:
