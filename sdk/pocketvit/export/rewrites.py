@@ -229,17 +229,17 @@ def _replace(model: torch.nn.Module, match: Callable, make: Callable) -> int:
 class Rewrite:
     name: str
     doc: str
-    targets: tuple[str, ...]
+    targets: tuple[str, ...]  # "executorch-int8": also before PT2E int8 (only those measured there)
     apply: Callable[[torch.nn.Module], int]
 
 
 REWRITES: tuple[Rewrite, ...] = (
     Rewrite("layernorm-as-linear", "LayerNorm's mean and variance as linear layers the delegate takes",
-            ("executorch",), _layernorm_as_linear),
+            ("executorch", "executorch-int8"), _layernorm_as_linear),
     Rewrite("attention-as-bmm", "timm ViT and TinyViT attention as 3-D batched matmuls, q/k/v as three linears",
-            ("executorch",), _timm_attention_as_bmm),
+            ("executorch", "executorch-int8"), _timm_attention_as_bmm),
     Rewrite("prefix-tokens", "timm ViT class token concatenated without expand, token pooling as a slice (batch 1)",
-            ("executorch",), _vit_prefix_tokens),
+            ("executorch", "executorch-int8"), _vit_prefix_tokens),
     Rewrite("layernorm2d-as-conv", "channels-first LayerNorm2d statistics as 1x1 convs (no permutes, no layer norm)",
             ("executorch",), _layernorm2d_as_conv),
     Rewrite("hardsigmoid-as-hardtanh", "hardsigmoid as hardtanh(x + 3.0, 0, 6) / 6.0 (no int64 scalar copies)",
