@@ -32,11 +32,7 @@ def _layernorm_as_linear(model: torch.nn.Module) -> int:
             self.weight, self.bias = ln.weight, ln.bias
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            xc = x - F.linear(x, self.avg)
-            y = xc * torch.rsqrt(F.linear(xc * xc, self.avg) + self.eps)
-            if self.weight is not None:
-                y = y * self.weight
-            return y + self.bias if self.bias is not None else y
+            return _two_pass_norm(x, lambda t: F.linear(t, self.avg), self.eps, self.weight, self.bias)
 
     plain = {nn.LayerNorm}
     try:  # timm's LayerNorm only adds a fast-norm switch; its channels-first LayerNorm2d is not matched
@@ -212,6 +208,18 @@ def _timm_tinyvit_attention_as_bmm(model: torch.nn.Module) -> int:
             return self.proj(x)
 
     return _replace(model, lambda m: type(m) is Attention and not m.training, BmmTinyViTAttention)
+
+
+def _two_pass_norm(x: torch.Tensor, mean: Callable, eps: float, weight, bias) -> torch.Tensor:
+    """(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps), then the affine: torch's two-pass layer norm with
+    the statistic written in whatever form the backend takes (linear, 1x1 conv, keepdim mean)."""
+    import torch
+
+    xc = x - mean(x)
+    y = xc * torch.rsqrt(mean(xc * xc) + eps)
+    if weight is not None:
+        y = y * weight
+    return y + bias if bias is not None else y
 
 
 def _replace(model: torch.nn.Module, match: Callable, make: Callable) -> int:

@@ -39,13 +39,9 @@ def _layernorm2d_as_conv(model: torch.nn.Module) -> int:
             self.bias = None if ln.bias is None else nn.Parameter(ln.bias.detach().reshape(1, c, 1, 1))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            xc = x - F.conv2d(x, self.avg)
-            y = xc * torch.rsqrt(F.conv2d(xc * xc, self.avg) + self.eps)
-            if self.weight is not None:
-                y = y * self.weight
-            return y + self.bias if self.bias is not None else y
+            return _two_pass_norm(x, lambda t: F.conv2d(t, self.avg), self.eps, self.weight, self.bias)
 
-    from pocketvit.export.rewrites import _replace  # at call time: rewrites.py imports this module
+    from pocketvit.export.rewrites import _replace, _two_pass_norm  # at call time (import cycle)
 
     return _replace(model, lambda m: type(m) is LayerNorm2d and len(m.normalized_shape) == 1, ConvLayerNorm2d)
 

@@ -22,15 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
 def _layernorm_keepdim(model: torch.nn.Module) -> int:
     """nn.LayerNorm / timm LayerNorm over the last dim and timm's channels-first LayerNorm2d as keepdim
     mean and variance (same two-pass arithmetic as torch's kernel)."""
-    import torch
     from torch import nn
 
+    from pocketvit.export.rewrites import _replace, _two_pass_norm  # at call time (import cycle)
+
     def norm_last(x: torch.Tensor, ln: nn.Module) -> torch.Tensor:
-        xc = x - x.mean(-1, keepdim=True)
-        y = xc * torch.rsqrt((xc * xc).mean(-1, keepdim=True) + ln.eps)
-        if ln.weight is not None:
-            y = y * ln.weight
-        return y + ln.bias if ln.bias is not None else y
+        return _two_pass_norm(x, lambda t: t.mean(-1, keepdim=True), ln.eps, ln.weight, ln.bias)
 
     class KeepdimLayerNorm(nn.Module):
         def __init__(self, ln: nn.Module, channels_first: bool):
@@ -51,7 +48,6 @@ def _layernorm_keepdim(model: torch.nn.Module) -> int:
         first.add(LayerNorm2d)
     except ImportError:
         pass
-    from pocketvit.export.rewrites import _replace  # at call time: rewrites.py imports this module
 
     def plain(m: nn.Module) -> bool:
         return type(m) in last | first and len(m.normalized_shape) == 1 and m.elementwise_affine
