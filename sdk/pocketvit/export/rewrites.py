@@ -249,13 +249,13 @@ REWRITES: tuple[Rewrite, ...] = (
     Rewrite("prefix-tokens", "timm ViT class token concatenated without expand, token pooling as a slice (batch 1)",
             ("executorch", "executorch-int8"), _vit_prefix_tokens),
     Rewrite("layernorm2d-as-conv", "channels-first LayerNorm2d statistics as 1x1 convs (no permutes, no layer norm)",
-            ("executorch",), _layernorm2d_as_conv),
+            ("executorch", "executorch-int8"), _layernorm2d_as_conv),
     Rewrite("hardsigmoid-as-hardtanh", "hardsigmoid as hardtanh(x + 3.0, 0, 6) / 6.0 (no int64 scalar copies)",
             ("executorch",), _hardsigmoid_as_hardtanh),
     Rewrite("layernorm-keepdim", "LayerNorm / LayerNorm2d statistics with keepdim: no rank-1 detour and RESHAPEs",
             ("litert",), _layernorm_keepdim),
     Rewrite("depthwise7-as-5x5", "stride-1 7x7 depthwise conv as four 5x5 ones (XNNPACK's 49-tap kernel is slow)",
-            ("litert", "executorch"), _depthwise7_as_5x5),
+            ("litert", "executorch", "executorch-int8"), _depthwise7_as_5x5),
 )
 
 

@@ -31,7 +31,7 @@ def quantize_executorch(model: torch.nn.Module, example: torch.Tensor, calib: to
 
         rewrites = apply_rewrites(model, "executorch-int8")
         float_layers = tuple(float_layers) + tuple(
-            name for name, m in model.named_modules() if type(m).__name__ == "LinearLayerNorm")
+            name for name, m in model.named_modules() if type(m).__name__ in ("LinearLayerNorm", "ConvLayerNorm2d"))
     try:
         converted = quantized_graph(model, example, calib, xnnpack_quantizer(config.mode, config.per_channel),
                                     float_layers, batched=True)
