@@ -79,3 +79,16 @@ def test_depthwise7_as_5x5_stays_in_one_delegate_call(tmp_path):
     assert f.info["rewrites"] == {"depthwise7-as-5x5": 1}
     assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
     assert float(np.abs(RUNNERS["executorch"](f.path, x) - eager(model, x)).max()) < 1e-4
+
+
+def test_int8_takes_the_convnet_rewrites(tmp_path):
+    """ExecuTorch int8 (PT2E) gets layernorm2d-as-conv and depthwise7-as-5x5 too: one delegate call."""
+    from pocketvit.export.quantize import config_for, quantize_export
+
+    model, x = convnext_like()
+    calib = torch.randn(8, *x.shape[1:], generator=torch.Generator().manual_seed(1))
+    f = quantize_export(model, x, calib, config_for("executorch-int8"), tmp_path / "int8.pte")
+    assert f.info["rewrites"] == {"layernorm2d-as-conv": 2, "depthwise7-as-5x5": 1}
+    assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
+    out, ref = RUNNERS["executorch"](f.path, x), eager(model, x)
+    assert np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)) > 0.9
