@@ -20,7 +20,11 @@ def tiny_timm_vit():
     return model, torch.randn(1, 3, 32, 32)
 
 
-@pytest.mark.parametrize("name", [r.name for r in REWRITES if "executorch" in r.targets])
+# the transformer rewrites; the convnet ones have their own tiny modules (test_rewrites_conv.py)
+VIT_REWRITES = ("layernorm-as-linear", "attention-as-bmm", "prefix-tokens")
+
+
+@pytest.mark.parametrize("name", VIT_REWRITES)
 def test_rewrite_keeps_outputs_and_takes_nodes_into_the_delegate(tmp_path, name):
     from pocketvit.export.executorch import export_executorch
     from pocketvit.export.prepare import prepare_for_export
@@ -75,8 +79,8 @@ def tiny_timm_tinyvit():
 
 
 @pytest.mark.parametrize("make,expected", [
-    # windowed attention + bias table; the head's channels-first LayerNorm2d is left alone
-    (tiny_timm_tinyvit, {"layernorm-as-linear": 2, "attention-as-bmm": 1}),
+    # windowed attention + bias table; the head's channels-first LayerNorm2d
+    (tiny_timm_tinyvit, {"layernorm-as-linear": 2, "attention-as-bmm": 1, "layernorm2d-as-conv": 1}),
 ])
 def test_rewrites_on_timm_tinyvit(tmp_path, make, expected):
     from pocketvit.export.executorch import export_executorch
@@ -89,14 +93,6 @@ def test_rewrites_on_timm_tinyvit(tmp_path, make, expected):
     assert f.info["nodes_outside"] < raw["nodes_outside"] and f.info["delegate_calls"] < raw["delegate_calls"]
     out = RUNNERS["executorch"](f.path, x)
     assert float(np.abs(out - ref).max()) < 1e-4 and out.argmax() == ref.argmax()
-
-
-def test_channels_first_layernorm_is_left_alone():
-    """timm's LayerNorm2d (ConvNeXt) is not rewritten: measured slower as linears between permutes."""
-    from timm.layers import LayerNorm2d
-
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), LayerNorm2d(8))
-    assert apply_rewrites(model, "executorch") == {}
 
 
 def test_attention_as_bmm_on_fastvit_map_attention(tmp_path):

@@ -54,7 +54,8 @@ def test_each_litert_rewrite_keeps_outputs(name):
     rewritten = prepare_for_export(model)
     applied = apply_rewrites(rewritten, "litert", disabled=[n for n in LITERT if n != name])
     assert applied == {name: 2}  # two LayerNorms / two stride-1 7x7 depthwise convs
-    assert name not in apply_rewrites(prepare_for_export(model), "executorch")
+    if name == "layernorm-keepdim":  # LiteRT only (depthwise7-as-5x5 serves ExecuTorch too)
+        assert name not in apply_rewrites(prepare_for_export(model), "executorch")
     np.testing.assert_allclose(eager(rewritten, x), eager(model, x), atol=1e-5)
 
 

@@ -49,10 +49,13 @@ def cpu_ms(runners: dict[str, Callable[[], Any]], runs: int, warmup: int = 3) ->
     return {k: {"cpu_ms": float(np.median(cpu[k])), "wall_ms": float(np.median(wall[k]))} for k in keys}
 
 
+RUNTIMES = {".onnx": "onnx", ".tflite": "litert", ".pte": "executorch"}
+
+
 def _runner(path: Path, x: np.ndarray) -> Callable[[], Any]:
     from pocketvit.runtime.backends import open_backend
 
-    b = open_backend("onnx" if path.suffix == ".onnx" else "litert", path, num_threads=1)
+    b = open_backend(RUNTIMES[path.suffix], path, num_threads=1)
     return lambda: b.run(x)
 
 
@@ -66,7 +69,8 @@ def models(dirs: list[Path], runs: int) -> list[dict[str, Any]]:
     return rows
 
 
-def kernels(runs: int) -> list[dict[str, Any]]:
+def kernels(runs: int, targets: tuple[str, ...] = ("onnx", "litert")) -> list[dict[str, Any]]:
+    """One depthwise conv per KERNELS entry exported to each target (no rewrites), CPU time per call."""
     import torch
 
     from pocketvit.export import export_model
@@ -77,14 +81,15 @@ def kernels(runs: int) -> list[dict[str, Any]]:
             torch.manual_seed(0)
             conv = torch.nn.Conv2d(c, c, k, padding=k // 2, groups=c).eval()
             x = torch.randn(1, c, h, h)
-            files = {t: export_model(conv, x, t, Path(tmp) / f"{c}_{h}_{k}", name="m").path for t in ("onnx", "litert")}
+            files = {t: export_model(conv, x, t, Path(tmp) / f"{c}_{h}_{k}", name="m", disabled_rewrites=("all",)).path
+                     for t in targets}
             rows.append({"model": f"depthwise {k}x{k}, {c} ch, {h}x{h}",
                          **cpu_ms({t: _runner(p, x.numpy()) for t, p in files.items()}, runs)})
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    cols = [c for c in ("onnx", "litert-raw", "litert") if any(c in r for r in rows)]
+    cols = [c for c in ("onnx", "litert-raw", "litert", "executorch") if any(c in r for r in rows)]
     lines = ["| what | " + " | ".join(f"{c} CPU ms" for c in cols) + " |", "|---|" + "---|" * len(cols)]
     for r in rows:
         base = r["onnx"]["cpu_ms"]

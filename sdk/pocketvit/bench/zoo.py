@@ -88,18 +88,14 @@ def _runner(backend, x: np.ndarray) -> Callable[[], Any]:
     return lambda: backend.run(x)
 
 
-def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threads: int = 2, int8: bool = True,
-                say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+def zoo_model(name: str, size: int = 224):
+    """timm model `name` with random weights (seed 0), eval, BatchNorm statistics re-estimated on random inputs."""
     import timm
     import torch
 
-    from pocketvit.bench.latency import _stats, interleaved
     from pocketvit.export.prepare import recalibrate_batchnorm
-    from pocketvit.runtime.backends import open_backend
-    from pocketvit.verify import parity
 
     torch.manual_seed(0)
-    torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # the runtimes flush denormals; random-weight activations can be denormal
     try:  # ViTs fix their input size at build time; convnets take any
         model = timm.create_model(name, pretrained=False, num_classes=1000, **({"img_size": size} if size != 224 else {}))
@@ -108,6 +104,19 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
     model.eval()
     _no_zero_gammas(model)
     recalibrate_batchnorm(model, (8, 3, size, size))
+    return model
+
+
+def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threads: int = 2, int8: bool = True,
+                say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    import torch
+
+    from pocketvit.bench.latency import _stats, interleaved
+    from pocketvit.runtime.backends import open_backend
+    from pocketvit.verify import parity
+
+    torch.set_num_threads(threads)
+    model = zoo_model(name, size)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(PARITY_INPUTS, 3, size, size, generator=g)
     calib = torch.randn(32, 3, size, size, generator=g)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pocketvit.export.rewrites_conv import _hardsigmoid_as_hardtanh, _layernorm2d_as_conv
 from pocketvit.export.rewrites_litert import _depthwise7_as_5x5, _layernorm_keepdim
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,11 +32,7 @@ def _layernorm_as_linear(model: torch.nn.Module) -> int:
             self.weight, self.bias = ln.weight, ln.bias
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            xc = x - F.linear(x, self.avg)
-            y = xc * torch.rsqrt(F.linear(xc * xc, self.avg) + self.eps)
-            if self.weight is not None:
-                y = y * self.weight
-            return y + self.bias if self.bias is not None else y
+            return _two_pass_norm(x, lambda t: F.linear(t, self.avg), self.eps, self.weight, self.bias)
 
     plain = {nn.LayerNorm}
     try:  # timm's LayerNorm only adds a fast-norm switch; its channels-first LayerNorm2d is not matched
@@ -213,6 +210,18 @@ def _timm_tinyvit_attention_as_bmm(model: torch.nn.Module) -> int:
     return _replace(model, lambda m: type(m) is Attention and not m.training, BmmTinyViTAttention)
 
 
+def _two_pass_norm(x: torch.Tensor, mean: Callable, eps: float, weight, bias) -> torch.Tensor:
+    """(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps), then the affine: torch's two-pass layer norm with
+    the statistic written in whatever form the backend takes (linear, 1x1 conv, keepdim mean)."""
+    import torch
+
+    xc = x - mean(x)
+    y = xc * torch.rsqrt(mean(xc * xc) + eps)
+    if weight is not None:
+        y = y * weight
+    return y + bias if bias is not None else y
+
+
 def _replace(model: torch.nn.Module, match: Callable, make: Callable) -> int:
     """Replace every child module for which match(child) holds by make(child); returns how many."""
     count = 0
@@ -228,21 +237,25 @@ def _replace(model: torch.nn.Module, match: Callable, make: Callable) -> int:
 class Rewrite:
     name: str
     doc: str
-    targets: tuple[str, ...]
+    targets: tuple[str, ...]  # "executorch-int8": also before PT2E int8 (only those measured there)
     apply: Callable[[torch.nn.Module], int]
 
 
 REWRITES: tuple[Rewrite, ...] = (
     Rewrite("layernorm-as-linear", "LayerNorm's mean and variance as linear layers the delegate takes",
-            ("executorch",), _layernorm_as_linear),
+            ("executorch", "executorch-int8"), _layernorm_as_linear),
     Rewrite("attention-as-bmm", "timm ViT and TinyViT attention as 3-D batched matmuls, q/k/v as three linears",
-            ("executorch",), _timm_attention_as_bmm),
+            ("executorch", "executorch-int8"), _timm_attention_as_bmm),
     Rewrite("prefix-tokens", "timm ViT class token concatenated without expand, token pooling as a slice (batch 1)",
-            ("executorch",), _vit_prefix_tokens),
+            ("executorch", "executorch-int8"), _vit_prefix_tokens),
+    Rewrite("layernorm2d-as-conv", "channels-first LayerNorm2d statistics as 1x1 convs (no permutes, no layer norm)",
+            ("executorch", "executorch-int8"), _layernorm2d_as_conv),
+    Rewrite("hardsigmoid-as-hardtanh", "hardsigmoid as hardtanh(x + 3.0, 0, 6) / 6.0 (no int64 scalar copies)",
+            ("executorch",), _hardsigmoid_as_hardtanh),
     Rewrite("layernorm-keepdim", "LayerNorm / LayerNorm2d statistics with keepdim: no rank-1 detour and RESHAPEs",
             ("litert",), _layernorm_keepdim),
-    Rewrite("depthwise7-as-5x5", "7x7 depthwise conv as four 5x5 depthwise convs (XNNPACK's fast 25-tap kernel)",
-            ("litert",), _depthwise7_as_5x5),
+    Rewrite("depthwise7-as-5x5", "stride-1 7x7 depthwise conv as four 5x5 ones (XNNPACK's 49-tap kernel is slow)",
+            ("litert", "executorch", "executorch-int8"), _depthwise7_as_5x5),
 )
 
 

@@ -2,6 +2,8 @@
 
 depthwise7-as-5x5: a 7x7 depthwise conv costs 7.5-12x ONNX Runtime's CPU time in XNNPACK, a 5x5 one
 1.9x (README, LiteRT section); four 5x5 convs over zero-filled windows of the 7x7 kernel are faster.
+ExecuTorch's XNNPACK has the same slow kernel, so this one is registered for ExecuTorch too
+(ConvNeXt-atto 1.73x -> 1.10x ONNX Runtime, `python -m pocketvit.bench.executorch_ab`).
 
 layernorm-keepdim: litert-torch lowers `F.layer_norm` to per-position statistics of rank 1 (MEAN
 without keepdims, SQUARED_DIFFERENCE, RSQRT, ...) with a RESHAPE back before every broadcast (5 per
@@ -20,15 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
 def _layernorm_keepdim(model: torch.nn.Module) -> int:
     """nn.LayerNorm / timm LayerNorm over the last dim and timm's channels-first LayerNorm2d as keepdim
     mean and variance (same two-pass arithmetic as torch's kernel)."""
-    import torch
     from torch import nn
 
+    from pocketvit.export.rewrites import _replace, _two_pass_norm  # at call time (import cycle)
+
     def norm_last(x: torch.Tensor, ln: nn.Module) -> torch.Tensor:
-        xc = x - x.mean(-1, keepdim=True)
-        y = xc * torch.rsqrt((xc * xc).mean(-1, keepdim=True) + ln.eps)
-        if ln.weight is not None:
-            y = y * ln.weight
-        return y + ln.bias if ln.bias is not None else y
+        return _two_pass_norm(x, lambda t: t.mean(-1, keepdim=True), ln.eps, ln.weight, ln.bias)
 
     class KeepdimLayerNorm(nn.Module):
         def __init__(self, ln: nn.Module, channels_first: bool):
@@ -49,7 +48,6 @@ def _layernorm_keepdim(model: torch.nn.Module) -> int:
         first.add(LayerNorm2d)
     except ImportError:
         pass
-    from pocketvit.export.rewrites import _replace  # at call time: rewrites.py imports this module
 
     def plain(m: nn.Module) -> bool:
         return type(m) in last | first and len(m.normalized_shape) == 1 and m.elementwise_affine
@@ -80,7 +78,8 @@ def _depthwise7_as_5x5(model: torch.nn.Module) -> int:
                             if (r <= 1) == (a == -3) and (c <= 1) == (b == -3):
                                 k[:, :, r - a, c - b] = w[:, :, r + 3, c + 3]
                     parts.append(k)
-            self.register_buffer("kernels", torch.stack(parts), persistent=False)
+            for i, k in enumerate(parts):  # one buffer each: indexing a stacked one is a select_copy in ExecuTorch
+                self.register_buffer(f"kernel{i}", k, persistent=False)
             self.bias = conv.bias
             self.groups = conv.groups
 
@@ -90,7 +89,7 @@ def _depthwise7_as_5x5(model: torch.nn.Module) -> int:
             h, w = x.shape[-2:]
             y = None
             for i, (a, b) in enumerate((a, b) for a in self.STARTS for b in self.STARTS):
-                z = F.conv2d(x, self.kernels[i], self.bias if i == 0 else None, padding=3, groups=self.groups)
+                z = F.conv2d(x, getattr(self, f"kernel{i}"), self.bias if i == 0 else None, padding=3, groups=self.groups)
                 z = z[:, :, a + 3:a + 3 + h, b + 3:b + 3 + w]
                 y = z if y is None else y + z
             return y

@@ -1,0 +1,109 @@
+"""Does an ExecuTorch rewrite pay? One model exported with every rewrite and once per rewrite switched off,
+timed interleaved in one process against ONNX Runtime (the reference):
+
+    python -m pocketvit.bench.executorch_ab convnext_atto --rewrite layernorm2d-as-conv --threads 1 --runs 60
+    python -m pocketvit.bench.executorch_ab --kernels   # one depthwise conv per kernel size: ExecuTorch vs ONNX
+
+Per timm model (random weights, BatchNorm re-estimated, as bench-zoo): ``onnx``, ``executorch`` (every
+rewrite) and ``executorch-no-NAME`` per --rewrite; parity of each .pte vs eager on 16 inputs, delegate
+calls / nodes outside, then median wall and process CPU time per call (bench/litert_gap.cpu_ms; at more
+than 1 thread wall time only, random order per round) and the ratios to ONNX Runtime. A benchmark, not a test: prints a table (and JSON with --json), asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+PARITY_INPUTS = 16
+
+
+def ab_model(name: str, rewrites: list[str], work: Path, *, runs: int, threads: int, size: int = 224) -> dict[str, Any]:
+    import torch
+
+    from pocketvit.bench.litert_gap import cpu_ms
+    from pocketvit.bench.zoo import zoo_model
+    from pocketvit.export import export_model
+    from pocketvit.export.executorch import export_executorch
+    from pocketvit.runtime.backends import open_backend
+    from pocketvit.verify import parity
+
+    torch.set_num_threads(threads)
+    model = zoo_model(name, size)
+    x = torch.randn(PARITY_INPUTS, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(x).numpy()
+    files = {"onnx": export_model(model, x[:1], "onnx", work, name="model", model_name=name),
+             "executorch": export_executorch(model, x[:1], work / "all.pte", model_name=name)}
+    for r in rewrites:
+        files[f"executorch-no-{r}"] = export_executorch(model, x[:1], work / f"no-{r}.pte", model_name=name,
+                                                        disabled_rewrites=(r,))
+    row: dict[str, Any] = {"model": name, "threads": threads, "runs": runs, "variants": {}}
+    runners = {}
+    x1 = x[:1].numpy()
+    for variant, f in files.items():
+        b = open_backend(f.runtime, f.path, num_threads=threads)
+        entry = {"parity": parity(b.run(x.numpy()), ref)}
+        if variant.startswith("executorch"):
+            entry |= {k: f.info.get(k) for k in ("delegate_calls", "nodes_outside", "outside_ops", "rewrites")}
+        row["variants"][variant] = entry
+        runners[variant] = (lambda b=b: b.run(x1))
+    times = cpu_ms(runners, runs) if threads == 1 else _wall_ms(runners, runs)
+    for variant, t in times.items():
+        row["variants"][variant] |= t | {k.replace("_ms", "_vs_onnx"): t[k] / times["onnx"][k] for k in t}
+    return row
+
+
+def _wall_ms(runners: dict[str, Any], runs: int) -> dict[str, dict[str, float]]:
+    """Median wall ms in rounds of a fresh random order (bench/latency.interleaved): at 2 threads on 2 cores,
+    ONNX Runtime's spinning workers slow whichever runner follows it, so a fixed order biases the ratios."""
+    import numpy as np
+
+    from pocketvit.bench.latency import interleaved
+
+    return {k: {"wall_ms": float(np.median(v)), "cpu_ms": float("nan")}
+            for k, v in interleaved(runners, runs, warmup=3).items()}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| model | threads | variant | wall vs ONNX | CPU vs ONNX | calls / outside | max abs diff | top-1 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for v, e in r["variants"].items():
+            deleg = f"{e['delegate_calls']} / {e['nodes_outside']}" if "delegate_calls" in e else "—"
+            lines.append(f"| {r['model']} | {r['threads']} | {v} | {e['wall_vs_onnx']:.3f}x | {e['cpu_vs_onnx']:.3f}x "
+                         f"| {deleg} | {e['parity']['max_abs_diff']:.1e} | {e['parity']['top1_agreement']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("models", nargs="*", help="timm model names")
+    p.add_argument("--kernels", action="store_true", help="time single depthwise convs (3x3, 5x5, 7x7) instead")
+    p.add_argument("--rewrite", action="append", default=[], help="rewrite to switch off in a variant (repeatable)")
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    a = p.parse_args(argv)
+    from pocketvit.export.rewrites import check_rewrite_names
+
+    check_rewrite_names(a.rewrite)
+    if a.kernels:
+        from pocketvit.bench import litert_gap
+
+        print(litert_gap.table(litert_gap.kernels(a.runs, ("onnx", "executorch"))))
+        return
+    rows = []
+    for name in a.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows.append(ab_model(name, a.rewrite, Path(tmp), runs=a.runs, threads=a.threads))
+        print(table(rows[-1:]), flush=True)
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

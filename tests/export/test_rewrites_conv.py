@@ -1,0 +1,94 @@
+"""ExecuTorch convnet rewrites (export/rewrites_conv.py): same outputs, fewer delegate calls or nodes outside
+XNNPACK in a real lowering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from export_testkit import RUNNERS, eager
+from pocketvit.export.rewrites import REWRITES, apply_rewrites
+
+torch = pytest.importorskip("torch")
+timm = pytest.importorskip("timm")
+nn = torch.nn
+
+
+def convnext_like():
+    """timm LayerNorm2d after a stem and inside a ConvNeXt block with conv_mlp (7x7 depthwise, norm, 1x1 MLP)."""
+    from timm.layers import LayerNorm2d
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 4, stride=4), LayerNorm2d(16), nn.Conv2d(16, 16, 7, padding=3, groups=16),
+                          LayerNorm2d(16), nn.Conv2d(16, 32, 1), nn.GELU(), nn.Conv2d(32, 16, 1)).eval()
+    with torch.no_grad():  # non-trivial affine parameters
+        for ln in (model[1], model[3]):
+            ln.weight.normal_(1.0, 0.3)
+            ln.bias.normal_(0.0, 0.3)
+    return model, torch.randn(1, 3, 32, 40)
+
+
+def squeeze_excite_like():
+    """MobileNetV3-style block: depthwise conv, hardswish, squeeze-excite gate with nn.Hardsigmoid."""
+
+    class SE(nn.Module):
+        def __init__(self, c: int):
+            super().__init__()
+            self.reduce, self.expand, self.gate = nn.Conv2d(c, c // 2, 1), nn.Conv2d(c // 2, c, 1), nn.Hardsigmoid()
+
+        def forward(self, x):
+            return x * self.gate(self.expand(torch.relu(self.reduce(x.mean((2, 3), keepdim=True)))))
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Hardswish(), SE(8), SE(8)).eval(), torch.randn(1, 3, 16, 16)
+
+
+CASES = {"layernorm2d-as-conv": (convnext_like, 2), "hardsigmoid-as-hardtanh": (squeeze_excite_like, 2)}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_conv_rewrite_keeps_outputs_and_leaves_nothing_outside(tmp_path, name):
+    from pocketvit.export.executorch import export_executorch
+    from pocketvit.export.prepare import prepare_for_export
+
+    make, count = CASES[name]
+    model, x = make()
+    ref = eager(model, x)
+    others = tuple(r.name for r in REWRITES if r.name != name)
+    rewritten = prepare_for_export(model)
+    assert apply_rewrites(rewritten, "executorch", disabled=others) == {name: count}
+    np.testing.assert_allclose(eager(rewritten, x), ref, atol=1e-5)
+
+    without = export_executorch(model, x, tmp_path / "without.pte", disabled_rewrites=("all",)).info
+    with_it = export_executorch(model, x, tmp_path / "with.pte", disabled_rewrites=others)
+    assert with_it.info["rewrites"] == {name: count}
+    assert with_it.info["nodes_outside"] == 0 < without["nodes_outside"]
+    assert with_it.info["delegate_calls"] == 1 <= without["delegate_calls"]
+    out = RUNNERS["executorch"](with_it.path, x)
+    assert float(np.abs(out - ref).max()) < 1e-4
+
+
+def test_depthwise7_as_5x5_stays_in_one_delegate_call(tmp_path):
+    """The four 5x5 kernels are separate constants: XNNPACK takes the convs (a stacked buffer indexed per
+    window left select_copy + convolution outside, 13 calls on ConvNeXt-atto); same outputs."""
+    from pocketvit.export.executorch import export_executorch
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 7, padding=3, groups=8), nn.Conv2d(8, 8, 1)).eval()
+    x = torch.randn(1, 3, 12, 16)
+    f = export_executorch(model, x, tmp_path / "m.pte", disabled_rewrites=("layernorm2d-as-conv",))
+    assert f.info["rewrites"] == {"depthwise7-as-5x5": 1}
+    assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
+    assert float(np.abs(RUNNERS["executorch"](f.path, x) - eager(model, x)).max()) < 1e-4
+
+
+def test_int8_takes_the_convnet_rewrites(tmp_path):
+    """ExecuTorch int8 (PT2E) gets layernorm2d-as-conv and depthwise7-as-5x5 too: one delegate call."""
+    from pocketvit.export.quantize import config_for, quantize_export
+
+    model, x = convnext_like()
+    calib = torch.randn(8, *x.shape[1:], generator=torch.Generator().manual_seed(1))
+    f = quantize_export(model, x, calib, config_for("executorch-int8"), tmp_path / "int8.pte")
+    assert f.info["rewrites"] == {"layernorm2d-as-conv": 2, "depthwise7-as-5x5": 1}
+    assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
+    out, ref = RUNNERS["executorch"](f.path, x), eager(model, x)
+    assert np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)) > 0.9
