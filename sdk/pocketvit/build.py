@@ -179,7 +179,7 @@ def run_build(
         why_not = base.side_process_reason(recipe, dist.device, dist.world_size)
         if why_not is None:
             main_threads, side_threads = base.split_threads(torch.get_num_threads())
-            side = base.SideStage.start(recipe, runner, data, side_threads)
+            side = base.SideStage.start(recipe, runner, data, base_cfg, side_threads)
         else:
             log(f"[dim]baseline trains after distill ({why_not})[/dim]")
 
@@ -204,9 +204,7 @@ def run_build(
         if side is not None:
             torch.set_num_threads(main_threads)
         student = runner.run("distill", train_cfg, [data, cache], distill_stage)
-        if side is not None:
-            torch.set_num_threads(threads)
-            side_ok = side.finish()
+        side_ok = side is not None and side.finish()
     finally:
         torch.set_num_threads(threads)
         if side is not None:
@@ -218,7 +216,7 @@ def run_build(
         pre.log_skipped_baseline()
     elif d.baseline:
         baseline = runner.run("baseline", base_cfg, [data], base.baseline_stage_fn(recipe, splits, aug),
-                              computed_elsewhere="trained beside distill" if side is not None and side_ok else None)
+                              computed_elsewhere="trained beside distill" if side_ok else None)
         log(f"  baseline (labels only) test top-1 {baseline.meta['test_top1']:.4f}")
     if until in ("distill", "baseline"):
         return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}

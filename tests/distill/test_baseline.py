@@ -44,7 +44,10 @@ def test_a_failing_side_process_is_reported_and_leaves_no_finished_stage(tmp_pat
     (tmp_path / "no-idx-files").mkdir()  # the folder exists, the data does not: the side process fails
     recipe = load_recipe(TINY, [f"data.root={tmp_path / 'no-idx-files'}"])
     runner = StageRunner(tmp_path / "run", seed=0)
-    side = SideStage.start(recipe, runner, StageResult("data", "k", tmp_path, {}, 0.0, True), threads=1)
+    from pocketvit.build import distill_config
+
+    side = SideStage.start(recipe, runner, StageResult("data", "k", tmp_path, {}, 0.0, True),
+                           baseline_config(recipe, distill_config(recipe)), threads=1)
     assert side.finish() is False
     assert "error:" in side.log_path.read_text()  # the child's message is in its log
     assert not list(runner.stages_dir.glob("baseline-*/done.json"))

@@ -83,12 +83,13 @@ def side_process_reason(recipe: Recipe, device: torch.device, world_size: int) -
     return None
 
 
-def _side_main(recipe: Recipe, out_dir: str, data_key: str, threads: int, log_path: str) -> None:
+def _side_main(recipe: Recipe, out_dir: str, data_key: str, config: dict[str, Any], threads: int,
+               log_path: str) -> None:
     """Entry point of the spawned process: the baseline stage, nothing else, its output in `log_path`."""
     with open(log_path, "a", buffering=1) as out:
         sys.stdout = sys.stderr = out  # rich's console writes to sys.stderr: plain lines with ETA, no live bar
         try:
-            _side_stage(recipe, Path(out_dir), data_key, threads)
+            _side_stage(recipe, Path(out_dir), data_key, config, threads)
         except PocketVitError as e:
             print(f"error: {e}", file=out)
             raise SystemExit(2) from None
@@ -97,7 +98,7 @@ def _side_main(recipe: Recipe, out_dir: str, data_key: str, threads: int, log_pa
             raise SystemExit(1) from None
 
 
-def _side_stage(recipe: Recipe, out_dir: Path, data_key: str, threads: int) -> None:
+def _side_stage(recipe: Recipe, out_dir: Path, data_key: str, config: dict[str, Any], threads: int) -> None:
     torch.set_num_threads(threads)
     from pocketvit.data import load_dataset
     from pocketvit.data.augment import AugmentConfig
@@ -107,13 +108,7 @@ def _side_stage(recipe: Recipe, out_dir: Path, data_key: str, threads: int) -> N
     data = StageResult("data", data_key, out_dir, {}, 0.0, True)
     runner = StageRunner(out_dir, seed=recipe.seed)
     aug = AugmentConfig(**recipe.data.augment.model_dump())
-    runner.run("baseline", baseline_config(recipe, _distill_cfg(recipe)), [data], baseline_stage_fn(recipe, splits, aug))
-
-
-def _distill_cfg(recipe: Recipe) -> dict[str, Any]:
-    from pocketvit.build import distill_config
-
-    return distill_config(recipe)
+    runner.run("baseline", config, [data], baseline_stage_fn(recipe, splits, aug))
 
 
 @dataclass
@@ -122,22 +117,23 @@ class SideStage:
 
     process: Any
     log_path: Path
-    threads: int
     _offset: int = 0
     _relaying: Any = None
 
     @classmethod
-    def start(cls, recipe: Recipe, runner: StageRunner, data: StageResult, threads: int) -> SideStage:
+    def start(cls, recipe: Recipe, runner: StageRunner, data: StageResult, config: dict[str, Any],
+              threads: int) -> SideStage:
+        """Start the baseline stage (`config`: its hash config, baseline_config) in a spawned process."""
         log_path = runner.out_dir / "logs" / "baseline.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text("")
         ctx = mp.get_context("spawn")  # a clean interpreter: no forked torch thread pools
         proc = ctx.Process(target=_side_main, name="pocketvit-baseline", daemon=True,
-                           args=(recipe, str(runner.out_dir), data.key, threads, str(log_path)))
+                           args=(recipe, str(runner.out_dir), data.key, config, threads, str(log_path)))
         proc.start()
         log(f"[bold]▶ baseline[/bold] [dim](labels only) training in a second process, {threads} thread(s), beside "
             f"distill; log: {log_path}[/dim]")
-        side = cls(proc, log_path, threads)
+        side = cls(proc, log_path)
         stop = threading.Event()
         thread = threading.Thread(target=side._relay_until, args=(stop,), name="baseline-log", daemon=True)
         thread.start()
