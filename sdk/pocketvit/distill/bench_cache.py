@@ -77,14 +77,6 @@ def measure_cache_speedup(
     `precision` is the teacher's (as the cache recorded it), `train_precision` the student's training precision
     (the run's `scale.precision`, resolved: 32-true, bf16-mixed or 16-mixed); `fast` trains as the distill stage
     does with `distill.fast_train` (training-time model form + fused AdamW)."""
-    with training_form(student, fast):
-        return _measure(teacher, student, reader, splits, aug, seed, batch_size, topk, steps, precision, block, lr,
-                        train_precision, fast)
-
-
-def _measure(teacher: nn.Module, student: nn.Module, reader: TeacherCache, splits: Splits, aug: AugmentConfig,
-             seed: int, batch_size: int, topk: int, steps: int, precision: str, block: int, lr: float,
-             train_precision: str, fast: bool) -> dict[str, float | int]:
     device = next(teacher.parameters()).device
     engine = LocalEngine(device)
     teacher.eval().to(device)
@@ -116,7 +108,8 @@ def _measure(teacher: nn.Module, student: nn.Module, reader: TeacherCache, split
         return batch_s + step_s
 
     blocks = max(1, -(-steps // block))
-    with progress_bar("cache speed-up (cache vs teacher online)", 2 * (1 + blocks * block)) as advance:
+    with training_form(student, fast), \
+            progress_bar("cache speed-up (cache vs teacher online)", 2 * (1 + blocks * block)) as advance:
         for arm in arms:  # warm-up: first-call allocations and kernel selection, untimed
             run(arm, 1, record=False)
             advance(1)

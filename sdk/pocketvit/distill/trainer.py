@@ -14,7 +14,6 @@ from torch import nn
 from pocketvit.progress import log, progress_bar
 
 if TYPE_CHECKING:
-    from pocketvit.scale import Dist
     from pocketvit.scale.engine import Engine
 
 LossFn = Callable[[torch.Tensor, object], torch.Tensor]
@@ -76,24 +75,12 @@ def train(
     """
     from pocketvit.models.train_forms import training_form
     from pocketvit.scale import current
-    from pocketvit.scale.engine import engine_for
+    from pocketvit.scale.engine import engine_for, rank_batches
 
     dist = current()
     engine = engine_for(dist, device)
     layout = torch.channels_last if settings.channels_last else torch.contiguous_format
     model.to(memory_format=layout)
-    with training_form(model, settings.fast):
-        _train_loop(model, engine, dist, batches, loss_fn, settings, work_dir, description, layout)
-    model.to(memory_format=torch.contiguous_format)  # exporters and safetensors expect plain layout
-    model.eval()
-    return model
-
-
-def _train_loop(model: nn.Module, engine: Engine, dist: Dist, batches: Callable[..., Iterable[tuple[torch.Tensor, object]]],
-                loss_fn: LossFn, settings: TrainSettings, work_dir: Path, description: str,
-                layout: torch.memory_format) -> None:
-    from pocketvit.scale.engine import rank_batches
-
     net, opt = engine.setup(model, lambda m: make_optimizer(m, settings.lr, settings.weight_decay, settings.fast))
     total = settings.epochs * settings.steps_per_epoch
     warmup = max(1, int(settings.warmup_frac * total))
@@ -103,7 +90,7 @@ def _train_loop(model: nn.Module, engine: Engine, dist: Dist, batches: Callable[
         start_epoch = engine.load(ckpt, net, opt)
         log(f"[dim]{description}: resuming after epoch {start_epoch}/{settings.epochs}[/dim]")
     step = start_epoch * settings.steps_per_epoch
-    with progress_bar(description, total) as advance:
+    with training_form(model, settings.fast), progress_bar(description, total) as advance:
         advance(step)
         for epoch in range(start_epoch, settings.epochs):
             net.train()
@@ -117,6 +104,9 @@ def _train_loop(model: nn.Module, engine: Engine, dist: Dist, batches: Callable[
                 advance(1, info=f"epoch {epoch + 1}/{settings.epochs} loss {running / seen:.3f}")
             engine.save(ckpt, net, opt, epoch + 1)
     engine.finish(model, ckpt)
+    model.to(memory_format=torch.contiguous_format)  # exporters and safetensors expect plain layout
+    model.eval()
+    return model
 
 
 def train_step(engine: Engine, net: nn.Module, opt: torch.optim.Optimizer, inputs: torch.Tensor, target: object,
