@@ -9,7 +9,6 @@ segment run (no early stop), interleaved, medians. The gap between this and the 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import numpy as np
 from pocketvit.errors import BundleError
 
 from ._common import open_bundle
+from .latency import interleaved
 
 
 def measure(bundle_dir: str | Path, target: str = "executorch", runs: int = 2000, threads: int = 1) -> dict:
@@ -46,16 +46,8 @@ def measure(bundle_dir: str | Path, target: str = "executorch", runs: int = 2000
         for method in segments:
             carry = list(method.execute(carry))[:-1]
 
-    calls = {"unsegmented": lambda: full.execute([x]), "chain": chain}
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    clock = time.perf_counter
-    for r in range(runs + 50):
-        for name, call in calls.items():
-            t0 = clock()
-            call()
-            if r >= 50:  # warm-up rounds
-                times[name].append(clock() - t0)
-    med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+    times = interleaved({"unsegmented": lambda: full.execute([x]), "chain": chain}, runs, warmup=50)
+    med = {k: float(np.median(v)) for k, v in times.items()}  # ms
     return {"target": target, "segments": len(segments), "runs": runs, "threads": threads,
             "unsegmented_ms": med["unsegmented"], "chain_ms": med["chain"],
             "overhead": med["chain"] / med["unsegmented"] - 1}

@@ -25,13 +25,6 @@ from typing import Any
 
 import numpy as np
 
-# XNNPACK's XNNDatatype enum (backends/xnnpack/serialization/schema.fbs), name -> bytes per element
-_XNN_ITEMSIZE = {"xnn_datatype_fp32": 4, "xnn_datatype_fp16": 2, "xnn_datatype_qint8": 1,
-                 "xnn_datatype_quint8": 1, "xnn_datatype_qint32": 4, "xnn_datatype_qcint8": 1,
-                 "xnn_datatype_qcint32": 4, "xnn_datatype_qcint4": 0.5, "xnn_datatype_qdint8": 1,
-                 "xnn_datatype_qbint4": 0.5, "xnn_datatype_qpint8": 1, "xnn_datatype_int32": 4,
-                 "xnn_datatype_pfp32": 4, "xnn_datatype_bf16": 2}
-
 
 def _dtype(xnn: str) -> str:
     short = xnn.removeprefix("xnn_datatype_")
