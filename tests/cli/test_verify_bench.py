@@ -74,6 +74,23 @@ def test_bench_json_has_every_runtime_and_the_peak(tiny_all, tmp_path):
     assert "latency per runtime" in r.stderr  # tables go to stderr with --json
 
 
+def test_bench_isolated_times_every_runner_and_the_wrapper(tiny_all):
+    r = run_cli("bench", str(tiny_all / "bundle"), "--json", "--runs", "50", "--warmup", "2", "--threads", "1",
+                "--target", "onnx", "--method", "isolated")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    assert out["method"] == "isolated" and "own process" in out["method_text"]
+    assert set(out["results"]) == {"eager", "onnx"}
+    assert all(e["runs"] == 50 and e["median_ms"] > 0 for e in out["results"].values())
+    w = out["wrapper_overhead"]["targets"]["onnx"]
+    assert w["predict_median_ms"] >= w["overhead_ms"] and w["run_median_ms"] > 0
+
+
+def test_bench_refuses_an_unknown_method(tiny_all):
+    r = run_cli("bench", str(tiny_all / "bundle"), "--method", "fastest")
+    assert r.returncode == 2 and "--method" in r.stderr and "isolated" in r.stderr
+
+
 def test_inspect_prints_the_card_targets_and_contract(tiny_all):
     bundle = tiny_all / "bundle"
     r = run_cli("inspect", str(bundle))

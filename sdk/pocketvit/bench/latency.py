@@ -1,10 +1,15 @@
-"""`pocketvit bench`: every runtime of a bundle (and eager torch) timed in one interleaved run.
+"""`pocketvit bench`: every runtime of a bundle (and eager torch) timed in one run.
 
-Method (batch 1, one process, the same thread count for every runtime):
-- each runner is warmed up, then timed in rounds that call every runner once, in a fresh random
-  order each round, so background noise, cache effects and other runtimes' spinning threads hit
-  every runtime alike; GC is off while timing;
-- median and p90 over ``runs`` rounds (at least 50);
+Method (batch 1, the same thread count for every runtime), one of:
+- ``interleaved`` (one process): each runner is warmed up, then timed in rounds that call every
+  runner once, in a fresh random order each round, so background noise and cache effects hit every
+  runtime alike; GC is off while timing;
+- ``isolated`` (bench/isolated.py): each runner in its own process, asked for short blocks of calls
+  in turn (random order per round, a pause after each block), so no runtime's spinning worker threads
+  steal the cores from the next one — on a machine with few cores that bias is larger than the
+  differences being measured (ExecuTorch 2x slower right after a spinning ONNX Runtime call on 2 cores);
+- ``auto`` (default): isolated with more than one thread, interleaved with one;
+then median and p90 over ``runs`` calls (at least 50), and
 - this machine's fp32 peak: a 2048x2048 fp32 matmul in torch with the same threads (median of a few);
   each runtime's achieved GFLOP/s (model GFLOPs / median) as a fraction of it;
 - wrapper overhead: ``Predictor.predict(image)`` (preprocessing, inference, postprocessing) minus
@@ -14,6 +19,7 @@ Method (batch 1, one process, the same thread count for every runtime):
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import platform
@@ -32,9 +38,16 @@ from pocketvit.bench._common import (
     open_bundle,
     open_target,
 )
+from pocketvit.bench.isolated import _timed, isolated
 from pocketvit.errors import BundleError
 
 MIN_RUNS = 50
+METHODS = {
+    "interleaved": "one process; rounds calling every runner once in a fresh random order; GC off while timing; "
+                   "median and p90 per runner",
+    "isolated": "each runner in its own process; rounds asking every process in a fresh random order for a block "
+                "of calls (after one untimed call), a pause after each block; GC off; median and p90 per runner",
+}
 PEAK_N = 2048
 RUNTIME_PACKAGES = {
     "torch": "torch",
@@ -50,6 +63,15 @@ RUNTIME_NAMES = {
     "litert": "LiteRT",
     "coreml": "Core ML",
 }
+
+
+def choose_method(method: str, threads: int) -> str:
+    """``auto``: isolated processes with more than one thread (spinning pools), interleaved with one."""
+    if method == "auto":
+        return "isolated" if threads > 1 else "interleaved"
+    if method not in METHODS:
+        raise ValueError(f"method must be auto or one of {', '.join(METHODS)}, not {method!r}")
+    return method
 
 
 def default_threads() -> int:
@@ -108,33 +130,72 @@ def _stats(ms: list[float]) -> dict[str, float]:
 
 
 def interleaved(
-    runners: dict[str, Callable[[], Any]], runs: int, warmup: int, seed: int = 0
+    runners: dict[str, Callable[[], Any]], runs: int, warmup: int, seed: int = 0,
+    returns: dict[str, list[float | None]] | None = None,
 ) -> dict[str, list[float]]:
     """Time every runner ``runs`` times in rounds; each round calls every runner once, in a fresh
     seeded random order, so no runner always follows the same one (a runtime whose threads keep
-    spinning after a call would otherwise always slow down the same neighbour). ms per call."""
+    spinning after a call would otherwise always slow down the same neighbour). ms per call.
+    ``returns``, if given, receives what each timed call returned when that is a number."""
     names = list(runners)
     for _ in range(max(0, warmup)):
         for name in names:
             runners[name]()
     times: dict[str, list[float]] = {n: [] for n in names}
+    rets: dict[str, list[float | None]] = {n: [] for n in names}
     rng = np.random.default_rng(seed)
     gc_was = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        clock = time.perf_counter_ns
         for _ in range(runs):
             for i in rng.permutation(len(names)):
-                name = names[i]
-                fn = runners[name]
-                t0 = clock()
-                fn()
-                times[name].append((clock() - t0) / 1e6)
+                ms, ret = _timed(runners[names[i]], 1)
+                times[names[i]] += ms
+                rets[names[i]] += ret
     finally:
         if gc_was:
             gc.enable()
+    if returns is not None:
+        returns.update(rets)
     return times
+
+
+def _eager_runner(bundle_path: str, threads: int, image: np.ndarray, color: str) -> Callable[[], Any]:
+    """Eager torch on the benchmark image (built where it runs: this process or a benchmark process)."""
+    import torch
+
+    from pocketvit.runtime import Bundle, prepare_image, preprocess_array
+
+    torch.set_num_threads(threads)
+    bundle = Bundle.open(bundle_path)
+    spec = bundle.input_spec
+    model = eager_model(bundle)
+    xe = torch.from_numpy(preprocess_array(prepare_image(image, spec, color), eager_spec(spec), "float-nchw"))
+
+    def run_eager():
+        with torch.no_grad():
+            return model(xe)
+
+    return run_eager
+
+
+def _target_runner(bundle_path: str, target: str, threads: int, exits: bool, image: np.ndarray, color: str,
+                   predict: bool) -> Callable[[], Any]:
+    """The raw runtime call on the preprocessed image, or (``predict``) ``Predictor.predict(image)`` returning
+    the runtime time inside it (ms) so the wrapper's own cost can be paired out."""
+    from pocketvit.runtime import load
+
+    p = load(bundle_path, target=target, num_threads=threads, warmup=0, use_exits=exits)
+    if predict:
+        def run_predict():
+            p.predict(image, input_color=color)
+            return p.last_latency_ms
+
+        return run_predict
+    x = p.preprocess(image, input_color=color)
+    raw = p.backend.run if p.backend.has_forward else p.run
+    return lambda: raw(x)
 
 
 def bench_bundle(
@@ -146,81 +207,68 @@ def bench_bundle(
     seed: int = 0,
     peak_repeats: int = 5,
     exits: bool = True,
+    method: str = "auto",
 ) -> dict[str, Any]:
-    """Benchmark a bundle's targets and eager torch in one interleaved run. Returns a JSON-able dict.
+    """Benchmark a bundle's targets and eager torch; returns a JSON-able dict.
 
+    ``method``: ``interleaved`` (one process, every runner called once per round in a random order),
+    ``isolated`` (each runner in its own process, blocks of calls in turn, see bench/isolated.py), or
+    ``auto`` (isolated with more than one thread: in one process, a runtime's spinning worker threads
+    slow down the next one; interleaved with one thread, where nothing spins).
     With `exits` (and a bundle with an early-exit program) predict:<target> runs the exit chain on the
     benchmark image; the raw <target> row stays the unsegmented model's forward."""
     import torch
-
-    from pocketvit.runtime import preprocess_array
 
     if runs < MIN_RUNS:
         raise ValueError(f"runs must be at least {MIN_RUNS} (median and p90 need enough samples)")
     explicit = bool(targets)
     threads = int(threads or default_threads())
+    method = choose_method(method, threads)
     bundle, chosen = open_bundle(bundle_path, targets)
     spec = bundle.input_spec
     color = input_color(spec)
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (spec["height"], spec["width"], spec["channels"]), dtype=np.uint8)
+    root = str(bundle.source)
 
     torch.set_num_threads(threads)
     entries: dict[str, dict[str, Any]] = {}
-    runners: dict[str, Callable[[], Any]] = {}
+    factories: dict[str, Callable[[], Callable[[], Any]]] = {}
     wrapper_pairs: dict[str, tuple[str, str]] = {}
-    inner: dict[str, list[float]] = {}
     notes: list[str] = []
-    opened = []
 
     gflops = None
-    model = None
     if has_source(bundle):
         try:
             model = eager_model(bundle)
         except BundleError as e:
             notes.append(f"eager torch not run: {e}")
+        else:
+            from pocketvit.models.stats import count_gflops
+
+            gflops = float(count_gflops(model, (spec["channels"], spec["height"], spec["width"])))
+            del model
+            factories["eager"] = functools.partial(_eager_runner, root, threads, image, color)
+            entries["eager"] = {"runtime": "torch", "target": None, "precision": "fp32",
+                                "version": _version("torch")}
     else:
         notes.append("eager torch not run: the bundle has no 'source' block / reference weights")
-    if model is not None:
-        from pocketvit.models.stats import count_gflops
-
-        gflops = float(count_gflops(model, (spec["channels"], spec["height"], spec["width"])))
-        from pocketvit.runtime import prepare_image
-
-        xe = torch.from_numpy(preprocess_array(prepare_image(image, spec, color), eager_spec(spec), "float-nchw"))
-
-        def run_eager(model=model, xe=xe):
-            with torch.no_grad():
-                return model(xe)
-
-        runners["eager"] = run_eager
-        entries["eager"] = {"runtime": "torch", "target": None, "precision": "fp32",
-                            "version": _version("torch")}
 
     for t in chosen:
         info = bundle.file_info(t)
         rt = info["runtime"]
         entry = {"runtime": rt, "target": t, "precision": info.get("precision", "fp32"),
                  "version": _version(RUNTIME_PACKAGES.get(rt, rt))}
-        p, note = open_target(bundle, t, threads, explicit, use_exits=exits)
+        p, note = open_target(bundle, t, threads, explicit, use_exits=exits)  # can it run here? (then closed)
         if p is None:
             entries[t] = entry | {"note": note}
             continue
-        opened.append(p)
         if p.exits:
             notes.append(f"{t}: predict:{t} runs the early-exit chain (the benchmark image decides where it stops), "
                          f"the raw row the unsegmented model; --no-exits times the full model in both")
-        x = p.preprocess(image, input_color=color)
-        raw = p.backend.run if p.backend.has_forward else p.run
-        runners[t] = lambda raw=raw, x=x: raw(x)
-        inner[t] = []
-
-        def run_predict(p=p, sink=inner[t]):
-            p.predict(image, input_color=color)
-            sink.append(p.last_latency_ms)  # the runtime call inside this predict
-
-        runners[f"predict:{t}"] = run_predict
+        p.close()
+        for name, predict in ((t, False), (f"predict:{t}", True)):
+            factories[name] = functools.partial(_target_runner, root, t, threads, exits, image, color, predict)
         wrapper_pairs[t] = (f"predict:{t}", t)
         entries[t] = entry
 
@@ -231,11 +279,11 @@ def bench_bundle(
             "latencies, multi-threaded ones above all, are noisy; compare ratios within one run"
         )
     peak = machine_peak_gflops(threads, repeats=peak_repeats)
-    try:
-        times = interleaved(runners, runs, warmup, seed=seed)
-    finally:
-        for p in opened:
-            p.close()
+    inner: dict[str, list[float | None]] = {}
+    if method == "isolated":
+        times = isolated(factories, runs, warmup, seed=seed, returns=inner)
+    else:
+        times = interleaved({k: f() for k, f in factories.items()}, runs, warmup, seed=seed, returns=inner)
 
     for name, ms in times.items():
         if name.startswith("predict:"):
@@ -254,7 +302,7 @@ def bench_bundle(
     wrapper = {}
     for t, (pred_name, raw_name) in wrapper_pairs.items():
         total = np.asarray(times[pred_name])
-        inside = np.asarray(inner[t][-len(total):])  # drop the warm-up calls
+        inside = np.asarray(inner[pred_name], dtype=float)
         over = float(np.median(total - inside))
         rm = float(np.median(times[raw_name]))
         wrapper[t] = {
@@ -272,7 +320,8 @@ def bench_bundle(
         "threads": threads,
         "runs": runs,
         "warmup": warmup,
-        "method": "one process; rounds calling every runner once in a fresh random order; GC off while timing; median and p90 per runner",
+        "method": method,
+        "method_text": METHODS[method],
         "machine": {
             "platform": platform.platform(),
             "machine": platform.machine(),

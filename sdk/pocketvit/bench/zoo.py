@@ -14,6 +14,7 @@ Writes DIR/zoo.json, DIR/zoo.md and DIR/zoo.png (latency relative to ONNX Runtim
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -84,8 +85,25 @@ def _no_zero_gammas(model) -> int:
     return count
 
 
-def _runner(backend, x: np.ndarray) -> Callable[[], Any]:
-    return lambda: backend.run(x)
+def _backend_runner(runtime: str, path: str, threads: int, x: np.ndarray) -> Callable[[], Any]:
+    from pocketvit.runtime.backends import open_backend
+
+    b = open_backend(runtime, path, num_threads=threads)
+    return lambda: b.run(x)
+
+
+def _eager_runner(name: str, size: int, threads: int, x: np.ndarray) -> Callable[[], Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    model = zoo_model(name, size)
+    xt = torch.from_numpy(x)
+
+    def eager():
+        with torch.no_grad():
+            model(xt)
+
+    return eager
 
 
 def zoo_model(name: str, size: int = 224):
@@ -108,10 +126,11 @@ def zoo_model(name: str, size: int = 224):
 
 
 def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threads: int = 2, int8: bool = True,
-                say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+                say: Callable[[str], None] = lambda _m: None, method: str = "auto") -> dict[str, Any]:
     import torch
 
-    from pocketvit.bench.latency import _stats, interleaved
+    from pocketvit.bench.isolated import isolated
+    from pocketvit.bench.latency import _stats, choose_method, interleaved
     from pocketvit.runtime.backends import open_backend
     from pocketvit.verify import parity
 
@@ -126,7 +145,7 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
     work.mkdir(parents=True, exist_ok=True)
     files = _export_all(model, example, calib, work, name, int8, say)
     row: dict[str, Any] = {"model": name, "input": [1, 3, size, size], "variants": {}}
-    backends = {}
+    timed = []
     for variant, f in files.items():
         if isinstance(f, str):
             row["variants"][variant] = {"status": "export failed", "error": f}
@@ -140,26 +159,26 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
                                                "rewrites")}
         b = open_backend(f.runtime, f.path, num_threads=threads)
         entry["parity"] = parity(b.run(x.numpy()), ref)  # int8: how far it moved (random weights exaggerate it)
-        backends[variant] = b
+        b.close()
+        timed.append(variant)
         row["variants"][variant] = entry
     x1 = example.numpy()
-    runners = {v: _runner(b, x1) for v, b in backends.items()}
-
-    def eager():
-        with torch.no_grad():
-            model(example)
-
-    runners["eager"] = eager
-    say(f"  {name}: timing {', '.join(runners)} ({runs} interleaved rounds)")
-    times = interleaved(runners, runs=runs, warmup=3)
+    factories = {v: functools.partial(_backend_runner, files[v].runtime, str(files[v].path), threads, x1)
+                 for v in timed}
+    factories["eager"] = functools.partial(_eager_runner, name, size, threads, x1)
+    method = choose_method(method, threads)
+    say(f"  {name}: timing {', '.join(factories)} ({runs} calls each, {method})")
+    if method == "isolated":
+        times = isolated(factories, runs=runs, warmup=3)
+    else:
+        times = interleaved({k: f() for k, f in factories.items()}, runs=runs, warmup=3)
+    row["method"] = method
     onnx_ms = float(np.median(times["onnx"])) if "onnx" in times else None
     for v, ms in times.items():
         stats = _stats(ms)
         if onnx_ms:
             stats["vs_onnx"] = stats["median_ms"] / onnx_ms
         row["variants"].setdefault(v, {"status": "ok"})["latency"] = stats
-    for b in backends.values():
-        b.close()
     return row
 
 
@@ -227,7 +246,8 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def bench_zoo(models: list[str], out: Path, *, size: int = 224, runs: int = 50, threads: int = 2,
-              int8: bool = True, say: Callable[[str], None] = lambda _m: None) -> list[dict[str, Any]]:
+              int8: bool = True, say: Callable[[str], None] = lambda _m: None, method: str = "auto"
+              ) -> list[dict[str, Any]]:
     """Bench every model; the JSON/markdown/plot are rewritten after each model (a killed run keeps what it did)."""
     import platform
 
@@ -236,7 +256,8 @@ def bench_zoo(models: list[str], out: Path, *, size: int = 224, runs: int = 50, 
             "processor": platform.processor()}
     for name in models:
         say(f"{name}:")
-        rows.append(bench_model(name, out / "files" / name, size=size, runs=runs, threads=threads, int8=int8, say=say))
+        rows.append(bench_model(name, out / "files" / name, size=size, runs=runs, threads=threads, int8=int8, say=say,
+                                method=method))
         write_zoo(rows, out, meta)
     return rows
 

@@ -11,6 +11,13 @@ import typer
 from pocketvit.cli.common import err_console, handle_errors
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
+MethodOpt = Annotated[
+    str,
+    typer.Option("--method", help="auto (default): isolated with more than one thread, interleaved with one; "
+                 "interleaved: one process, every runner called once per round in a random order; isolated: each "
+                 "runner in its own process, asked for blocks of calls in turn (no runtime's spinning threads "
+                 "slow down the next one)."),
+]
 TargetsOpt = Annotated[
     list[str] | None,
     typer.Option("--target", "-t", help="Target to time (executorch, onnx, litert, ...; repeatable). Default: all."),
@@ -29,8 +36,8 @@ def print_tables(result: dict, console) -> None:
     peak = result["machine"]["peak"]
     gf = result["model"]["gflops"]
     console.print(
-        f"[bold]{result['name']}[/bold]: batch 1, {result['threads']} thread(s), {result['runs']} interleaved "
-        f"rounds after {result['warmup']} warm-up; model {_f(gf, '.4g')} GFLOPs; machine peak "
+        f"[bold]{result['name']}[/bold]: batch 1, {result['threads']} thread(s), {result['runs']} calls per runner "
+        f"({result['method']}) after {result['warmup']} warm-up; model {_f(gf, '.4g')} GFLOPs; machine peak "
         f"{peak['gflops_per_s']:.1f} GFLOP/s ({peak['method']})",
         highlight=False,
     )
@@ -64,6 +71,14 @@ def print_tables(result: dict, console) -> None:
         console.print(f"[yellow]note[/yellow]: {n}", highlight=False)
 
 
+def _method(method: str) -> str:
+    from pocketvit.bench.latency import METHODS
+
+    if method != "auto" and method not in METHODS:
+        raise typer.BadParameter(f"{method!r}: choose auto, interleaved or isolated", param_hint="--method")
+    return method
+
+
 @handle_errors
 def bench(
     bundle: BundleArg,
@@ -77,9 +92,10 @@ def bench(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the JSON result to this file.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart of the latencies (PNG) here.")] = None,
     no_exits: Annotated[bool, typer.Option("--no-exits", help="predict:<target> runs the full model even when the bundle has early exits.")] = False,
+    method: MethodOpt = "auto",
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
-    """Time eager torch and every runtime of a bundle, batch 1, in one interleaved run.
+    """Time eager torch and every runtime of a bundle, batch 1, in one run (interleaved, or isolated processes).
 
     Prints median / p90 latency, the ratio to ONNX Runtime, achieved GFLOP/s against this machine's measured fp32 peak, and the pocketvit.runtime wrapper's overhead over the raw runtime call.
     """
@@ -88,7 +104,8 @@ def bench(
 
     console = table_console(stderr=as_json)
     err_console.print(f"benchmarking {bundle} ({runs} rounds)…", highlight=False)
-    result = bench_bundle(bundle, target or None, runs=runs, threads=threads, warmup=warmup, exits=not no_exits)
+    result = bench_bundle(bundle, target or None, runs=runs, threads=threads, warmup=warmup, exits=not no_exits,
+                          method=_method(method))
     if plot is not None:
         from pocketvit.bench.plot import bench_plot
 
@@ -122,6 +139,7 @@ def bench_zoo(
     threads: Annotated[int, typer.Option("--threads", min=1, help="Threads for every runtime and eager torch.")] = 2,
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also export and time ExecuTorch and LiteRT int8.")]
     = True,
+    method: MethodOpt = "auto",
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
     """Raw toolchain exports vs pocketvit's on ImageNet-size timm models: eager torch, ONNX Runtime, ExecuTorch
@@ -140,6 +158,6 @@ def bench_zoo(
         import timm  # noqa: F401
     except ImportError:
         raise MissingExtraError("bench-zoo needs timm: pip install 'pocketvit[train]'") from None
-    run(list(model or ZOO), out, size=size, runs=runs, threads=threads, int8=int8, say=log)
+    run(list(model or ZOO), out, size=size, runs=runs, threads=threads, int8=int8, say=log, method=_method(method))
     err_console.print(f"[bold green]done[/bold green]: {out / 'zoo.md'} {out / 'zoo.json'} {out / 'zoo.png'}")
     print((out / "zoo.md").read_text())
