@@ -203,7 +203,9 @@ def write_zoo(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> No
         diffs = [r["variants"][v]["parity"]["max_abs_diff"] for v in FP32 if "parity" in r["variants"].get(v, {})]
         lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {deleg} | {max(diffs):.1e} |" if diffs
                      else f"| {r['model']} | " + " | ".join(cells) + f" | {deleg} | — |")
-    text = (f"Median ms, batch 1, {meta['threads']} threads, {meta['runs']} interleaved rounds per model "
+    how = {"isolated": "each runtime in its own process, blocks of calls in turn",
+           "interleaved": "interleaved rounds in one process"}.get(meta.get("method", "interleaved"))
+    text = (f"Median ms, batch 1, {meta['threads']} threads, {meta['runs']} calls per runtime per model ({how}) "
             f"(ratio to ONNX Runtime in brackets); fp32 max abs diff: largest over executorch-raw, executorch, "
             f"litert-raw, litert, onnx vs eager on {PARITY_INPUTS} inputs.\n\n" + "\n".join(lines) + "\n")
     int8_rows = [(r["model"], v, r["variants"][v]["parity"]["top1_agreement"]) for r in rows for v in INT8
@@ -252,7 +254,10 @@ def bench_zoo(models: list[str], out: Path, *, size: int = 224, runs: int = 50, 
     import platform
 
     rows = []
-    meta = {"threads": threads, "runs": runs, "size": size, "machine": platform.machine(),
+    from pocketvit.bench.latency import choose_method
+
+    meta = {"threads": threads, "runs": runs, "size": size, "method": choose_method(method, threads),
+            "machine": platform.machine(),
             "processor": platform.processor()}
     for name in models:
         say(f"{name}:")
