@@ -1,5 +1,5 @@
 """Does an ExecuTorch rewrite pay? One model exported with every rewrite and once per rewrite switched off,
-timed interleaved in one process against ONNX Runtime (the reference):
+timed against ONNX Runtime (the reference) in one run:
 
     python -m pocketvit.bench.executorch_ab convnext_atto --rewrite layernorm2d-as-conv --threads 1 --runs 60
     python -m pocketvit.bench.executorch_ab --kernels   # one depthwise conv per kernel size: ExecuTorch vs ONNX
@@ -7,12 +7,13 @@ timed interleaved in one process against ONNX Runtime (the reference):
 Per timm model (random weights, BatchNorm re-estimated, as bench-zoo): ``onnx``, ``executorch`` (every
 rewrite) and ``executorch-no-NAME`` per --rewrite; parity of each .pte vs eager on 16 inputs, delegate
 calls / nodes outside, then median wall and process CPU time per call (bench/litert_gap.cpu_ms; at more
-than 1 thread wall time only, random order per round) and the ratios to ONNX Runtime. A benchmark, not a test: prints a table (and JSON with --json), asserts nothing.
+than 1 thread wall time only, each file in its own process, blocks in a random order per round) and the ratios to ONNX Runtime. A benchmark, not a test: prints a table (and JSON with --json), asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 from pathlib import Path
@@ -25,7 +26,7 @@ def ab_model(name: str, rewrites: list[str], work: Path, *, runs: int, threads: 
     import torch
 
     from pocketvit.bench.litert_gap import cpu_ms
-    from pocketvit.bench.zoo import zoo_model
+    from pocketvit.bench.zoo import backend_runner, zoo_model
     from pocketvit.export import export_model
     from pocketvit.export.executorch import export_executorch
     from pocketvit.runtime.backends import open_backend
@@ -51,21 +52,26 @@ def ab_model(name: str, rewrites: list[str], work: Path, *, runs: int, threads: 
             entry |= {k: f.info.get(k) for k in ("delegate_calls", "nodes_outside", "outside_ops", "rewrites")}
         row["variants"][variant] = entry
         runners[variant] = (lambda b=b: b.run(x1))
-    times = cpu_ms(runners, runs) if threads == 1 else _wall_ms(runners, runs)
+    if threads == 1:
+        times = cpu_ms(runners, runs)
+    else:
+        runners.clear()  # each file is timed in a process of its own (bench/isolated.py)
+        times = _wall_ms({v: functools.partial(backend_runner, f.runtime, str(f.path), threads, x1)
+                          for v, f in files.items()}, runs)
     for variant, t in times.items():
         row["variants"][variant] |= t | {k.replace("_ms", "_vs_onnx"): t[k] / times["onnx"][k] for k in t}
     return row
 
 
-def _wall_ms(runners: dict[str, Any], runs: int) -> dict[str, dict[str, float]]:
-    """Median wall ms in rounds of a fresh random order (bench/latency.interleaved): at 2 threads on 2 cores,
-    ONNX Runtime's spinning workers slow whichever runner follows it, so a fixed order biases the ratios."""
+def _wall_ms(factories: dict[str, Any], runs: int) -> dict[str, dict[str, float]]:
+    """Median wall ms, each file in its own process, blocks of calls in turn (bench/isolated.py): at 2 threads
+    on 2 cores, ONNX Runtime's spinning workers slow whichever runner follows it in one process."""
     import numpy as np
 
-    from pocketvit.bench.latency import interleaved
+    from pocketvit.bench.isolated import isolated
 
     return {k: {"wall_ms": float(np.median(v)), "cpu_ms": float("nan")}
-            for k, v in interleaved(runners, runs, warmup=3).items()}
+            for k, v in isolated(factories, runs, warmup=3).items()}
 
 
 def table(rows: list[dict[str, Any]]) -> str:

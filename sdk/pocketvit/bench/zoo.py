@@ -85,7 +85,7 @@ def _no_zero_gammas(model) -> int:
     return count
 
 
-def _backend_runner(runtime: str, path: str, threads: int, x: np.ndarray) -> Callable[[], Any]:
+def backend_runner(runtime: str, path: str, threads: int, x: np.ndarray) -> Callable[[], Any]:
     from pocketvit.runtime.backends import open_backend
 
     b = open_backend(runtime, path, num_threads=threads)
@@ -163,7 +163,7 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
         timed.append(variant)
         row["variants"][variant] = entry
     x1 = example.numpy()
-    factories = {v: functools.partial(_backend_runner, files[v].runtime, str(files[v].path), threads, x1)
+    factories = {v: functools.partial(backend_runner, files[v].runtime, str(files[v].path), threads, x1)
                  for v in timed}
     factories["eager"] = functools.partial(_eager_runner, name, size, threads, x1)
     method = choose_method(method, threads)
