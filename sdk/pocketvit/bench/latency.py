@@ -74,6 +74,17 @@ def choose_method(method: str, threads: int) -> str:
     return method
 
 
+def time_runners(
+    factories: dict[str, Callable[[], Callable[[], Any]]], runs: int, warmup: int, threads: int,
+    method: str = "auto", seed: int = 0, returns: dict[str, list[float | None]] | None = None,
+) -> dict[str, list[float]]:
+    """ms per call of every runner a factory builds: in processes of their own (``isolated``) or built here and
+    called in interleaved rounds (``interleaved``); ``auto`` picks by thread count (choose_method)."""
+    if choose_method(method, threads) == "isolated":
+        return isolated(factories, runs, warmup, seed=seed, returns=returns)
+    return interleaved({k: f() for k, f in factories.items()}, runs, warmup, seed=seed, returns=returns)
+
+
 def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -280,10 +291,7 @@ def bench_bundle(
         )
     peak = machine_peak_gflops(threads, repeats=peak_repeats)
     inner: dict[str, list[float | None]] = {}
-    if method == "isolated":
-        times = isolated(factories, runs, warmup, seed=seed, returns=inner)
-    else:
-        times = interleaved({k: f() for k, f in factories.items()}, runs, warmup, seed=seed, returns=inner)
+    times = time_runners(factories, runs, warmup, threads, method, seed=seed, returns=inner)
 
     for name, ms in times.items():
         if name.startswith("predict:"):

@@ -129,8 +129,7 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
                 say: Callable[[str], None] = lambda _m: None, method: str = "auto") -> dict[str, Any]:
     import torch
 
-    from pocketvit.bench.isolated import isolated
-    from pocketvit.bench.latency import _stats, choose_method, interleaved
+    from pocketvit.bench.latency import _stats, choose_method, time_runners
     from pocketvit.runtime.backends import open_backend
     from pocketvit.verify import parity
 
@@ -168,10 +167,7 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
     factories["eager"] = functools.partial(_eager_runner, name, size, threads, x1)
     method = choose_method(method, threads)
     say(f"  {name}: timing {', '.join(factories)} ({runs} calls each, {method})")
-    if method == "isolated":
-        times = isolated(factories, runs=runs, warmup=3)
-    else:
-        times = interleaved({k: f() for k, f in factories.items()}, runs=runs, warmup=3)
+    times = time_runners(factories, runs, 3, threads, method)
     row["method"] = method
     onnx_ms = float(np.median(times["onnx"])) if "onnx" in times else None
     for v, ms in times.items():
