@@ -81,14 +81,34 @@ def test_depthwise7_as_5x5_stays_in_one_delegate_call(tmp_path):
     assert float(np.abs(RUNNERS["executorch"](f.path, x) - eager(model, x)).max()) < 1e-4
 
 
-def test_int8_takes_the_convnet_rewrites(tmp_path):
-    """ExecuTorch int8 (PT2E) gets layernorm2d-as-conv and depthwise7-as-5x5 too: one delegate call."""
+def test_slow_int8_depthwise_picks_depthwise_convs_larger_than_3x3():
+    from pocketvit.export.quantize.executorch import slow_int8_depthwise
+
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 16, 7, stride=2, groups=8),
+                          nn.Conv2d(8, 8, 5, groups=8), nn.Conv2d(8, 8, 5, groups=4), nn.Conv2d(8, 8, 5))
+    assert slow_int8_depthwise(model) == ["1", "2"]
+
+
+def _kernel_dtypes(path, shape: tuple[int, ...]) -> set[str]:
+    from pocketvit.export.quantize.contents import pte_contents
+
+    return {t["dtype"] for t in pte_contents(path)["tensors"]
+            if sorted(t["shape"]) == sorted(shape) and not t["where"].startswith("program")}  # inside the delegate
+
+
+def test_int8_keeps_large_depthwise_convs_float(tmp_path):
+    """ExecuTorch int8 (PT2E) takes layernorm2d-as-conv and depthwise7-as-5x5 (one delegate call), and with
+    float_depthwise (default) the four 5x5 depthwise kernels stay float32 inside it; switched off, int8."""
     from pocketvit.export.quantize import config_for, quantize_export
 
     model, x = convnext_like()
     calib = torch.randn(8, *x.shape[1:], generator=torch.Generator().manual_seed(1))
-    f = quantize_export(model, x, calib, config_for("executorch-int8"), tmp_path / "int8.pte")
-    assert f.info["rewrites"] == {"layernorm2d-as-conv": 2, "depthwise7-as-5x5": 1}
-    assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
-    out, ref = RUNNERS["executorch"](f.path, x), eager(model, x)
-    assert np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)) > 0.9
+    ref = eager(model, x)
+    for on in (True, False):
+        f = quantize_export(model, x, calib, config_for("executorch-int8", float_depthwise=on), tmp_path / f"{on}.pte")
+        assert f.info["float_depthwise"] == int(on)
+        assert f.info["rewrites"] == {"layernorm2d-as-conv": 2, "depthwise7-as-5x5": 1}
+        assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
+        assert _kernel_dtypes(f.path, (16, 1, 5, 5)) == ({"fp32"} if on else {"int8 (per-channel)"})
+        out = RUNNERS["executorch"](f.path, x)
+        assert np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)) > 0.9
