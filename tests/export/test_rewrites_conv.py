@@ -67,16 +67,19 @@ def test_conv_rewrite_keeps_outputs_and_leaves_nothing_outside(tmp_path, name):
     assert float(np.abs(out - ref).max()) < 1e-4
 
 
-def test_depthwise7_as_5x5_stays_in_one_delegate_call(tmp_path):
-    """The four 5x5 kernels are separate constants: XNNPACK takes the convs (a stacked buffer indexed per
-    window left select_copy + convolution outside, 13 calls on ConvNeXt-atto); same outputs."""
+@pytest.mark.parametrize("name", ["depthwise7-as-core-ring", "depthwise7-as-5x5"])
+def test_depthwise7_rewrites_stay_in_one_delegate_call(tmp_path, name):
+    """core-ring (5x5 + two dilated border convs) and the 5x5 split (four kernels as separate constants: a
+    stacked buffer indexed per window left select_copy + convolution outside, 13 calls on ConvNeXt-atto):
+    one delegate call, same outputs; with core-ring on, the split finds nothing left to take."""
     from pocketvit.export.executorch import export_executorch
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 7, padding=3, groups=8), nn.Conv2d(8, 8, 1)).eval()
     x = torch.randn(1, 3, 12, 16)
-    f = export_executorch(model, x, tmp_path / "m.pte", disabled_rewrites=("layernorm2d-as-conv",))
-    assert f.info["rewrites"] == {"depthwise7-as-5x5": 1}
+    off = ("layernorm2d-as-conv",) + (("depthwise7-as-core-ring",) if name == "depthwise7-as-5x5" else ())
+    f = export_executorch(model, x, tmp_path / "m.pte", disabled_rewrites=off)
+    assert f.info["rewrites"] == {name: 1}
     assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
     assert float(np.abs(RUNNERS["executorch"](f.path, x) - eager(model, x)).max()) < 1e-4
 
@@ -97,8 +100,8 @@ def _kernel_dtypes(path, shape: tuple[int, ...]) -> set[str]:
 
 
 def test_int8_keeps_large_depthwise_convs_float(tmp_path):
-    """ExecuTorch int8 (PT2E) takes layernorm2d-as-conv and depthwise7-as-5x5 (one delegate call), and with
-    float_depthwise (default) the four 5x5 depthwise kernels stay float32 inside it; switched off, int8."""
+    """ExecuTorch int8 (PT2E) takes layernorm2d-as-conv and depthwise7-as-core-ring (one delegate call), and
+    with float_depthwise (default) the 7x7's 5x5 core kernel stays float32 inside it; switched off, int8."""
     from pocketvit.export.quantize import config_for, quantize_export
 
     model, x = convnext_like()
@@ -107,7 +110,7 @@ def test_int8_keeps_large_depthwise_convs_float(tmp_path):
     for on in (True, False):
         f = quantize_export(model, x, calib, config_for("executorch-int8", float_depthwise=on), tmp_path / f"{on}.pte")
         assert f.info["float_depthwise"] == int(on)
-        assert f.info["rewrites"] == {"layernorm2d-as-conv": 2, "depthwise7-as-5x5": 1}
+        assert f.info["rewrites"] == {"layernorm2d-as-conv": 2, "depthwise7-as-core-ring": 1}
         assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
         assert _kernel_dtypes(f.path, (16, 1, 5, 5)) == ({"fp32"} if on else {"int8 (per-channel)"})
         out = RUNNERS["executorch"](f.path, x)

@@ -10,7 +10,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pocketvit.export.rewrites_conv import _hardsigmoid_as_hardtanh, _layernorm2d_as_conv
+from pocketvit.export.rewrites_conv import (
+    _depthwise7_as_core_ring,
+    _hardsigmoid_as_hardtanh,
+    _layernorm2d_as_conv,
+)
 from pocketvit.export.rewrites_litert import _depthwise7_as_5x5, _layernorm_keepdim
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -254,6 +258,8 @@ REWRITES: tuple[Rewrite, ...] = (
             ("executorch",), _hardsigmoid_as_hardtanh),
     Rewrite("layernorm-keepdim", "LayerNorm / LayerNorm2d statistics with keepdim: no rank-1 detour and RESHAPEs",
             ("litert",), _layernorm_keepdim),
+    Rewrite("depthwise7-as-core-ring", "stride-1 7x7 depthwise conv as a 5x5 core + two dilated border convs (49 taps)",
+            ("executorch", "executorch-int8"), _depthwise7_as_core_ring),
     Rewrite("depthwise7-as-5x5", "stride-1 7x7 depthwise conv as four 5x5 ones (XNNPACK's 49-tap kernel is slow)",
             ("litert", "executorch", "executorch-int8"), _depthwise7_as_5x5),
 )
