@@ -115,3 +115,45 @@ def test_int8_keeps_large_depthwise_convs_float(tmp_path):
         assert _kernel_dtypes(f.path, (16, 1, 5, 5)) == ({"fp32"} if on else {"int8 (per-channel)"})
         out = RUNNERS["executorch"](f.path, x)
         assert np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)) > 0.9
+
+
+def _xnn_node_outputs(path) -> list[tuple[str, str]]:
+    """(node type, output datatype) of every XNNPACK node in the .pte's delegates, in order."""
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
+    from executorch.exir._serialize._program import deserialize_pte_binary
+    from pocketvit.export.quantize.contents import _xnn_graph_json
+
+    program, nodes = deserialize_pte_binary(path.read_bytes()).program, []
+    for plan in program.execution_plan:
+        for d in plan.delegates:
+            blob = program.backend_delegate_data[d.processed.index].data
+            h = XNNHeader.from_bytes(blob[:XNNHeader.EXPECTED_LENGTH])
+            graph = _xnn_graph_json(blob[h.flatbuffer_offset:h.flatbuffer_offset + h.flatbuffer_size])
+            values = [v["xvalue_union"].get("tensor_value", v["xvalue_union"]) for v in graph["xvalues"]]
+            nodes += [(n["xnode_union_type"], values[n["xnode_union"]["output_id"]]["datatype"].removeprefix("xnn_datatype_"))
+                      for n in graph.get("xnodes", []) if "output_id" in n["xnode_union"]]
+    return nodes
+
+
+@pytest.mark.parametrize("off, mul", [((), "qint8"), pytest.param(("silu-as-sigmoid-mul",), "fp32", marks=pytest.mark.slow)])
+def test_silu_as_sigmoid_mul_takes_silu_into_int8(tmp_path, off, mul):
+    """EfficientNet-like SiLUs: exact in float; in the int8 file SiLU's multiply runs in int8 (without the
+    rewrite sigmoid and multiply both run float between converts); only for executorch-int8 (fp32 XNNPACK
+    takes SiLU as is). On EfficientNet-B0 XNNPACK also gives most of the sigmoids an int8 lookup table."""
+    from pocketvit.export.prepare import prepare_for_export
+    from pocketvit.export.quantize import config_for, quantize_export
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.SiLU(), nn.Conv2d(8, 16, 1), nn.SiLU(),
+                          nn.Conv2d(16, 8, 1)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    rewritten = prepare_for_export(model)
+    assert apply_rewrites(rewritten, "executorch-int8") == {"silu-as-sigmoid-mul": 2}
+    assert "silu-as-sigmoid-mul" not in apply_rewrites(prepare_for_export(model), "executorch")
+    np.testing.assert_allclose(eager(rewritten, x), eager(model, x), atol=1e-6)
+    calib = torch.randn(8, *x.shape[1:], generator=torch.Generator().manual_seed(1))
+    f = quantize_export(model, x, calib, config_for("executorch-int8", no_rewrite=off), tmp_path / "int8.pte")
+    assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
+    assert [dt for t, dt in _xnn_node_outputs(f.path) if t == "XNNMultiply"] == [mul, mul]
+    out, ref = RUNNERS["executorch"](f.path, x), eager(model, x)
+    assert np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)) > 0.95

@@ -1,6 +1,7 @@
 """Is ExecuTorch int8 faster than pocketvit's own ExecuTorch fp32, and what does each int8 choice buy?
 
     python -m pocketvit.bench.executorch_int8_ab convnext_atto fastvit_t8 --off float_depthwise --runs 300
+    python -m pocketvit.bench.executorch_int8_ab efficientnet_b0 --no-rewrite silu-as-sigmoid-mul
 
 Per timm model (random weights, BatchNorm re-estimated, the parity inputs and random calibration images of
 bench-zoo): ``fp32`` (export_executorch, every rewrite), ``int8`` (quantize_export with the default
@@ -8,7 +9,7 @@ ExecuTorchInt8 config, what the ``executorch-int8`` target writes) and ``int8-no
 boolean config field switched off); top-1 agreement and max abs diff of each file vs eager fp32 on the 16
 inputs, delegate calls / nodes outside, then the median process CPU time per call at 1 thread (rounds
 interleaved, bench/litert_gap.cpu_ms; wall time in a random order per round at more threads) and each
-file's speed-up over fp32. A benchmark, not a test: prints a table (JSON with --json), asserts nothing.
+file's speed-up over fp32; ``int8-no-NAME`` per --no-rewrite (that rewrite left out before int8). A benchmark, not a test: prints a table (JSON with --json), asserts nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 PARITY_INPUTS = 16
 
 
-def int8_ab(name: str, off: list[str], work: Path, *, runs: int, threads: int, size: int = 224) -> dict[str, Any]:
+def int8_ab(name: str, off: list[str], work: Path, *, runs: int, threads: int, size: int = 224,
+            no_rewrite: tuple[str, ...] = ()) -> dict[str, Any]:
     import torch
 
     from pocketvit.bench.executorch_ab import _wall_ms
@@ -46,6 +48,9 @@ def int8_ab(name: str, off: list[str], work: Path, *, runs: int, threads: int, s
     for field in off:
         files[f"int8-no-{field}"] = quantize_export(model, x[:1], calib, config_for("executorch-int8", **{field: False}),
                                                     work / f"int8-no-{field}.pte", model_name=name)
+    for r in no_rewrite:
+        files[f"int8-no-{r}"] = quantize_export(model, x[:1], calib, config_for("executorch-int8", no_rewrite=(r,)),
+                                                work / f"int8-no-{r}.pte", model_name=name)
     row: dict[str, Any] = {"model": name, "threads": threads, "runs": runs, "variants": {}}
     runners = {}
     x1 = x[:1].numpy()
@@ -82,14 +87,19 @@ def main(argv: list[str] | None = None) -> None:
     switches = [f for f, v in ExecuTorchInt8.__dataclass_fields__.items() if v.type in ("bool", bool)]
     p.add_argument("--off", action="append", default=[], choices=switches,
                    help="an ExecuTorchInt8 switch to turn off in one more int8 variant (repeatable)")
+    p.add_argument("--no-rewrite", action="append", default=[], help="a rewrite (export/rewrites.py) to leave out "
+                   "of one more int8 variant (repeatable)")
     p.add_argument("--runs", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the rows here")
     a = p.parse_args(argv)
+    from pocketvit.export.rewrites import check_rewrite_names
+
+    check_rewrite_names(a.no_rewrite)
     rows = []
     for name in a.models:
         with tempfile.TemporaryDirectory() as tmp:
-            rows.append(int8_ab(name, a.off, Path(tmp), runs=a.runs, threads=a.threads))
+            rows.append(int8_ab(name, a.off, Path(tmp), runs=a.runs, threads=a.threads, no_rewrite=tuple(a.no_rewrite)))
         print(table(rows[-1:]), flush=True)
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))

@@ -14,6 +14,10 @@ runs 100 taps and slices four padded outputs. XNNPACK F32, one conv, 1 thread CP
 (registered before depthwise7-as-5x5, which then finds nothing; switching this one off brings the split
 back); LiteRT keeps the split (litert-torch turns each conv padding into its own PAD, unmeasured).
 
+silu-as-sigmoid-mul (ExecuTorch int8 only): XNNPACKQuantizer annotates sigmoid and mul but not silu, so
+every SiLU stayed a float sigmoid + multiply between two converts (EfficientNet-B0: 49 of them); written
+as x * sigmoid(x) both get int8 (a lookup-table sigmoid and a QS8 multiply).
+
 hardsigmoid-as-hardtanh: torch decomposes hardsigmoid to add/clamp/div with integer scalars, and each
 int64 scalar becomes a dtype-converting copy outside the delegate (MobileNetV3's squeeze-excite gates:
 16 copies). `hardtanh(x + 3.0, 0, 6) / 6.0` is the same arithmetic with float scalars.
@@ -80,6 +84,20 @@ def _depthwise7_as_core_ring(model: torch.nn.Module) -> int:
 
     _fold_batchnorm_after(model, is_depthwise7)
     return _replace(model, is_depthwise7, Depthwise7AsCoreRing)
+
+
+def _silu_as_sigmoid_mul(model: torch.nn.Module) -> int:
+    """nn.SiLU as x * sigmoid(x), which the int8 quantizer annotates (it leaves silu float)."""
+    import torch
+    from torch import nn
+
+    class SigmoidMul(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * torch.sigmoid(x)
+
+    from pocketvit.export.rewrites import _replace
+
+    return _replace(model, lambda m: type(m) is nn.SiLU, lambda _m: SigmoidMul())
 
 
 def _hardsigmoid_as_hardtanh(model: torch.nn.Module) -> int:

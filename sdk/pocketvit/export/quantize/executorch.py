@@ -43,7 +43,7 @@ def quantize_executorch(model: torch.nn.Module, example: torch.Tensor, calib: to
         # would quantize x*x and the variance, which is what makes LayerNorm outputs fragile.
         from pocketvit.export.rewrites import apply_rewrites
 
-        rewrites = apply_rewrites(model, "executorch-int8")
+        rewrites = apply_rewrites(model, "executorch-int8", config.no_rewrite)
         float_layers = tuple(float_layers) + tuple(
             name for name, m in model.named_modules() if type(m).__name__ in ("LinearLayerNorm", "ConvLayerNorm2d"))
     try:
