@@ -157,3 +157,14 @@ def test_silu_as_sigmoid_mul_takes_silu_into_int8(tmp_path, off, mul):
     assert [dt for t, dt in _xnn_node_outputs(f.path) if t == "XNNMultiply"] == [mul, mul]
     out, ref = RUNNERS["executorch"](f.path, x), eager(model, x)
     assert np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)) > 0.95
+
+
+def test_int8_takes_hardsigmoid_as_hardtanh(tmp_path):
+    """In int8 too the squeeze-excite gates' int64 scalar copies leave the graph: one call, nothing outside."""
+    from pocketvit.export.quantize import config_for, quantize_export
+
+    model, x = squeeze_excite_like()
+    calib = torch.randn(8, *x.shape[1:], generator=torch.Generator().manual_seed(1))
+    f = quantize_export(model, x, calib, config_for("executorch-int8"), tmp_path / "int8.pte")
+    assert f.info["rewrites"] == {"hardsigmoid-as-hardtanh": 2}
+    assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)

@@ -256,7 +256,7 @@ REWRITES: tuple[Rewrite, ...] = (
     Rewrite("layernorm2d-as-conv", "channels-first LayerNorm2d statistics as 1x1 convs (no permutes, no layer norm)",
             ("executorch", "executorch-int8"), _layernorm2d_as_conv),
     Rewrite("hardsigmoid-as-hardtanh", "hardsigmoid as hardtanh(x + 3.0, 0, 6) / 6.0 (no int64 scalar copies)",
-            ("executorch",), _hardsigmoid_as_hardtanh),
+            ("executorch", "executorch-int8"), _hardsigmoid_as_hardtanh),
     Rewrite("silu-as-sigmoid-mul", "SiLU as x * sigmoid(x): int8 sigmoid and multiply instead of a float SiLU",
             ("executorch-int8",), _silu_as_sigmoid_mul),
     Rewrite("layernorm-keepdim", "LayerNorm / LayerNorm2d statistics with keepdim: no rank-1 detour and RESHAPEs",
