@@ -67,28 +67,104 @@ def test_conv_rewrite_keeps_outputs_and_leaves_nothing_outside(tmp_path, name):
     assert float(np.abs(out - ref).max()) < 1e-4
 
 
-def test_depthwise7_as_5x5_stays_in_one_delegate_call(tmp_path):
-    """The four 5x5 kernels are separate constants: XNNPACK takes the convs (a stacked buffer indexed per
-    window left select_copy + convolution outside, 13 calls on ConvNeXt-atto); same outputs."""
+@pytest.mark.parametrize("name", ["depthwise7-as-core-ring", "depthwise7-as-5x5"])
+def test_depthwise7_rewrites_stay_in_one_delegate_call(tmp_path, name):
+    """core-ring (5x5 + two dilated border convs) and the 5x5 split (four kernels as separate constants: a
+    stacked buffer indexed per window left select_copy + convolution outside, 13 calls on ConvNeXt-atto):
+    one delegate call, same outputs; with core-ring on, the split finds nothing left to take."""
     from pocketvit.export.executorch import export_executorch
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 7, padding=3, groups=8), nn.Conv2d(8, 8, 1)).eval()
     x = torch.randn(1, 3, 12, 16)
-    f = export_executorch(model, x, tmp_path / "m.pte", disabled_rewrites=("layernorm2d-as-conv",))
-    assert f.info["rewrites"] == {"depthwise7-as-5x5": 1}
+    off = ("layernorm2d-as-conv",) + (("depthwise7-as-core-ring",) if name == "depthwise7-as-5x5" else ())
+    f = export_executorch(model, x, tmp_path / "m.pte", disabled_rewrites=off)
+    assert f.info["rewrites"] == {name: 1}
     assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
     assert float(np.abs(RUNNERS["executorch"](f.path, x) - eager(model, x)).max()) < 1e-4
 
 
-def test_int8_takes_the_convnet_rewrites(tmp_path):
-    """ExecuTorch int8 (PT2E) gets layernorm2d-as-conv and depthwise7-as-5x5 too: one delegate call."""
+def test_slow_int8_depthwise_picks_depthwise_convs_larger_than_3x3():
+    from pocketvit.export.quantize.executorch import slow_int8_depthwise
+
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 16, 7, stride=2, groups=8),
+                          nn.Conv2d(8, 8, 5, groups=8), nn.Conv2d(8, 8, 5, groups=4), nn.Conv2d(8, 8, 5))
+    assert slow_int8_depthwise(model) == ["1", "2"]
+
+
+def _kernel_dtypes(path, shape: tuple[int, ...]) -> set[str]:
+    from pocketvit.export.quantize.contents import pte_contents
+
+    return {t["dtype"] for t in pte_contents(path)["tensors"]
+            if sorted(t["shape"]) == sorted(shape) and not t["where"].startswith("program")}  # inside the delegate
+
+
+@pytest.mark.parametrize("on", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_int8_keeps_large_depthwise_convs_float(tmp_path, on):
+    """ExecuTorch int8 (PT2E) takes layernorm2d-as-conv and depthwise7-as-core-ring (one delegate call), and
+    with float_depthwise (default) the 7x7's 5x5 core kernel stays float32 inside it; switched off, int8."""
     from pocketvit.export.quantize import config_for, quantize_export
 
     model, x = convnext_like()
     calib = torch.randn(8, *x.shape[1:], generator=torch.Generator().manual_seed(1))
-    f = quantize_export(model, x, calib, config_for("executorch-int8"), tmp_path / "int8.pte")
-    assert f.info["rewrites"] == {"layernorm2d-as-conv": 2, "depthwise7-as-5x5": 1}
+    ref = eager(model, x)
+    f = quantize_export(model, x, calib, config_for("executorch-int8", float_depthwise=on), tmp_path / "int8.pte")
+    assert f.info["float_depthwise"] == int(on)
+    assert f.info["rewrites"] == {"layernorm2d-as-conv": 2, "depthwise7-as-core-ring": 1}
     assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
-    out, ref = RUNNERS["executorch"](f.path, x), eager(model, x)
+    assert _kernel_dtypes(f.path, (16, 1, 5, 5)) == ({"fp32"} if on else {"int8 (per-channel)"})
+    out = RUNNERS["executorch"](f.path, x)
     assert np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)) > 0.9
+
+
+def _xnn_node_outputs(path) -> list[tuple[str, str]]:
+    """(node type, output datatype) of every XNNPACK node in the .pte's delegates, in order."""
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
+    from executorch.exir._serialize._program import deserialize_pte_binary
+    from pocketvit.export.quantize.contents import _xnn_graph_json
+
+    program, nodes = deserialize_pte_binary(path.read_bytes()).program, []
+    for plan in program.execution_plan:
+        for d in plan.delegates:
+            blob = program.backend_delegate_data[d.processed.index].data
+            h = XNNHeader.from_bytes(blob[:XNNHeader.EXPECTED_LENGTH])
+            graph = _xnn_graph_json(blob[h.flatbuffer_offset:h.flatbuffer_offset + h.flatbuffer_size])
+            values = [v["xvalue_union"].get("tensor_value", v["xvalue_union"]) for v in graph["xvalues"]]
+            nodes += [(n["xnode_union_type"], values[n["xnode_union"]["output_id"]]["datatype"].removeprefix("xnn_datatype_"))
+                      for n in graph.get("xnodes", []) if "output_id" in n["xnode_union"]]
+    return nodes
+
+
+@pytest.mark.parametrize("off, mul", [((), "qint8"), pytest.param(("silu-as-sigmoid-mul",), "fp32", marks=pytest.mark.slow)])
+def test_silu_as_sigmoid_mul_takes_silu_into_int8(tmp_path, off, mul):
+    """EfficientNet-like SiLUs: exact in float; in the int8 file SiLU's multiply runs in int8 (without the
+    rewrite sigmoid and multiply both run float between converts); only for executorch-int8 (fp32 XNNPACK
+    takes SiLU as is). On EfficientNet-B0 XNNPACK also gives most of the sigmoids an int8 lookup table."""
+    from pocketvit.export.prepare import prepare_for_export
+    from pocketvit.export.quantize import config_for, quantize_export
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.SiLU(), nn.Conv2d(8, 16, 1), nn.SiLU(),
+                          nn.Conv2d(16, 8, 1)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    rewritten = prepare_for_export(model)
+    assert apply_rewrites(rewritten, "executorch-int8") == {"silu-as-sigmoid-mul": 2}
+    assert "silu-as-sigmoid-mul" not in apply_rewrites(prepare_for_export(model), "executorch")
+    np.testing.assert_allclose(eager(rewritten, x), eager(model, x), atol=1e-6)
+    calib = torch.randn(8, *x.shape[1:], generator=torch.Generator().manual_seed(1))
+    f = quantize_export(model, x, calib, config_for("executorch-int8", no_rewrite=off), tmp_path / "int8.pte")
+    assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
+    assert [dt for t, dt in _xnn_node_outputs(f.path) if t == "XNNMultiply"] == [mul, mul]
+    out, ref = RUNNERS["executorch"](f.path, x), eager(model, x)
+    assert np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)) > 0.95
+
+
+def test_int8_takes_hardsigmoid_as_hardtanh(tmp_path):
+    """In int8 too the squeeze-excite gates' int64 scalar copies leave the graph: one call, nothing outside."""
+    from pocketvit.export.quantize import config_for, quantize_export
+
+    model, x = squeeze_excite_like()
+    calib = torch.randn(8, *x.shape[1:], generator=torch.Generator().manual_seed(1))
+    f = quantize_export(model, x, calib, config_for("executorch-int8"), tmp_path / "int8.pte")
+    assert f.info["rewrites"] == {"hardsigmoid-as-hardtanh": 2}
+    assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)

@@ -6,6 +6,18 @@ delegate calls around 17 portable layer norms. The channel mean and variance as 
 kernel (one output channel) stay in XNNPACK's channels-last layout: no permutes, no boundaries. (The
 same statistics as linears between two permutes took the delegate calls to 1 but ran slower.)
 
+depthwise7-as-core-ring: a stride-1 7x7 depthwise conv as a 5x5 core plus its border as two dilated
+depthwise convs (rows dy = +-3 as a 2x7 kernel with dilation (6, 1), columns dx = +-3 as a 5x2 kernel with
+dilation (1, 6)): 49 taps in three convs with symmetric padding and one output size, where the 5x5 split
+runs 100 taps and slices four padded outputs. XNNPACK F32, one conv, 1 thread CPU time: 56x56x40 1180 ->
+836 us, 14x14x160 285 -> 180 us, 7x7x320 198 -> 101 us (one 7x7: 2846, 652, 320 us). ExecuTorch only
+(registered before depthwise7-as-5x5, which then finds nothing; switching this one off brings the split
+back); LiteRT keeps the split (litert-torch turns each conv padding into its own PAD, unmeasured).
+
+silu-as-sigmoid-mul (ExecuTorch int8 only): XNNPACKQuantizer annotates sigmoid and mul but not silu, so
+every SiLU stayed a float sigmoid + multiply between two converts (EfficientNet-B0: 49 of them); written
+as x * sigmoid(x) both get int8 (a lookup-table sigmoid and a QS8 multiply).
+
 hardsigmoid-as-hardtanh: torch decomposes hardsigmoid to add/clamp/div with integer scalars, and each
 int64 scalar becomes a dtype-converting copy outside the delegate (MobileNetV3's squeeze-excite gates:
 16 copies). `hardtanh(x + 3.0, 0, 6) / 6.0` is the same arithmetic with float scalars.
@@ -44,6 +56,48 @@ def _layernorm2d_as_conv(model: torch.nn.Module) -> int:
     from pocketvit.export.rewrites import _replace, _two_pass_norm  # at call time (import cycle)
 
     return _replace(model, lambda m: type(m) is LayerNorm2d and len(m.normalized_shape) == 1, ConvLayerNorm2d)
+
+
+def _depthwise7_as_core_ring(model: torch.nn.Module) -> int:
+    """Stride-1 7x7 depthwise nn.Conv2d as a 5x5 core + 2x7 (dilation 6, 1) + 5x2 (dilation 1, 6) depthwise convs."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from pocketvit.export.rewrites import _replace
+    from pocketvit.export.rewrites_litert import _fold_batchnorm_after, is_depthwise7
+
+    class Depthwise7AsCoreRing(nn.Module):
+        def __init__(self, conv: nn.Conv2d):
+            super().__init__()
+            w = conv.weight.detach()  # (C, 1, 7, 7)
+            # separate constants: indexing a stacked buffer is a select_copy outside the delegate
+            self.register_buffer("core", w[:, :, 1:6, 1:6].clone(), persistent=False)
+            self.register_buffer("rows", w[:, :, [0, 6], :].clone(), persistent=False)
+            self.register_buffer("cols", w[:, :, 1:6][:, :, :, [0, 6]].clone(), persistent=False)
+            self.bias, self.groups = conv.bias, conv.groups
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            g = self.groups
+            y = F.conv2d(x, self.core, self.bias, padding=2, groups=g)
+            y = y + F.conv2d(x, self.rows, None, padding=3, dilation=(6, 1), groups=g)
+            return y + F.conv2d(x, self.cols, None, padding=(2, 3), dilation=(1, 6), groups=g)
+
+    _fold_batchnorm_after(model, is_depthwise7)
+    return _replace(model, is_depthwise7, Depthwise7AsCoreRing)
+
+
+def _silu_as_sigmoid_mul(model: torch.nn.Module) -> int:
+    """nn.SiLU as x * sigmoid(x), which the int8 quantizer annotates (it leaves silu float)."""
+    import torch
+    from torch import nn
+
+    class SigmoidMul(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * torch.sigmoid(x)
+
+    from pocketvit.export.rewrites import _replace
+
+    return _replace(model, lambda m: type(m) is nn.SiLU, lambda _m: SigmoidMul())
 
 
 def _hardsigmoid_as_hardtanh(model: torch.nn.Module) -> int:

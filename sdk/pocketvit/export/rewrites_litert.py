@@ -94,15 +94,19 @@ def _depthwise7_as_5x5(model: torch.nn.Module) -> int:
                 y = z if y is None else y + z
             return y
 
-    def depthwise7(m: nn.Module) -> bool:
-        return (type(m) is nn.Conv2d and m.groups == m.in_channels == m.out_channels and m.kernel_size == (7, 7)
-                and m.stride == (1, 1) and m.dilation == (1, 1) and m.padding in ((3, 3), "same")
-                and m.padding_mode == "zeros")
-
     from pocketvit.export.rewrites import _replace  # at call time: rewrites.py imports this module
 
-    _fold_batchnorm_after(model, depthwise7)
-    return _replace(model, depthwise7, Depthwise7As5x5)
+    _fold_batchnorm_after(model, is_depthwise7)
+    return _replace(model, is_depthwise7, Depthwise7As5x5)
+
+
+def is_depthwise7(m: torch.nn.Module) -> bool:
+    """A stride-1 7x7 depthwise nn.Conv2d with zero 'same' padding (what the 7x7 rewrites replace)."""
+    from torch import nn
+
+    return (type(m) is nn.Conv2d and m.groups == m.in_channels == m.out_channels and m.kernel_size == (7, 7)
+            and m.stride == (1, 1) and m.dilation == (1, 1) and m.padding in ((3, 3), "same")
+            and m.padding_mode == "zeros")
 
 
 def _fold_batchnorm_after(model: torch.nn.Module, match) -> int:

@@ -16,6 +16,8 @@ class ExecuTorchInt8:
     mode: Literal["static", "dynamic"] = "static"
     per_channel: bool = True
     layernorm_as_linear: bool = True  # LayerNorm inside the delegate, kept float (export/rewrites.py)
+    float_depthwise: bool = True  # depthwise convs larger than 3x3 kept float (XNNPACK's QC8 ones are slower)
+    no_rewrite: tuple[str, ...] = ()  # export/rewrites.py names (or "all") not applied before int8
     target: str = "executorch-int8"
 
     def describe(self) -> dict:

@@ -15,6 +15,18 @@ if TYPE_CHECKING:  # pragma: no cover
 _WHY = "needed to write int8 .pte files"
 
 
+def slow_int8_depthwise(model: torch.nn.Module) -> list[str]:
+    """Module paths of the depthwise convs (one input channel per group, channel multiplier allowed) with a
+    kernel larger than 3x3: XNNPACK's QC8 kernels for them are slower than its F32 ones (x86, 1 thread, per
+    conv: 5x5 depthwise ~1.75x, 7x7 stride-2 channel-multiplier ~2x; a 7x7 depthwise runs as a QC8 IGEMM,
+    ~5x the F32 time of its 5x5 split), so int8 keeps them float. 3x3 depthwise (about equal) stays int8."""
+    from torch import nn
+
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and name and m.groups > 1 and m.groups == m.in_channels
+            and max(m.kernel_size) > 3]
+
+
 def quantize_executorch(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor,
                         config: ExecuTorchInt8, path: Path, *, float_layers: Sequence[str] = (),
                         model_name: str = "model") -> ExportedFile:
@@ -23,13 +35,15 @@ def quantize_executorch(model: torch.nn.Module, example: torch.Tensor, calib: to
 
     require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch", _WHY)
     rewrites: dict[str, int] = {}
+    depthwise = slow_int8_depthwise(model) if config.float_depthwise else []
+    float_layers = tuple(float_layers) + tuple(n for n in depthwise if n not in float_layers)
     if config.layernorm_as_linear:
         # the fp32 export's rewrite keeps LayerNorm inside the delegate (native_layer_norm is left outside,
         # splitting the graph into several delegate calls); its mean/variance linears stay float: int8
         # would quantize x*x and the variance, which is what makes LayerNorm outputs fragile.
         from pocketvit.export.rewrites import apply_rewrites
 
-        rewrites = apply_rewrites(model, "executorch-int8")
+        rewrites = apply_rewrites(model, "executorch-int8", config.no_rewrite)
         float_layers = tuple(float_layers) + tuple(
             name for name, m in model.named_modules() if type(m).__name__ in ("LinearLayerNorm", "ConvLayerNorm2d"))
     try:
@@ -44,4 +58,5 @@ def quantize_executorch(model: torch.nn.Module, example: torch.Tensor, calib: to
     info["methods"] = ["forward"]
     info["rewrites"] = rewrites
     info["float_layers"] = list(float_layers)
+    info["float_depthwise"] = len(depthwise)
     return ExportedFile(target=config.target, path=path, runtime="executorch", precision="int8", info=info)
