@@ -245,7 +245,7 @@ def run_build(
     spec = input_spec(splits)
     from pocketvit.export.quantize.stages import int8_exports
 
-    int8 = int8_exports(recipe, runner, student, data, splits, spec, lambda: _student(student, splits))
+    int8 = int8_exports(recipe, runner, student, data, splits, spec, lambda: _student(student, splits), cache=cache)
     for target in recipe.export.targets:
         exp, vcfg = int8[target] if target in int8 else (None, recipe.verify)
         if exp is None:
