@@ -96,3 +96,22 @@ def test_label_batches_come_from_the_training_split():
     seen = torch.cat([xb for xb, _ in batches(0)])
     assert what.startswith("labels") and len(seen) == 40
     assert torch.allclose(seen, torch.full_like(seen, 10 / 255))  # training pixels, never the test's 250
+
+
+def test_report_says_whether_qat_ran_and_the_palettized_size():
+    from pocketvit.export.quantize.report import qat_and_palettize_lines
+
+    qat = {"mode": "auto", "ran": True, "reason": "all-int8 PTQ ... missed, so QAT ran", "epochs": 1,
+           "loss": "distillation (teacher cache, T=2)", "float_layers": [],
+           "before": {"fp32_top1": 0.92, "top1": 0.90, "agreement": 0.97}, "after": {"top1": 0.915}}
+    pal = {"palettized_weight_ops": 15, "weights": "palettized, 6-bit k-means lookup table per weight tensor",
+           "bytes": 40960, "size_vs_fp16": 0.4}
+    report = {"targets": {"executorch-int8": {"export_info": {"qat": qat}}, "litert-int8": {"export_info": {"qat": qat}},
+                          "coreml-int8": {"export_info": pal}}}
+    text = " ".join(qat_and_palettize_lines(report))
+    assert "QAT (quantize.qat: auto): ran" in text and "0.9000 after PTQ, 0.9150 after 1 QAT epoch(s)" in text
+    assert "applies to executorch-int8, litert-int8" in text
+    assert "40 KB, 0.40x of the fp16 package" in text and "not executed" in text
+    skipped = qat | {"ran": False, "reason": "met, so QAT was not needed"}
+    text = " ".join(qat_and_palettize_lines({"targets": {"executorch-int8": {"export_info": {"qat": skipped}}}}))
+    assert "did not run — met" in text and "after PTQ" not in text

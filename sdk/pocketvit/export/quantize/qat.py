@@ -83,9 +83,13 @@ def qat_finetune(model: torch.nn.Module, example: torch.Tensor, batches: Callabl
 
 
 def _to(target: Any, device: Any) -> Any:
-    if hasattr(target, "to"):
-        return target.to(device)
-    return type(target)(*(t.to(device) for t in target))  # SparseLogits (a NamedTuple of tensors)
+    """Labels (a tensor) or the teacher cache's SparseLogits (a dataclass of tensors) on `device`."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(target):
+        return dataclasses.replace(target, **{f.name: getattr(target, f.name).to(device)
+                                              for f in dataclasses.fields(target)})
+    return target.to(device)
 
 
 def _copy_weights(prepared: torch.nn.Module, model: torch.nn.Module) -> None:
