@@ -36,9 +36,9 @@ def _training(recipe: Any, splits: Any, cache: Any) -> tuple[Callable[[int], Any
     import torch.nn.functional as F
 
     from pocketvit.errors import DataError
-    from pocketvit.export.quantize.calibration import _check_not_test
+    from pocketvit.export.quantize.calibration import training_split
 
-    _check_not_test(splits, splits.train, "QAT")
+    training_split(splits, "QAT")  # the teacher cache and the labels below both index the training split
     d = recipe.distill
     if cache is not None:
         from pocketvit.data.augment import AugmentConfig
@@ -125,8 +125,10 @@ def _qat_quantizer(per_channel: bool):
 def run_qat(recipe: Any, runner: Any, student: Any, plan: Any, cache: Any, splits: Any, spec: dict[str, Any],
             model_fn: ModelFn):
     """The quantize-qat stage (None when quantize.qat is never or no PT2E int8 target is listed)."""
+    from pocketvit.export.quantize.qat import QAT_TARGETS
+
     q = recipe.quantize
-    if q.qat == "never" or not any(t.split("-", 1)[0] in _targets() for t in recipe.export.targets
+    if q.qat == "never" or not any(t.split("-", 1)[0] in QAT_TARGETS for t in recipe.export.targets
                                    if t.endswith("-int8")):
         return None
     cfg = {"mode": q.qat, "epochs": q.qat_epochs, "lr": q.qat_lr, "budget": q.budget,
@@ -135,12 +137,6 @@ def run_qat(recipe: Any, runner: Any, student: Any, plan: Any, cache: Any, split
            "temperature": recipe.distill.temperature if cache is not None else None}
     deps = [student, plan] + ([cache] if cache is not None else [])
     return runner.run("quantize-qat", cfg, deps, qat_stage_fn(recipe, model_fn, plan, cache, splits, spec))
-
-
-def _targets() -> tuple[str, ...]:
-    from pocketvit.export.quantize.qat import QAT_TARGETS
-
-    return QAT_TARGETS
 
 
 def qat_model_fn(stage: Any, model_fn: ModelFn) -> ModelFn:
