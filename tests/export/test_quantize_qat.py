@@ -115,3 +115,23 @@ def test_report_says_whether_qat_ran_and_the_palettized_size():
     skipped = qat | {"ran": False, "reason": "met, so QAT was not needed"}
     text = " ".join(qat_and_palettize_lines({"targets": {"executorch-int8": {"export_info": {"qat": skipped}}}}))
     assert "did not run — met" in text and "after PTQ" not in text
+
+
+def test_fp32_teacher_targets_are_the_float_students_logits_on_training_images():
+    from pocketvit.export.quantize.qat_stage import _training
+    from pocketvit.models.tinyvit import TinyViTConfig, TinyViTStudent
+    from pocketvit.recipe.schema import Recipe
+
+    from tests.export.test_quantize_sensitivity import _splits
+
+    torch.manual_seed(0)
+    model = TinyViTStudent(TinyViTConfig(img_size=8, stem_dim=8, dims=[16], depths=[1], heads=[1])).eval()
+    recipe = Recipe(name="t")
+    recipe.quantize.qat_teacher = "fp32"
+    batches, loss, what = _training(recipe, _splits(), None, lambda: model)
+    x, target = next(iter(batches(0)))
+    assert "fp32 student" in what and torch.allclose(x, torch.full_like(x, 10 / 255))
+    with torch.no_grad():
+        assert torch.allclose(target, model(x), atol=1e-5)
+        same, other = loss(target, target), loss(-target, target)
+    assert torch.isfinite(same) and other > same

@@ -31,8 +31,41 @@ def _label_batches(splits: Any, batch_size: int, seed: int) -> Callable[[int], A
     return batches
 
 
-def _training(recipe: Any, splits: Any, cache: Any) -> tuple[Callable[[int], Any], Callable, str]:
-    """(batches(epoch), loss_fn, description): the teacher cache's sparse KD loss, else labels."""
+def _fp32_teacher(batches: Callable[[int], Any], model_fn: ModelFn, temperature: float):
+    """(batches with the fp32 student's own logits as targets, KD loss): QAT keeps the int8 model close to
+    the float one it replaces (top-1 agreement with the fp32 files), on the same training images."""
+    import torch
+
+    from pocketvit.export.prepare import prepare_for_export
+
+    ref = prepare_for_export(model_fn(), unfused_attention=True)
+
+    def with_logits(epoch: int):
+        for x, _ in batches(epoch):
+            with torch.no_grad():
+                yield x, ref.to(x.device)(x)
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        t = temperature
+        p = torch.softmax(target / t, dim=1)
+        return -(p * torch.log_softmax(logits / t, dim=1)).sum(1).mean() * t * t
+
+    return with_logits, loss
+
+
+def _training(recipe: Any, splits: Any, cache: Any, model_fn: ModelFn | None = None
+              ) -> tuple[Callable[[int], Any], Callable, str]:
+    """(batches(epoch), loss_fn, description): the teacher cache's sparse KD loss, else labels; with
+    quantize.qat_teacher: fp32 the fp32 student's logits on the same images instead."""
+    batches, loss, what = _cache_or_labels(recipe, splits, cache)
+    if recipe.quantize.qat_teacher == "fp32" and model_fn is not None:
+        t = recipe.distill.temperature
+        batches, loss = _fp32_teacher(batches, model_fn, t)
+        what = f"distillation from the fp32 student (T={t:g}) on {'the cache' if cache is not None else 'training'} images"
+    return batches, loss, what
+
+
+def _cache_or_labels(recipe: Any, splits: Any, cache: Any) -> tuple[Callable[[int], Any], Callable, str]:
     import torch.nn.functional as F
 
     from pocketvit.errors import DataError
@@ -87,7 +120,7 @@ def qat_stage_fn(recipe: Any, model_fn: ModelFn, plan: Any, cache: Any, splits: 
         log(f"  QAT: {why}")
         if not ran:
             return meta
-        batches, loss_fn, what = _training(recipe, splits, cache)
+        batches, loss_fn, what = _training(recipe, splits, cache, model_fn)
         steps = -(-len(splits.train) // recipe.distill.batch_size)
         settings = QATSettings(epochs=q.qat_epochs, lr=q.qat_lr, seed=recipe.seed)
         t0 = time.perf_counter()
@@ -134,7 +167,9 @@ def run_qat(recipe: Any, runner: Any, student: Any, plan: Any, cache: Any, split
     cfg = {"mode": q.qat, "epochs": q.qat_epochs, "lr": q.qat_lr, "budget": q.budget,
            "min_agreement": q.min_agreement, "sensitivity": q.sensitivity, "held_out_images": q.held_out_images,
            "weights": q.weights, "seed": recipe.seed, "batch_size": recipe.distill.batch_size,
-           "temperature": recipe.distill.temperature if cache is not None else None}
+           "temperature": recipe.distill.temperature if cache is not None or q.qat_teacher == "fp32" else None}
+    if q.qat_teacher != "cache":
+        cfg["teacher"] = q.qat_teacher
     deps = [student, plan] + ([cache] if cache is not None else [])
     return runner.run("quantize-qat", cfg, deps, qat_stage_fn(recipe, model_fn, plan, cache, splits, spec))
 

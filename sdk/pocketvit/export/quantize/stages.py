@@ -97,7 +97,8 @@ def int8_exports(recipe: Any, runner: Any, student: Any, data: Any, splits: Any,
     from pocketvit.recipe.schema import stable_dump
 
     plan_cfg = stable_dump(q)
-    for key in ("executorch", "litert", "coreml", "tolerance", "coreml_nbits", "qat", "qat_epochs", "qat_lr"):
+    for key in ("executorch", "litert", "coreml", "tolerance", "coreml_nbits", "qat", "qat_epochs", "qat_lr",
+                "qat_teacher"):
         plan_cfg.pop(key, None)
     # pass 2: convs are really quantized when ranked alone (pt2e._under_modules); plans made before chose wrongly
     plan_cfg |= {"seed": recipe.seed, "sensitivity_pass": 2}
