@@ -109,14 +109,16 @@ def _copy_weights(prepared: torch.nn.Module, model: torch.nn.Module) -> None:
 
 
 def ptq_scores(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor, held_x: torch.Tensor,
-               held_y: torch.Tensor | None, float_layers: Sequence[str] = (), per_channel: bool = True) -> dict:
-    """fp32 and PTQ int8 (XNNPACK PT2E simulated in torch) top-1 and agreement on held-out images."""
+               held_y: torch.Tensor | None, float_layers: Sequence[str] = (), per_channel: bool = True,
+               reference: torch.nn.Module | None = None) -> dict:
+    """fp32 and PTQ int8 (XNNPACK PT2E simulated in torch) top-1 and agreement on held-out images; fp32 and
+    agreement are those of `reference` (default the model itself)."""
     from pocketvit.export.prepare import prepare_for_export
     from pocketvit.export.quantize.pt2e import quantized_graph, xnnpack_quantizer
     from pocketvit.export.quantize.sensitivity import _logits, logit_error
 
     model = prepare_for_export(model, unfused_attention=True)
-    ref = _logits(model, held_x, True)
+    ref = _logits(model if reference is None else prepare_for_export(reference, unfused_attention=True), held_x, True)
     y = ref.argmax(1) if held_y is None else held_y
     q = quantized_graph(model, example, calib, xnnpack_quantizer(per_channel=per_channel), float_layers, batched=True)
     out = _logits(q, held_x, True)

@@ -134,13 +134,14 @@ def qat_stage_fn(recipe: Any, model_fn: ModelFn, plan: Any, cache: Any, splits: 
             from pocketvit.export.quantize.sensitivity import choose_float_layers
 
             r = choose_float_layers(model, example, calib, hx, hy, xnnpack_quantizer(per_channel=per_channel),
-                                    q.budget, min_agreement=q.min_agreement, what="int8 after QAT")
+                                    q.budget, min_agreement=q.min_agreement, what="int8 after QAT",
+                                    reference=model_fn())  # drop and agreement vs the fp32 student that ships
             meta["after"] = {"fp32_top1": r.fp32_top1, "top1": r.all_int8_top1,
                              "agreement": r.steps[0]["agreement"], "final_top1": r.final_top1}
             meta["float_layers"] = r.float_layers
             meta["sensitivity"] = {k: v for k, v in r.to_dict().items() if k != "ranking"}
         else:
-            meta["after"] = ptq_scores(model, example, calib, hx, hy, per_channel=per_channel)
+            meta["after"] = ptq_scores(model, example, calib, hx, hy, per_channel=per_channel, reference=model_fn())
             meta["float_layers"] = []
         log(f"  QAT: held-out top-1 all-int8 {before['top1']:.4f} (PTQ) -> {meta['after']['top1']:.4f} (QAT), "
             f"{len(meta['float_layers'])} layer(s) kept in float")
