@@ -130,6 +130,7 @@ def test_fp32_teacher_targets_are_the_float_students_logits_on_training_images()
     recipe.quantize.qat_teacher = "fp32"
     batches, loss, what = _training(recipe, _splits(), None, lambda: model)
     x, target = next(iter(batches(0)))
+    assert torch.is_grad_enabled()  # the generator must not leave training under no_grad
     assert "fp32 student" in what and torch.allclose(x, torch.full_like(x, 10 / 255))
     with torch.no_grad():
         assert torch.allclose(target, model(x), atol=1e-5)

@@ -43,7 +43,8 @@ def _fp32_teacher(batches: Callable[[int], Any], model_fn: ModelFn, temperature:
     def with_logits(epoch: int):
         for x, _ in batches(epoch):
             with torch.no_grad():
-                yield x, ref.to(x.device)(x)
+                logits = ref.to(x.device)(x)
+            yield x, logits  # outside no_grad: the consumer trains while this generator waits here
 
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         t = temperature
