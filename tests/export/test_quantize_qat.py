@@ -103,14 +103,15 @@ def test_report_says_whether_qat_ran_and_the_palettized_size():
 
     qat = {"mode": "auto", "ran": True, "reason": "all-int8 PTQ ... missed, so QAT ran", "epochs": 1,
            "loss": "distillation (teacher cache, T=2)", "float_layers": [],
-           "before": {"fp32_top1": 0.92, "top1": 0.90, "agreement": 0.97}, "after": {"top1": 0.915}}
+           "before": {"fp32_top1": 0.92, "top1": 0.90, "agreement": 0.97}, "after": {"top1": 0.915},
+           "used": True, "use": "QAT weights used: budget met with 0 layer(s) in float (PTQ: 2, met)"}
     pal = {"palettized_weight_ops": 15, "weights": "palettized, 6-bit k-means lookup table per weight tensor",
            "bytes": 40960, "size_vs_fp16": 0.4}
     report = {"targets": {"executorch-int8": {"export_info": {"qat": qat}}, "litert-int8": {"export_info": {"qat": qat}},
                           "coreml-int8": {"export_info": pal}}}
     text = " ".join(qat_and_palettize_lines(report))
     assert "QAT (quantize.qat: auto): ran" in text and "0.9000 after PTQ, 0.9150 after 1 QAT epoch(s)" in text
-    assert "applies to executorch-int8, litert-int8" in text
+    assert "applies to executorch-int8, litert-int8" in text and "QAT weights used" in text
     assert "40 KB, 0.40x of the fp16 package" in text and "not executed" in text
     skipped = qat | {"ran": False, "reason": "met, so QAT was not needed"}
     text = " ".join(qat_and_palettize_lines({"targets": {"executorch-int8": {"export_info": {"qat": skipped}}}}))
@@ -136,3 +137,17 @@ def test_fp32_teacher_targets_are_the_float_students_logits_on_training_images()
         assert torch.allclose(target, model(x), atol=1e-5)
         same, other = loss(target, target), loss(-target, target)
     assert torch.isfinite(same) and other > same
+
+
+def test_qat_weights_are_kept_only_when_they_beat_ptq_against_fp32():
+    from pocketvit.export.quantize.qat import keep_qat
+
+    good = {"fp32_top1": 0.92, "final_top1": 0.918, "final_agreement": 0.992}
+    assert keep_qat(good, 0, ptq_met=True, ptq_float=1, budget=0.005, min_agreement=0.99)[0]  # fewer float layers
+    assert keep_qat(good, 2, ptq_met=False, ptq_float=5, budget=0.005, min_agreement=0.99)[0]  # PTQ missed
+    used, why = keep_qat(good, 1, ptq_met=True, ptq_float=1, budget=0.005, min_agreement=0.99)
+    assert not used and "keep PTQ" in why
+    # the fine-tuned weights disagree with the fp32 student: no float layer can fix that
+    used, why = keep_qat(good | {"final_agreement": 0.983}, 22, ptq_met=True, ptq_float=1, budget=0.005,
+                         min_agreement=0.99)
+    assert not used and "agreement 0.9830" in why

@@ -138,3 +138,19 @@ def decide(mode: str, before: dict, budget: float, min_agreement: float) -> tupl
     if mode == "auto":
         return missed, f"{text}: {'missed, so QAT ran' if missed else 'met, so QAT was not needed'}"
     return False, "off (quantize.qat: never)"
+
+
+def keep_qat(after: dict, qat_float: int, ptq_met: bool, ptq_float: int, budget: float,
+             min_agreement: float) -> tuple[bool, str]:
+    """(ship the QAT weights?, why). Only when, measured against the fp32 student that ships, they meet the
+    budget and min_agreement, and PTQ either missed it or needed more layers in float. QAT changes the
+    weights, so its int8 model can disagree with the fp32 files more than PTQ's does, and no layer put back
+    in float undoes that: then the int8 files keep the PTQ weights and plan."""
+    drop = after["fp32_top1"] - after["final_top1"]
+    if drop > budget or after["final_agreement"] < min_agreement:
+        return False, (f"QAT weights missed it against the fp32 student (drop {100 * drop:.2f} points, agreement "
+                       f"{after['final_agreement']:.4f} with {qat_float} layer(s) in float): int8 files keep PTQ")
+    if ptq_met and qat_float >= ptq_float:
+        return False, (f"PTQ met it with {ptq_float} layer(s) in float, QAT needs {qat_float}: int8 files keep PTQ")
+    return True, (f"QAT weights used: budget met with {qat_float} layer(s) in float (PTQ: {ptq_float}, "
+                  f"{'met' if ptq_met else 'missed'})")

@@ -102,7 +102,14 @@ def qat_stage_fn(recipe: Any, model_fn: ModelFn, plan: Any, cache: Any, splits: 
 
         from pocketvit.build import save_weights
         from pocketvit.export.quantize.calibration import held_out_images
-        from pocketvit.export.quantize.qat import WEIGHTS_FILE, QATSettings, decide, ptq_scores, qat_finetune
+        from pocketvit.export.quantize.qat import (
+            WEIGHTS_FILE,
+            QATSettings,
+            decide,
+            keep_qat,
+            ptq_scores,
+            qat_finetune,
+        )
         from pocketvit.export.quantize.stages import plan_calibration
 
         q = recipe.quantize
@@ -137,15 +144,20 @@ def qat_stage_fn(recipe: Any, model_fn: ModelFn, plan: Any, cache: Any, splits: 
             r = choose_float_layers(model, example, calib, hx, hy, xnnpack_quantizer(per_channel=per_channel),
                                     q.budget, min_agreement=q.min_agreement, what="int8 after QAT",
                                     reference=model_fn())  # drop and agreement vs the fp32 student that ships
-            meta["after"] = {"fp32_top1": r.fp32_top1, "top1": r.all_int8_top1,
-                             "agreement": r.steps[0]["agreement"], "final_top1": r.final_top1}
+            meta["after"] = {"fp32_top1": r.fp32_top1, "top1": r.all_int8_top1, "agreement": r.steps[0]["agreement"],
+                             "final_top1": r.final_top1, "final_agreement": r.steps[-1]["agreement"]}
             meta["float_layers"] = r.float_layers
             meta["sensitivity"] = {k: v for k, v in r.to_dict().items() if k != "ranking"}
+            ptq_met, ptq_float = bool(s["met"]), len(plan.meta["float_layers"])
         else:
-            meta["after"] = ptq_scores(model, example, calib, hx, hy, per_channel=per_channel, reference=model_fn())
+            a = ptq_scores(model, example, calib, hx, hy, per_channel=per_channel, reference=model_fn())
+            meta["after"] = a | {"final_top1": a["top1"], "final_agreement": a["agreement"]}
             meta["float_layers"] = []
-        log(f"  QAT: held-out top-1 all-int8 {before['top1']:.4f} (PTQ) -> {meta['after']['top1']:.4f} (QAT), "
-            f"{len(meta['float_layers'])} layer(s) kept in float")
+            ptq_met, ptq_float = not decide("auto", before, q.budget, q.min_agreement)[0], 0
+        meta["used"], meta["use"] = keep_qat(meta["after"], len(meta["float_layers"]), ptq_met, ptq_float, q.budget,
+                                             q.min_agreement)
+        log(f"  QAT: held-out top-1 all-int8 {before['top1']:.4f} (PTQ) -> {meta['after']['top1']:.4f} (QAT); "
+            f"{meta['use']}")
         return meta
 
     return run
@@ -192,5 +204,6 @@ def qat_model_fn(stage: Any, model_fn: ModelFn) -> ModelFn:
 
 def qat_summary(meta: dict[str, Any]) -> dict[str, Any]:
     """What the export info and the report say about QAT."""
-    keep = ("mode", "ran", "reason", "before", "after", "loss", "epochs", "lr", "float_layers", "seconds")
+    keep = ("mode", "ran", "reason", "used", "use", "before", "after", "loss", "epochs", "lr", "float_layers",
+            "seconds")
     return {k: meta[k] for k in keep if k in meta}

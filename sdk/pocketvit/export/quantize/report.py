@@ -77,9 +77,11 @@ def qat_and_palettize_lines(report: dict[str, Any]) -> list[str]:
         if qat["ran"]:
             b, a = qat["before"], qat["after"]
             line += (f" Held-out top-1 all-int8 (XNNPACK PT2E simulated): {b['top1']:.4f} after PTQ, {a['top1']:.4f} "
-                     f"after {qat['epochs']} QAT epoch(s) of {qat['loss']} (fp32 {b['fp32_top1']:.4f}); kept in "
-                     f"float after QAT: {', '.join(qat['float_layers']) or 'none'}; applies to "
-                     + ", ".join(t for t, i in infos.items() if i.get("qat")) + ".")
+                     f"after {qat['epochs']} QAT epoch(s) of {qat['loss']} (fp32 {b['fp32_top1']:.4f}); {qat['use']}")
+            if qat["used"]:
+                line += (f"; kept in float after QAT: {', '.join(qat['float_layers']) or 'none'}; applies to "
+                         + ", ".join(t for t, i in infos.items() if i.get("qat")))
+            line += "."
         out += [line, ""]
     pal = infos.get("coreml-int8") or {}
     if pal.get("palettized_weight_ops"):

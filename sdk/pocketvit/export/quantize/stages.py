@@ -112,7 +112,7 @@ def int8_exports(recipe: Any, runner: Any, student: Any, data: Any, splits: Any,
     for target in wanted:
         cfg = {"target": target, "config": quant_config(target, q).describe()}
         pt2e = target.split("-", 1)[0] in QAT_TARGETS
-        if qat is not None and qat.meta["ran"] and pt2e:  # QAT weights, float layers chosen again on them
+        if qat is not None and qat.meta.get("used") and pt2e:  # QAT weights, float layers chosen again on them
             exp = runner.run(f"export-{target}", cfg, [student, plan, qat],
                              export_stage_fn(target, qat_model_fn(qat, model_fn), plan, splits, spec, q, recipe.name,
                                              qat.meta["float_layers"]))
