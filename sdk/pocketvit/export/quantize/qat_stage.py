@@ -156,6 +156,8 @@ def qat_stage_fn(recipe: Any, model_fn: ModelFn, plan: Any, cache: Any, splits: 
             ptq_met, ptq_float = not decide("auto", before, q.budget, q.min_agreement)[0], 0
         meta["used"], meta["use"] = keep_qat(meta["after"], len(meta["float_layers"]), ptq_met, ptq_float, q.budget,
                                              q.min_agreement)
+        if q.qat == "always" and not meta["used"]:  # asked for: shipped anyway, the report says what auto would do
+            meta["used"], meta["use"] = True, f"QAT weights used (quantize.qat: always; auto would not: {meta['use']})"
         log(f"  QAT: held-out top-1 all-int8 {before['top1']:.4f} (PTQ) -> {meta['after']['top1']:.4f} (QAT); "
             f"{meta['use']}")
         return meta
