@@ -245,7 +245,7 @@ def run_build(
     spec = input_spec(splits)
     from pocketvit.export.quantize.stages import int8_exports
 
-    int8 = int8_exports(recipe, runner, student, data, splits, spec, lambda: _student(student, splits))
+    int8 = int8_exports(recipe, runner, student, data, splits, spec, lambda: _student(student, splits), cache=cache)
     for target in recipe.export.targets:
         exp, vcfg = int8[target] if target in int8 else (None, recipe.verify)
         if exp is None:
@@ -257,6 +257,8 @@ def run_build(
         ver = runner.run(f"verify-{target}", vcfg.model_dump(), [exp, data],
                          verify_stage_fn(target, exp, lambda: _student(student, splits), splits, spec, vcfg))
         targets[target] = ver.meta
+        if target in int8:  # plan and QAT notes join the export info after its stage: a cached verify lacks them
+            targets[target]["export_info"] = exp.meta["info"]
     # drop-in files (issue 11): the image contract inside the graph, beside the float files
     from pocketvit.verify import dropin_stages
 

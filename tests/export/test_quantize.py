@@ -147,3 +147,24 @@ def test_float_layers_stay_float_in_the_onnx_graph(tiny_vit, tmp_path):
         return sum(n.op_type == "DequantizeLinear" for n in onnx.load(str(path)).graph.node)
 
     assert dq(b.path) < dq(a.path)
+
+
+def test_coreml_palettized_weights_convert_and_shrink(tiny_vit, tmp_path):
+    """quantize.coreml: palettize: every weight becomes a k-means lookup table (constexpr_lut_to_dense), the
+    package passes the spec check (Core ML cannot execute on Linux) and is smaller than the fp16 one."""
+    import coremltools as ct
+    from pocketvit.export.quantize import CoreMLInt8, quantize_export
+
+    model, calib, probe = tiny_vit
+    f = quantize_export(model, probe[:1], calib, CoreMLInt8(mode="palettize", nbits=4), tmp_path / "m.mlpackage")
+    assert f.info["spec_check"]["ok"] and f.info["executed"] is False and f.info["nbits"] == 4
+    assert f.info["palettized_weight_ops"] > 0 and f.info["int8_weight_ops"] == 0
+    assert f.info["bytes"] < f.info["fp16_bytes"] and f.info["size_vs_fp16"] < 1
+    prog = ct.utils.load_spec(str(f.path)).mlProgram
+    luts = [op for fn in prog.functions.values() for blk in fn.block_specializations.values()
+            for op in blk.operations if op.type == "constexpr_lut_to_dense"]
+    n_weights = sum(1 for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert len(luts) >= n_weights - 2, (len(luts), n_weights)  # convs with BatchNorm folded in, linears
+    for op in luts:  # a 2**4-entry fp16 table per weight, indexed by packed 4-bit codes
+        dims = op.attributes["lut"].type.tensorType.dimensions
+        assert np.prod([d.constant.size for d in dims]) == 16 and "indices" in op.attributes

@@ -35,3 +35,33 @@ def test_build_adds_verified_int8_targets(tmp_path, fmnist_root):
     md = (tmp_path / "report.md").read_text()
     assert "## int8" in md and "Accuracy vs latency" in md
     assert (tmp_path / "plots" / "accuracy_vs_latency.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_build_with_qat_and_palettized_coreml(tmp_path, fmnist_root):
+    """quantize.qat: always trains under fake quantization from the teacher cache; the PT2E int8 files are made
+    from the QAT weights and say so; quantize.coreml: palettize writes a smaller lookup-table package."""
+    from pocketvit.build import run_build
+    from pocketvit.recipe import load_recipe
+
+    recipe = load_recipe(TINY)
+    recipe.export.targets = ["executorch", "executorch-int8", "litert-int8", "coreml", "coreml-int8"]
+    q = recipe.quantize
+    q.calibration_images, q.held_out_images, q.qat, q.qat_epochs = 32, 64, "always", 1
+    q.coreml, q.coreml_nbits = "palettize", 6
+    report = run_build(recipe, TINY, tmp_path)
+    t = report["targets"]
+    for name in ("executorch-int8", "litert-int8"):
+        qat = t[name]["export_info"]["qat"]
+        assert qat["ran"] and qat["mode"] == "always" and qat["loss"].startswith("distillation")
+        assert qat["used"] and qat["use"].startswith("QAT weights used")  # always: shipped
+        assert 0 <= qat["before"]["top1"] <= 1 and 0 <= qat["after"]["top1"] <= 1
+        assert t[name]["parity"]["top1_agreement"] >= 0.9
+    assert not report["stages"]["quantize-qat"]["cached"]
+    pal = t["coreml-int8"]["export_info"]
+    assert pal["palettized_weight_ops"] > 0 and pal["bytes"] < pal["fp16_bytes"] and pal["nbits"] == 6
+    md = (tmp_path / "report.md").read_text()
+    assert "QAT (quantize.qat: always): ran" in md and "coreml-int8 is palettized" in md
+    # a second build reuses every stage, QAT included
+    again = run_build(recipe, TINY, tmp_path)
+    assert all(s["cached"] for n, s in again["stages"].items() if n.startswith(("quantize", "export")))

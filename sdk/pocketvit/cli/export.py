@@ -182,6 +182,9 @@ def export(
     ] = None,
     budget: Annotated[float, typer.Option("--budget", min=0.0, max=1.0, help="--quantize: largest top-1 drop "
                       "allowed on held-out images before layers are kept in float (0.005 = 0.5 points).")] = 0.005,
+    palettize: Annotated[int | None, typer.Option("--palettize", help="--quantize: the coreml-int8 file gets k-means "
+                         "palettized weights of this many bits (4, 6 or 8) instead of int8 weights.",
+                         show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
@@ -200,6 +203,8 @@ def export(
         raise ExportError("Name the model to export: pocketvit export MODEL --target T (see `pocketvit export "
                           "--list-models`).")
     targets = _targets(target)
+    if palettize not in (None, 4, 6, 8):
+        raise ExportError(f"--palettize {palettize}: use 4, 6 or 8 bits (k-means lookup-table weights for coreml-int8)")
     from pocketvit.export.rewrites import check_rewrite_names
 
     check_rewrite_names(no_rewrite or ())  # before loading anything
@@ -220,7 +225,7 @@ def export(
             raise ExportError(f"--quantize {quantize}: only int8 is supported")
         from pocketvit.export.quantize.cli_support import int8_exporter
 
-        quantizer = int8_exporter(calibration, budget=budget)
+        quantizer = int8_exporter(calibration, budget=budget, coreml_nbits=palettize)
         quantizer.check(resolved)  # calibration images exist, before any export starts
     result = export_to_bundle(resolved, targets, out_dir, n_inputs=inputs, threads=threads,
                               log=None if as_json else log, dropin=runtimes, dropin_input=dropin_input,

@@ -186,7 +186,7 @@ class VerifySection(Section):
 class QuantizeSection(Section):
     """int8 targets (export.targets: executorch-int8, litert-int8, onnx-int8, coreml-int8) read these settings."""
 
-    added_fields = ("weights",)
+    added_fields = ("weights", "coreml_nbits", "qat", "qat_epochs", "qat_lr", "qat_teacher")
     budget: float = Field(0.005, ge=0, lt=1, description="largest allowed top-1 drop on held-out (val) images, "
                           "0.005 = 0.5 points; the most sensitive layers stay in float until it is met")
     calibration_images: int = Field(256, ge=1, le=20000, description="training images for calibration (never test)")
@@ -196,7 +196,18 @@ class QuantizeSection(Section):
     sensitivity: bool = Field(True, description="rank layers one at a time and keep the worst in float (mixed precision)")
     executorch: Literal["static", "dynamic"] = Field("static", description="XNNPACK int8: static (calibrated) or dynamic")
     litert: Literal["static", "dynamic"] = Field("static", description="full-integer (static) or dynamic-range")
-    coreml: Literal["weights", "w8a8"] = Field("weights", description="int8 weights; w8a8 needs macOS to calibrate")
+    coreml: Literal["weights", "w8a8", "palettize"] = Field(
+        "weights", description="int8 weights; w8a8 needs macOS to calibrate; palettize: k-means lookup-table weights "
+        "of coreml_nbits bits")
+    coreml_nbits: Literal[4, 6, 8] = Field(6, description="bits per weight index for coreml: palettize")
+    qat: Literal["auto", "always", "never"] = Field(
+        "auto", description="quantization-aware training for executorch-int8 / litert-int8: auto = only when all-int8 "
+        "post-training quantization misses the budget (or min_agreement) on the held-out images")
+    qat_epochs: int = Field(1, ge=1, le=100, description="QAT epochs (teacher cache's KD loss, else labels)")
+    qat_lr: float = Field(1e-4, gt=0, description="QAT learning rate (AdamW)")
+    qat_teacher: Literal["cache", "fp32"] = Field(
+        "cache", description="QAT's targets: the build's teacher cache (labels without one), or the fp32 student's "
+        "own logits (keeps top-1 agreement with the fp32 files)")
     weights: Literal["per-channel", "per-tensor"] = Field(
         "per-channel", description="ExecuTorch/LiteRT int8 weight scales: one per output channel, or one per tensor "
         "(smaller file: no scale arrays; the sensitivity pass and the budget check use the same choice)")

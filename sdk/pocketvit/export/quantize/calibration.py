@@ -2,8 +2,8 @@
 
 The test split is what every reported accuracy is measured on; a quantizer that saw it would be tuned
 on the exam. `calibration_images` takes the Splits and draws from `splits.train`; `held_out_images`
-from `splits.val` (held out of training, used to check the accuracy budget). Both refuse an ImageSet
-that is the test split.
+from `splits.val` (held out of training, used to check the accuracy budget); `training_split` hands QAT
+(qat_stage.py) the training split. All three refuse an ImageSet that is the test split.
 """
 
 from __future__ import annotations
@@ -43,3 +43,9 @@ def held_out_images(splits: Splits, n: int, seed: int = 1) -> tuple[torch.Tensor
     _check_not_test(splits, splits.val, "sensitivity")
     idx = _draw(splits.val, n, seed)
     return splits.normalize(splits.val.images[idx]), splits.val.labels[idx]
+
+
+def training_split(splits: Splits, what: str = "QAT") -> ImageSet:
+    """splits.train, to train on (quantization-aware training); refused when it is the test split."""
+    _check_not_test(splits, splits.train, what)
+    return splits.train

@@ -77,8 +77,10 @@ def calibration_for(calibration: str | None, resolved: Any, n: int = 256, held: 
 
 
 def int8_exporter(calibration: str | None, *, budget: float = 0.005, sensitivity: bool = True,
-                  n: int = 256, min_agreement: float = 0.99) -> Callable[..., Iterator[tuple[str, Any, dict[str, Any]]]]:
-    """A callable for export_to_bundle(quantize=...): yields (target, ExportedFile or None, result row)."""
+                  n: int = 256, min_agreement: float = 0.99,
+                  coreml_nbits: int | None = None) -> Callable[..., Iterator[tuple[str, Any, dict[str, Any]]]]:
+    """A callable for export_to_bundle(quantize=...): yields (target, ExportedFile or None, result row).
+    coreml_nbits: palettize the Core ML weights (k-means, that many bits) instead of int8 weights."""
 
     def run(resolved: Any, targets: list[str], staging: Path, say: Callable[[str], None]):
         from pocketvit.export._common import file_extension
@@ -104,7 +106,8 @@ def int8_exporter(calibration: str | None, *, budget: float = 0.005, sensitivity
             say(f"exporting {resolved.name} to {t} ...")
             t0 = time.perf_counter()
             try:
-                f = quantize_export(resolved.model, example, calib, config_for(base),
+                opts = {"mode": "palettize", "nbits": coreml_nbits} if base == "coreml" and coreml_nbits else {}
+                f = quantize_export(resolved.model, example, calib, config_for(base, **opts),
                                     staging / "int8" / f"model{file_extension(base)}", float_layers=float_layers,
                                     model_name=resolved.name)
             except (ExportError, MissingExtraError) as e:

@@ -52,13 +52,19 @@ class OnnxInt8:
 class CoreMLInt8:
     """coremltools.optimize.coreml: int8 linear (symmetric, per-channel) weight quantization of the ML
     Program. "w8a8" also asks for activation quantization, which needs Core ML to execute the model on
-    calibration data (macOS only): on Linux it fails with a clear message."""
+    calibration data (macOS only): on Linux it fails with a clear message. "palettize": k-means weight
+    palettization (palettize_weights, `nbits`-bit indices into a lookup table per weight tensor)."""
 
-    mode: Literal["weights", "w8a8"] = "weights"
+    mode: Literal["weights", "w8a8", "palettize"] = "weights"
+    nbits: int = 6  # palettize only
     target: str = "coreml-int8"
 
     def describe(self) -> dict:
-        return asdict(self) | {"toolchain": "coremltools.optimize.coreml.linear_quantize_weights"}
+        d = asdict(self)
+        if self.mode != "palettize":  # nbits means nothing then (and keeps earlier stage hashes)
+            d.pop("nbits")
+            return d | {"toolchain": "coremltools.optimize.coreml.linear_quantize_weights"}
+        return d | {"toolchain": "coremltools.optimize.coreml.palettize_weights (kmeans)"}
 
 
 QuantConfig = ExecuTorchInt8 | LiteRTInt8 | OnnxInt8 | CoreMLInt8

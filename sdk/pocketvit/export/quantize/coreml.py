@@ -4,7 +4,9 @@ symmetric, per channel). Conversion and a spec check only: Core ML cannot execut
 W8A8 (`CoreMLInt8(mode="w8a8")`) adds `linear_quantize_activations`, which runs the model on the
 calibration images through Core ML itself to collect activation ranges; that needs macOS, so on Linux it
 fails with an ExportError that says so. Weight-only int8 does not change activations, so no layer is
-kept in float for it (float_layers is ignored and recorded as empty).
+kept in float for it (float_layers is ignored and recorded as empty). `mode="palettize"` instead stores
+each weight as `nbits`-bit indices into a k-means lookup table (palettize_weights); the info records the
+palettized weight ops (constexpr_lut_to_dense) and the size against the fp16 package.
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ def quantize_coreml(model: torch.nn.Module, example: torch.Tensor, calib: torch.
         try:
             with _quiet():
                 ml = ct.models.MLModel(str(fp16.path), skip_model_load=True)
-                cfg = OptimizationConfig(global_config=OpLinearQuantizerConfig(
-                    mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
-                ml = linear_quantize_weights(ml, cfg)
+                if config.mode == "palettize":
+                    ml = _palettize(ml, config.nbits)
+                else:
+                    cfg = OptimizationConfig(global_config=OpLinearQuantizerConfig(
+                        mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
+                    ml = linear_quantize_weights(ml, cfg)
                 if config.mode == "w8a8":  # pragma: no cover - macOS only
                     from coremltools.optimize.coreml import linear_quantize_activations
 
@@ -54,8 +59,9 @@ def quantize_coreml(model: torch.nn.Module, example: torch.Tensor, calib: torch.
                     ml = linear_quantize_activations(ml, OptimizationConfig(global_config=OpLinearQuantizerConfig(
                         mode="linear_symmetric", dtype="int8")), samples)
         except Exception as exc:
-            raise lowering_error(model_name, config.target, exc, "coremltools.optimize linear quantization") from exc
+            raise lowering_error(model_name, config.target, exc, f"coremltools.optimize ({config.mode})") from exc
         outputs = fp16.info["spec_check"]["outputs"]
+        fp16_bytes = _tree_bytes(fp16.path)
         with atomic_path(path) as tmp:
             try:
                 with _quiet():
@@ -70,5 +76,23 @@ def quantize_coreml(model: torch.nn.Module, example: torch.Tensor, calib: torch.
     info = dict(fp16.info)
     info.update(spec_check=check, weights="int8 (linear symmetric, per channel)",
                 int8_weight_ops=int(ops.get("constexpr_affine_dequantize", 0) + ops.get("constexpr_blockwise_shift_scale", 0)),
-                float_layers=[])
+                float_layers=[], fp16_bytes=fp16_bytes, bytes=_tree_bytes(path))
+    if config.mode == "palettize":
+        info.update(weights=f"palettized, {config.nbits}-bit k-means lookup table per weight tensor",
+                    palettized_weight_ops=int(ops.get("constexpr_lut_to_dense", 0)), nbits=config.nbits)
+    info["size_vs_fp16"] = round(info["bytes"] / fp16_bytes, 4) if fp16_bytes else None
     return ExportedFile(target=config.target, path=path, runtime="coreml", precision="int8", info=info)
+
+
+def _palettize(ml, nbits: int):
+    """k-means palettization of every weight (weight_threshold 0: small tensors too)."""
+    from coremltools.optimize.coreml import OpPalettizerConfig, OptimizationConfig, palettize_weights
+
+    cfg = OpPalettizerConfig(mode="kmeans", nbits=int(nbits), granularity="per_tensor", weight_threshold=0)
+    return palettize_weights(ml, OptimizationConfig(global_config=cfg))
+
+
+def _tree_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under an .mlpackage folder."""
+    path = Path(path)
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

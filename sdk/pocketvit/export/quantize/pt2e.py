@@ -19,8 +19,9 @@ QuantizerFactory = Callable[..., object]
 # make((), only=[paths]) -> quantizer for those module paths alone (the sensitivity pass).
 
 
-def xnnpack_quantizer(mode: str = "static", per_channel: bool = True) -> QuantizerFactory:
-    """A factory: float_layers -> XNNPACKQuantizer with those module paths left in float."""
+def xnnpack_quantizer(mode: str = "static", per_channel: bool = True, is_qat: bool = False) -> QuantizerFactory:
+    """A factory: float_layers -> XNNPACKQuantizer with those module paths left in float (is_qat: fake-quant
+    annotations for prepare_qat_pt2e, quantization-aware training; see qat.py)."""
 
     def make(float_layers: Sequence[str], only: Sequence[str] | None = None):
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -28,7 +29,8 @@ def xnnpack_quantizer(mode: str = "static", per_channel: bool = True) -> Quantiz
             get_symmetric_quantization_config,
         )
 
-        cfg = get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=mode == "dynamic")
+        cfg = get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=mode == "dynamic",
+                                                is_qat=is_qat)
         q = XNNPACKQuantizer()
         if only is not None:
             # Not set_module_name: its filter must pass every node of a pattern, and a conv's pattern holds its

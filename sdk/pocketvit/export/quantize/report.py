@@ -64,4 +64,28 @@ def quantization_markdown(report: dict[str, Any]) -> list[str]:
                                    for b in ("4bit", "6bit", "8bit") if b in ps)
                        + ". No target runtime can execute SULQ (README: int8 quantization).")
         out.append("")
+    return out + qat_and_palettize_lines(report)
+
+
+def qat_and_palettize_lines(report: dict[str, Any]) -> list[str]:
+    """Whether QAT ran, why, and held-out top-1 before/after; a palettized Core ML file's size vs fp16."""
+    out = []
+    infos = {t: m.get("export_info") or {} for t, m in (report.get("targets") or {}).items() if t.endswith("-int8")}
+    qat = next((i["qat"] for i in infos.values() if i.get("qat")), None)
+    if qat:
+        line = f"QAT (quantize.qat: {qat['mode']}): {'ran' if qat['ran'] else 'did not run'} — {qat['reason']}."
+        if qat["ran"]:
+            b, a = qat["before"], qat["after"]
+            line += (f" Held-out top-1 all-int8 (XNNPACK PT2E simulated): {b['top1']:.4f} after PTQ, {a['top1']:.4f} "
+                     f"after {qat['epochs']} QAT epoch(s) of {qat['loss']} (fp32 {b['fp32_top1']:.4f}); {qat['use']}")
+            if qat["used"]:
+                line += (f"; kept in float after QAT: {', '.join(qat['float_layers']) or 'none'}; applies to "
+                         + ", ".join(t for t, i in infos.items() if i.get("qat")))
+            line += "."
+        out += [line, ""]
+    pal = infos.get("coreml-int8") or {}
+    if pal.get("palettized_weight_ops"):
+        out += [(f"coreml-int8 is palettized ({pal['weights']}; {pal['palettized_weight_ops']} weight ops): "
+                f"{pal['bytes'] / 1024:.0f} KB, {pal['size_vs_fp16']:.2f}x of the fp16 package; conversion and spec "
+                "checked on Linux, not executed (Core ML runs only on Apple devices)."), ""]
     return out

@@ -70,11 +70,14 @@ def choose_float_layers(
     max_float: int | None = None,
     min_agreement: float = 0.0,
     what: str = "int8",
+    reference: torch.nn.Module | None = None,
 ) -> SensitivityResult:
     """Rank `layers` (default: every Conv2d/Linear) by sensitivity, then keep the worst in float until the
     top-1 drop on (held_x, held_y) is at most `budget` (a fraction: 0.005 = 0.5 points) and top-1 agreement
     with float at least `min_agreement`. held_y None: the
-    float model's own predictions stand in for labels (the budget is then on agreement with float)."""
+    float model's own predictions stand in for labels (the budget is then on agreement with float).
+    reference: the float model the drop and agreement are measured against (default `model`; QAT passes
+    the fp32 student its fine-tuned weights came from)."""
     from pocketvit.export.prepare import prepare_for_export
     from pocketvit.export.quantize.pt2e import export_graph, quantizable_layers, quantized_graph
 
@@ -82,7 +85,7 @@ def choose_float_layers(
     layers = list(layers) if layers is not None else quantizable_layers(model)
     max_float = len(layers) if max_float is None else min(max_float, len(layers))
     graph, batched = export_graph(model, example, dynamic_batch=True)
-    ref = _logits(model, held_x, True)
+    ref = _logits(model if reference is None else prepare_for_export(reference, unfused_attention=True), held_x, True)
     if held_y is None:  # unlabelled held-out images: the budget is on top-1 agreement with float
         held_y = ref.argmax(1)
     fp32_top1 = float((ref.argmax(1) == held_y).float().mean())

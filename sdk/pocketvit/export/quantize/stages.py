@@ -23,7 +23,7 @@ def quant_config(target: str, q: Any):
     base = target.split("-", 1)[0]
     per_channel = q.weights == "per-channel"
     mode = {"executorch": {"mode": q.executorch, "per_channel": per_channel},
-            "litert": {"mode": q.litert, "per_channel": per_channel}, "coreml": {"mode": q.coreml}}
+            "litert": {"mode": q.litert, "per_channel": per_channel}, "coreml": {"mode": q.coreml, "nbits": q.coreml_nbits}}
     return config_for(base, **mode.get(base, {}))
 
 
@@ -70,7 +70,7 @@ def plan_calibration(plan: Any, splits: Any):
 
 
 def export_stage_fn(target: str, model_fn: ModelFn, plan: Any, splits: Any, spec: dict[str, Any], q: Any,
-                    name: str) -> Callable[[Path], dict]:
+                    name: str, float_layers: list[str] | None = None) -> Callable[[Path], dict]:
     def run(path: Path) -> dict[str, Any]:
         import torch
 
@@ -80,15 +80,14 @@ def export_stage_fn(target: str, model_fn: ModelFn, plan: Any, splits: Any, spec
         base = target.split("-", 1)[0]
         example = torch.zeros(1, spec["channels"], spec["height"], spec["width"])
         f = quantize_export(model_fn(), example, plan_calibration(plan, splits), quant_config(target, q),
-                            path / f"model{file_extension(base)}", float_layers=plan.meta["float_layers"],
-                            model_name=name)
+                            path / f"model{file_extension(base)}", float_layers=plan.meta["float_layers"] if float_layers is None else float_layers, model_name=name)
         return {"file": f.path.name, "runtime": f.runtime, "precision": f.precision, "info": f.info}
 
     return run
 
 
 def int8_exports(recipe: Any, runner: Any, student: Any, data: Any, splits: Any, spec: dict[str, Any],
-                 model_fn: ModelFn) -> dict[str, tuple[Any, Any]]:
+                 model_fn: ModelFn, cache: Any = None) -> dict[str, tuple[Any, Any]]:
     """Run the plan and the export stage of every int8 target in the recipe: {target: (export stage,
     verify settings with the int8 tolerance)}; {} when the recipe lists no int8 target."""
     q = recipe.quantize
@@ -98,18 +97,31 @@ def int8_exports(recipe: Any, runner: Any, student: Any, data: Any, splits: Any,
     from pocketvit.recipe.schema import stable_dump
 
     plan_cfg = stable_dump(q)
-    for key in ("executorch", "litert", "coreml", "tolerance"):
-        plan_cfg.pop(key)
+    for key in ("executorch", "litert", "coreml", "tolerance", "coreml_nbits", "qat", "qat_epochs", "qat_lr",
+                "qat_teacher"):
+        plan_cfg.pop(key, None)
     # pass 2: convs are really quantized when ranked alone (pt2e._under_modules); plans made before chose wrongly
     plan_cfg |= {"seed": recipe.seed, "sensitivity_pass": 2}
     plan = runner.run("quantize-plan", plan_cfg, [student, data], plan_stage_fn(model_fn, splits, spec, q, recipe.seed))
+    from pocketvit.export.quantize.qat import QAT_TARGETS
+    from pocketvit.export.quantize.qat_stage import qat_model_fn, qat_summary, run_qat
+
+    qat = run_qat(recipe, runner, student, plan, cache, splits, spec, model_fn)
     verify_cfg = recipe.verify.model_copy(update={"tolerance": q.tolerance})
     out = {}
     for target in wanted:
         cfg = {"target": target, "config": quant_config(target, q).describe()}
-        exp = runner.run(f"export-{target}", cfg, [student, plan],
-                         export_stage_fn(target, model_fn, plan, splits, spec, q, recipe.name))
+        pt2e = target.split("-", 1)[0] in QAT_TARGETS
+        if qat is not None and qat.meta.get("used") and pt2e:  # QAT weights, float layers chosen again on them
+            exp = runner.run(f"export-{target}", cfg, [student, plan, qat],
+                             export_stage_fn(target, qat_model_fn(qat, model_fn), plan, splits, spec, q, recipe.name,
+                                             qat.meta["float_layers"]))
+        else:
+            exp = runner.run(f"export-{target}", cfg, [student, plan],
+                             export_stage_fn(target, model_fn, plan, splits, spec, q, recipe.name))
         exp.meta["info"]["plan"] = _plan_summary(plan.meta)
+        if qat is not None and pt2e:
+            exp.meta["info"]["qat"] = qat_summary(qat.meta)
         out[target] = (exp, verify_cfg)
     return out
 
