@@ -54,7 +54,7 @@ def test_each_litert_rewrite_keeps_outputs(name):
     rewritten = prepare_for_export(model)
     applied = apply_rewrites(rewritten, "litert", disabled=[n for n in LITERT if n != name])
     assert applied == {name: 2}  # two LayerNorms / two stride-1 7x7 depthwise convs
-    if name == "layernorm-keepdim":  # LiteRT only (depthwise7-as-5x5 serves ExecuTorch too)
+    if name == "layernorm-keepdim":  # LiteRT only (the depthwise rewrites serve ExecuTorch too)
         assert name not in apply_rewrites(prepare_for_export(model), "executorch")
     np.testing.assert_allclose(eager(rewritten, x), eager(model, x), atol=1e-5)
 
@@ -76,12 +76,13 @@ def test_litert_rewrites_in_a_real_conversion(tmp_path):
     ref = eager(model, x)
     f = export_litert(model, x, tmp_path / "m.tflite", compare_rewrites=True)
     after, before = f.info, f.info["before_rewrites"]
-    assert after["rewrites"] == {"layernorm-keepdim": 2, "depthwise7-as-5x5": 2}
+    assert after["rewrites"] == {"layernorm-keepdim": 2, "depthwise7-as-core-ring": 2}
     # layernorm-keepdim: no rank-1 statistics, so no SQUARED_DIFFERENCE and fewer RESHAPEs
     assert "SQUARED_DIFFERENCE" in before["ops"] and "SQUARED_DIFFERENCE" not in after["ops"]
     assert after["ops"].get("RESHAPE", 0) < before["ops"]["RESHAPE"]
-    # depthwise7-as-5x5: XNNPACK's 25-tap kernels instead of the 49-tap multi-pass one (the strided conv stays)
-    assert depthwise_kernels(f.path) == [(5, 5)] * 8 + [(7, 7)]
+    # depthwise7-as-core-ring: a 5x5 core and two dilated border convs (2x7, 5x2) instead of XNNPACK's 49-tap
+    # multi-pass kernel (the strided conv stays); the 5x5 split it comes before finds nothing left
+    assert depthwise_kernels(f.path) == [(2, 7)] * 2 + [(5, 2)] * 2 + [(5, 5)] * 2 + [(7, 7)]
     assert before["ops"]["DEPTHWISE_CONV_2D"] == 3
     assert after["ops"].get("MUL", 0) <= before["ops"].get("MUL", 0)  # the BatchNorm is folded, not left as MUL/SUB
     assert after["delegate_calls"] == 1 and after["ops_outside"] == 0 and after["transposes"] <= before["transposes"]

@@ -256,13 +256,13 @@ REWRITES: tuple[Rewrite, ...] = (
     Rewrite("layernorm2d-as-conv", "channels-first LayerNorm2d statistics as 1x1 convs (no permutes, no layer norm)",
             ("executorch", "executorch-int8"), _layernorm2d_as_conv),
     Rewrite("hardsigmoid-as-hardtanh", "hardsigmoid as hardtanh(x + 3.0, 0, 6) / 6.0 (no int64 scalar copies)",
-            ("executorch", "executorch-int8"), _hardsigmoid_as_hardtanh),
+            ("executorch-int8",), _hardsigmoid_as_hardtanh),  # fp32: slower at 2 threads (bench-zoo, README)
     Rewrite("silu-as-sigmoid-mul", "SiLU as x * sigmoid(x): int8 sigmoid and multiply instead of a float SiLU",
             ("executorch-int8",), _silu_as_sigmoid_mul),
     Rewrite("layernorm-keepdim", "LayerNorm / LayerNorm2d statistics with keepdim: no rank-1 detour and RESHAPEs",
             ("litert",), _layernorm_keepdim),
     Rewrite("depthwise7-as-core-ring", "stride-1 7x7 depthwise conv as a 5x5 core + two dilated border convs (49 taps)",
-            ("executorch", "executorch-int8"), _depthwise7_as_core_ring),
+            ("litert", "executorch", "executorch-int8"), _depthwise7_as_core_ring),
     Rewrite("depthwise7-as-5x5", "stride-1 7x7 depthwise conv as four 5x5 ones (XNNPACK's 49-tap kernel is slow)",
             ("litert", "executorch", "executorch-int8"), _depthwise7_as_5x5),
 )
