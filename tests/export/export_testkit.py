@@ -147,3 +147,18 @@ RUNNERS = {"onnx": run_onnx, "litert": run_tflite, "executorch": run_pte}
 def eager(model: nn.Module, x: "torch.Tensor") -> np.ndarray:
     with torch.no_grad():
         return model(x).numpy()
+
+
+def spread_tiny_vit():
+    """A tiny TinyViT whose logits are spread out (random init, BatchNorm re-estimated, head scaled), and the
+    seeded generator its tests draw their images from."""
+    from pocketvit.export.prepare import recalibrate_batchnorm
+    from pocketvit.models.tinyvit import TinyViTConfig, TinyViTStudent
+
+    torch.manual_seed(0)
+    m = TinyViTStudent(TinyViTConfig(in_chans=1, num_classes=10, img_size=16, stem_dim=8, dims=[16], depths=[1],
+                                     heads=[1], mlp_ratio=2.0))
+    recalibrate_batchnorm(m, (16, 1, 16, 16))
+    with torch.no_grad():
+        m.head.weight.mul_(8.0)
+    return m.eval(), torch.Generator().manual_seed(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from export_testkit import spread_tiny_vit
 
 torch = pytest.importorskip("torch")
 
@@ -11,19 +12,10 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def tiny_vit():
     """A tiny TinyViT whose logits are spread out (random init, BatchNorm re-estimated, head scaled)."""
-    from pocketvit.export.prepare import recalibrate_batchnorm
-    from pocketvit.models.tinyvit import TinyViTConfig, TinyViTStudent
-
-    torch.manual_seed(0)
-    m = TinyViTStudent(TinyViTConfig(in_chans=1, num_classes=10, img_size=16, stem_dim=8, dims=[16], depths=[1],
-                                     heads=[1], mlp_ratio=2.0))
-    recalibrate_batchnorm(m, (16, 1, 16, 16))
-    with torch.no_grad():
-        m.head.weight.mul_(8.0)
-    gen = torch.Generator().manual_seed(1)
+    m, gen = spread_tiny_vit()
     calib = torch.randn(64, 1, 16, 16, generator=gen)  # stands in for training images
     probe = torch.randn(48, 1, 16, 16, generator=gen)
-    return m.eval(), calib, probe
+    return m, calib, probe
 
 
 def _agreement(runtime: str, path, model, probe) -> tuple[float, float]:

@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from export_testkit import spread_tiny_vit
 
 torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    from pocketvit.export.prepare import recalibrate_batchnorm
-    from pocketvit.models.tinyvit import TinyViTConfig, TinyViTStudent
-
-    torch.manual_seed(0)
-    m = TinyViTStudent(TinyViTConfig(in_chans=1, num_classes=10, img_size=16, stem_dim=8, dims=[16], depths=[1],
-                                     heads=[1], mlp_ratio=2.0))
-    recalibrate_batchnorm(m, (16, 1, 16, 16))
-    with torch.no_grad():
-        m.head.weight.mul_(8.0)
-    gen = torch.Generator().manual_seed(1)
+    m, gen = spread_tiny_vit()
     train_x = torch.randn(64, 1, 16, 16, generator=gen)
     train_y = torch.randint(0, 10, (64,), generator=gen)
     probe = torch.randn(48, 1, 16, 16, generator=gen)
-    return m.eval(), train_x, train_y, probe
+    return m, train_x, train_y, probe
 
 
 def test_qat_file_runs_on_executorch_and_agrees_with_the_simulated_qat_model(tiny, tmp_path):
