@@ -19,57 +19,60 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-PARITY_INPUTS = 16
-
 
 def ab_model(name: str, rewrites: list[str], work: Path, *, runs: int, threads: int, size: int = 224) -> dict[str, Any]:
     import torch
 
-    from pocketvit.bench.litert_gap import cpu_ms
-    from pocketvit.bench.zoo import backend_runner, zoo_model
+    from pocketvit.bench.zoo import zoo_inputs
     from pocketvit.export import export_model
     from pocketvit.export.executorch import export_executorch
-    from pocketvit.runtime.backends import open_backend
-    from pocketvit.verify import parity
 
     torch.set_num_threads(threads)
-    model = zoo_model(name, size)
-    x = torch.randn(PARITY_INPUTS, 3, size, size, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        ref = model(x).numpy()
+    model, x, _, ref = zoo_inputs(name, size)
     files = {"onnx": export_model(model, x[:1], "onnx", work, name="model", model_name=name),
              "executorch": export_executorch(model, x[:1], work / "all.pte", model_name=name)}
     for r in rewrites:
         files[f"executorch-no-{r}"] = export_executorch(model, x[:1], work / f"no-{r}.pte", model_name=name,
                                                         disabled_rewrites=(r,))
-    row: dict[str, Any] = {"model": name, "threads": threads, "runs": runs, "variants": {}}
-    runners = {}
-    x1 = x[:1].numpy()
-    for variant, f in files.items():
-        b = open_backend(f.runtime, f.path, num_threads=threads)
-        entry = {"parity": parity(b.run(x.numpy()), ref)}
-        if variant.startswith("executorch"):
-            entry |= {k: f.info.get(k) for k in ("delegate_calls", "nodes_outside", "outside_ops", "rewrites")}
-        row["variants"][variant] = entry
-        runners[variant] = (lambda b=b: b.run(x1))
-    if threads == 1:
-        times = cpu_ms(runners, runs)
-    else:
-        runners.clear()  # each file is timed in a process of its own (bench/isolated.py)
-        times = _wall_ms({v: functools.partial(backend_runner, f.runtime, str(f.path), threads, x1)
-                          for v, f in files.items()}, runs)
+    row: dict[str, Any] = {"model": name, "threads": threads, "runs": runs,
+                           "variants": check_files(files, x, ref, threads, ("outside_ops", "rewrites"))}
+    times = time_files(files, x[:1].numpy(), runs, threads)
     for variant, t in times.items():
         row["variants"][variant] |= t | {k.replace("_ms", "_vs_onnx"): t[k] / times["onnx"][k] for k in t}
     return row
 
 
-def _wall_ms(factories: dict[str, Any], runs: int) -> dict[str, dict[str, float]]:
-    """Median wall ms, each file in its own process, blocks of calls in turn (bench/isolated.py): at 2 threads
-    on 2 cores, ONNX Runtime's spinning workers slow whichever runner follows it in one process."""
+def check_files(files: dict[str, Any], x, ref, threads: int, keys: tuple[str, ...] = ()) -> dict[str, dict]:
+    """{variant: parity of the file vs eager `ref` on `x`, plus its delegation (calls / nodes outside, `keys`)}."""
+    from pocketvit.runtime.backends import open_backend
+    from pocketvit.verify import parity
+
+    out = {}
+    for variant, f in files.items():
+        b = open_backend(f.runtime, f.path, num_threads=threads)
+        out[variant] = {"parity": parity(b.run(x.numpy()), ref)}
+        b.close()
+        if f.runtime == "executorch":
+            out[variant] |= {k: f.info.get(k) for k in ("delegate_calls", "nodes_outside", *keys)}
+    return out
+
+
+def time_files(files: dict[str, Any], x1, runs: int, threads: int) -> dict[str, dict[str, float]]:
+    """{variant: {"wall_ms", "cpu_ms"}} per call on `x1`: at 1 thread median process CPU time and wall time, rounds
+    interleaved in this process (bench/litert_gap.cpu_ms); at more threads median wall time only, each file in a
+    process of its own, blocks in a random order per round (bench/isolated.py): in one process ONNX Runtime's
+    spinning workers slow whichever runner follows it."""
     import numpy as np
 
     from pocketvit.bench.isolated import isolated
+    from pocketvit.bench.litert_gap import cpu_ms
+    from pocketvit.bench.zoo import backend_runner
+    from pocketvit.runtime.backends import open_backend
 
+    if threads == 1:
+        backends = {v: open_backend(f.runtime, f.path, num_threads=1) for v, f in files.items()}
+        return cpu_ms({v: (lambda b=b: b.run(x1)) for v, b in backends.items()}, runs)
+    factories = {v: functools.partial(backend_runner, f.runtime, str(f.path), threads, x1) for v, f in files.items()}
     return {k: {"wall_ms": float(np.median(v)), "cpu_ms": float("nan")}
             for k, v in isolated(factories, runs, warmup=3).items()}
 

@@ -4,11 +4,12 @@
     python -m pocketvit.bench.executorch_int8_ab efficientnet_b0 --no-rewrite silu-as-sigmoid-mul
 
 Per timm model (random weights, BatchNorm re-estimated, the parity inputs and random calibration images of
-bench-zoo): ``fp32`` (export_executorch, every rewrite), ``int8`` (quantize_export with the default
+bench-zoo, zoo.zoo_inputs): ``fp32`` (export_executorch, every rewrite), ``int8`` (quantize_export with the default
 ExecuTorchInt8 config, what the ``executorch-int8`` target writes) and ``int8-no-FIELD`` per --off (that
 boolean config field switched off); top-1 agreement and max abs diff of each file vs eager fp32 on the 16
 inputs, delegate calls / nodes outside, then the median process CPU time per call at 1 thread (rounds
-interleaved, bench/litert_gap.cpu_ms; wall time in a random order per round at more threads) and each
+interleaved, bench/litert_gap.cpu_ms; at more threads wall time, each file in its own process:
+executorch_ab.time_files) and each
 file's speed-up over fp32; ``int8-no-NAME`` per --no-rewrite (that rewrite left out before int8). A benchmark, not a test: prints a table (JSON with --json), asserts nothing.
 """
 
@@ -20,28 +21,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-PARITY_INPUTS = 16
-
 
 def int8_ab(name: str, off: list[str], work: Path, *, runs: int, threads: int, size: int = 224,
             no_rewrite: tuple[str, ...] = ()) -> dict[str, Any]:
     import torch
 
-    from pocketvit.bench.executorch_ab import _wall_ms
-    from pocketvit.bench.litert_gap import cpu_ms
-    from pocketvit.bench.zoo import zoo_model
+    from pocketvit.bench.executorch_ab import check_files, time_files
+    from pocketvit.bench.zoo import zoo_inputs
     from pocketvit.export.executorch import export_executorch
     from pocketvit.export.quantize import config_for, quantize_export
-    from pocketvit.runtime.backends import open_backend
-    from pocketvit.verify import parity
 
     torch.set_num_threads(threads)
-    model = zoo_model(name, size)
-    g = torch.Generator().manual_seed(1)  # bench-zoo's inputs: parity images first, then calibration images
-    x = torch.randn(PARITY_INPUTS, 3, size, size, generator=g)
-    calib = torch.randn(32, 3, size, size, generator=g)
-    with torch.no_grad():
-        ref = model(x).numpy()
+    model, x, calib, ref = zoo_inputs(name, size)
     files = {"fp32": export_executorch(model, x[:1], work / "fp32.pte", model_name=name),
              "int8": quantize_export(model, x[:1], calib, config_for("executorch-int8"), work / "int8.pte",
                                      model_name=name)}
@@ -51,15 +42,9 @@ def int8_ab(name: str, off: list[str], work: Path, *, runs: int, threads: int, s
     for r in no_rewrite:
         files[f"int8-no-{r}"] = quantize_export(model, x[:1], calib, config_for("executorch-int8", no_rewrite=(r,)),
                                                 work / f"int8-no-{r}.pte", model_name=name)
-    row: dict[str, Any] = {"model": name, "threads": threads, "runs": runs, "variants": {}}
-    runners = {}
-    x1 = x[:1].numpy()
-    for variant, f in files.items():
-        b = open_backend(f.runtime, f.path, num_threads=threads)
-        row["variants"][variant] = {"parity": parity(b.run(x.numpy()), ref)} | {
-            k: f.info.get(k) for k in ("delegate_calls", "nodes_outside", "rewrites", "float_depthwise")}
-        runners[variant] = (lambda b=b: b.run(x1))
-    times = cpu_ms(runners, runs) if threads == 1 else _wall_ms(runners, runs)
+    row: dict[str, Any] = {"model": name, "threads": threads, "runs": runs,
+                           "variants": check_files(files, x, ref, threads, ("rewrites", "float_depthwise"))}
+    times = time_files(files, x[:1].numpy(), runs, threads)
     key = "cpu_ms" if threads == 1 else "wall_ms"
     for variant, t in times.items():
         row["variants"][variant] |= t | {"speedup_vs_fp32": times["fp32"][key] / t[key]}

@@ -125,6 +125,20 @@ def zoo_model(name: str, size: int = 224):
     return model
 
 
+def zoo_inputs(name: str, size: int = 224):
+    """(zoo_model, the PARITY_INPUTS seeded parity images, 32 random calibration images drawn after them, eager
+    logits on the parity images): what bench-zoo and the A/B tools export, calibrate and compare with."""
+    import torch
+
+    model = zoo_model(name, size)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(PARITY_INPUTS, 3, size, size, generator=g)
+    calib = torch.randn(32, 3, size, size, generator=g)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    return model, x, calib, ref
+
+
 def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threads: int = 2, int8: bool = True,
                 say: Callable[[str], None] = lambda _m: None, method: str = "auto") -> dict[str, Any]:
     import torch
@@ -134,13 +148,8 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
     from pocketvit.verify import parity
 
     torch.set_num_threads(threads)
-    model = zoo_model(name, size)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(PARITY_INPUTS, 3, size, size, generator=g)
-    calib = torch.randn(32, 3, size, size, generator=g)
+    model, x, calib, ref = zoo_inputs(name, size)
     example = x[:1]
-    with torch.no_grad():
-        ref = model(x).numpy()
     work.mkdir(parents=True, exist_ok=True)
     files = _export_all(model, example, calib, work, name, int8, say)
     row: dict[str, Any] = {"model": name, "input": [1, 3, size, size], "variants": {}}
