@@ -70,7 +70,7 @@ def plan_calibration(plan: Any, splits: Any):
 
 
 def export_stage_fn(target: str, model_fn: ModelFn, plan: Any, splits: Any, spec: dict[str, Any], q: Any,
-                    name: str, float_layers: list[str] | None = None) -> Callable[[Path], dict]:
+                    name: str, float_layers: list[str]) -> Callable[[Path], dict]:
     def run(path: Path) -> dict[str, Any]:
         import torch
 
@@ -80,7 +80,7 @@ def export_stage_fn(target: str, model_fn: ModelFn, plan: Any, splits: Any, spec
         base = target.split("-", 1)[0]
         example = torch.zeros(1, spec["channels"], spec["height"], spec["width"])
         f = quantize_export(model_fn(), example, plan_calibration(plan, splits), quant_config(target, q),
-                            path / f"model{file_extension(base)}", float_layers=plan.meta["float_layers"] if float_layers is None else float_layers, model_name=name)
+                            path / f"model{file_extension(base)}", float_layers=float_layers, model_name=name)
         return {"file": f.path.name, "runtime": f.runtime, "precision": f.precision, "info": f.info}
 
     return run
@@ -112,13 +112,11 @@ def int8_exports(recipe: Any, runner: Any, student: Any, data: Any, splits: Any,
     for target in wanted:
         cfg = {"target": target, "config": quant_config(target, q).describe()}
         pt2e = target.split("-", 1)[0] in QAT_TARGETS
-        if qat is not None and qat.meta.get("used") and pt2e:  # QAT weights, float layers chosen again on them
-            exp = runner.run(f"export-{target}", cfg, [student, plan, qat],
-                             export_stage_fn(target, qat_model_fn(qat, model_fn), plan, splits, spec, q, recipe.name,
-                                             qat.meta["float_layers"]))
-        else:
-            exp = runner.run(f"export-{target}", cfg, [student, plan],
-                             export_stage_fn(target, model_fn, plan, splits, spec, q, recipe.name))
+        use_qat = qat is not None and qat.meta.get("used") and pt2e  # QAT weights, float layers chosen again on them
+        source = qat if use_qat else plan
+        exp = runner.run(f"export-{target}", cfg, [student, plan, qat] if use_qat else [student, plan],
+                         export_stage_fn(target, qat_model_fn(qat, model_fn) if use_qat else model_fn, plan, splits,
+                                         spec, q, recipe.name, source.meta["float_layers"]))
         exp.meta["info"]["plan"] = _plan_summary(plan.meta)
         if qat is not None and pt2e:
             exp.meta["info"]["qat"] = qat_summary(qat.meta)
