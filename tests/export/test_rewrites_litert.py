@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 pytest.importorskip("litert_torch")
 
-LITERT = [r.name for r in REWRITES if "litert" in r.targets]
+LITERT = [r.name for r in REWRITES if "litert" in r.targets and r.name != "maxpool-edge-pad"]  # its own test
 
 
 def convnext_like():
@@ -89,3 +89,49 @@ def test_litert_rewrites_in_a_real_conversion(tmp_path):
     got = run_tflite(f.path, x)
     np.testing.assert_allclose(got, ref, atol=1e-4)
     assert (got.argmax(1) == ref.argmax(1)).all()
+
+
+def resnet_stem_like():
+    """ResNet's stem (conv, BatchNorm, ReLU, 3x3/2 max pool with padding 1) at an even size, a padded pool straight
+    on a conv's signed output (edge padding must be exact for negative values too) and an unpadded pool (left
+    alone)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+                          nn.Conv2d(8, 8, 3, padding=1), nn.MaxPool2d(3, 2, 1), nn.MaxPool2d(2), nn.Flatten()).eval()
+    return model, torch.randn(1, 3, 40, 32)
+
+
+def test_maxpool_edge_pad_is_exact_and_takes_the_pad_into_the_delegate(tmp_path):
+    from pocketvit.export.litert import export_litert
+    from pocketvit.export.prepare import prepare_for_export
+
+    model, x = resnet_stem_like()
+    rewritten = prepare_for_export(model)
+    assert apply_rewrites(rewritten, "litert") == {"maxpool-edge-pad": 2}
+    assert "maxpool-edge-pad" not in apply_rewrites(prepare_for_export(model), "executorch")  # XNNPACK pads it there
+    for inputs in (x, -x, torch.randn(2, 3, 17, 23)):  # max is exact: bit-identical outputs, odd and even sizes
+        np.testing.assert_array_equal(eager(rewritten, inputs), eager(model, inputs))
+    f = export_litert(model, x, tmp_path / "m.tflite", compare_rewrites=True)
+    after, before = f.info, f.info["before_rewrites"]
+    assert after["rewrites"] == {"maxpool-edge-pad": 2}
+    assert before["ops_outside"] >= 1 and "PADV2" in before["ops"]  # litert-torch's -inf padding, outside XNNPACK
+    assert after["delegate_calls"] == 1 and after["ops_outside"] == 0 and "PADV2" not in after["ops"]
+    np.testing.assert_allclose(run_tflite(f.path, x), eager(model, x), atol=1e-5)
+
+
+def test_maxpool_edge_pad_converts_asymmetric_padding_right(tmp_path):
+    """A pool padded on one axis only: litert-torch 0.10 writes it as a SAME pool, padded on both (38x30 out of
+    a 38x30 map where torch gives 38x28); with the rewrite the file gives torch's shape and values."""
+    from torch import nn
+
+    from pocketvit.export.litert import export_litert
+
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Conv2d(3, 8, 3), nn.MaxPool2d(3, 1, (1, 0))).eval(), torch.randn(1, 3, 40, 32)
+    f = export_litert(model, x, tmp_path / "m.tflite")
+    assert f.info["rewrites"] == {"maxpool-edge-pad": 1}
+    got, ref = run_tflite(f.path, x), eager(model, x)
+    assert got.shape == ref.shape == (1, 8, 38, 28)
+    np.testing.assert_allclose(got, ref, atol=1e-5)

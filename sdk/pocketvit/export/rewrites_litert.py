@@ -137,3 +137,33 @@ def _fold_batchnorm_after(model: torch.nn.Module, match) -> int:
         m.bn = nn.Sequential(*(getattr(bn, a) for a in ("drop", "act") if isinstance(getattr(bn, a, None), nn.Module)))
         count += 1
     return count
+
+
+def _maxpool_edge_pad(model: torch.nn.Module) -> int:
+    """nn.MaxPool2d with padding as edge-replicating concatenations, then the pool without padding: litert-torch
+    writes max-pool padding as a PADV2 with -inf, which XNNPACK does not take (a second delegate call and a copy
+    of the map outside). Exact for every input: a window that reaches p < kernel rows past an edge also holds
+    that edge row, so a copy of it adds nothing a -inf would not."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from pocketvit.export.rewrites import _replace
+
+    class EdgePadMaxPool(nn.Module):
+        def __init__(self, pool: nn.MaxPool2d):
+            super().__init__()
+            self.kernel, self.stride = pool.kernel_size, pool.stride
+            self.pad = tuple(pool.padding) if isinstance(pool.padding, tuple) else (pool.padding,) * 2
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for dim, p in ((2, self.pad[0]), (3, self.pad[1])):
+                if p:
+                    x = torch.cat([x.narrow(dim, 0, 1)] * p + [x] + [x.narrow(dim, x.shape[dim] - 1, 1)] * p, dim)
+            return F.max_pool2d(x, self.kernel, self.stride, 0)
+
+    def padded(m: nn.Module) -> bool:
+        return (type(m) is nn.MaxPool2d and m.padding not in (0, (0, 0)) and m.dilation in (1, (1, 1))
+                and not m.ceil_mode and not m.return_indices)
+
+    return _replace(model, padded, EdgePadMaxPool)

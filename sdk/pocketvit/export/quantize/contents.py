@@ -56,7 +56,9 @@ def _xnn_graph_json(flatbuffer: bytes) -> dict:
         blob.write_bytes(flatbuffer)
         subprocess.run([_get_flatc_path(), "--json", "--strict-json", "--raw-binary", "-o", d, str(schema), "--",
                         str(blob)], check=True, capture_output=True)
-        return json.loads((Path(d) / "graph.json").read_text())
+        # flatc writes non-finite floats (a clamp's unbounded side) as bare inf / nan, which JSON has no word for
+        text = re.sub(r"(?<=[:\[,\s])(-?)inf\b", r"\1Infinity", (Path(d) / "graph.json").read_text())
+        return json.loads(re.sub(r"(?<=[:\[,\s])-?nan\b", "NaN", text))
 
 
 def pte_contents(path: Path | str) -> dict[str, Any]:
