@@ -168,3 +168,35 @@ def test_int8_takes_hardsigmoid_as_hardtanh(tmp_path):
     f = quantize_export(model, x, calib, config_for("executorch-int8"), tmp_path / "int8.pte")
     assert f.info["rewrites"] == {"hardsigmoid-as-hardtanh": 2}
     assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
+
+
+def squeeze_excite_gates():
+    """A timm SqueezeExcite and a torchvision SqueezeExcitation, both with a hardsigmoid gate (MobileNetV3's), and
+    a timm one with a sigmoid gate (EfficientNet's; left alone)."""
+    from timm.models._efficientnet_blocks import SqueezeExcite
+    from torchvision.ops.misc import SqueezeExcitation
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Hardswish(), SqueezeExcite(16, gate_layer=nn.Hardsigmoid),
+                          SqueezeExcitation(16, 8, scale_activation=nn.Hardsigmoid), SqueezeExcite(16)).eval()
+    return model, torch.randn(1, 3, 12, 20)
+
+
+def test_se_gate_into_conv_folds_the_hardsigmoid(tmp_path):
+    from pocketvit.export.executorch import export_executorch
+    from pocketvit.export.prepare import prepare_for_export
+
+    model, x = squeeze_excite_gates()
+    ref = eager(model, x)
+    rewritten = prepare_for_export(model)
+    assert apply_rewrites(rewritten, "executorch") == {"se-gate-into-conv": 2}
+    assert [type(m.gate).__name__ for m in rewritten.modules() if hasattr(m, "conv_expand")] == ["Hardtanh", "Sigmoid"]
+    for inputs in (x, 4 * torch.randn(2, 3, 9, 9)):  # gates saturated at 0 and 1 too
+        np.testing.assert_allclose(eager(rewritten, inputs), eager(model, inputs), atol=1e-6)
+    without = export_executorch(model, x, tmp_path / "without.pte", disabled_rewrites=("all",))
+    with_it = export_executorch(model, x, tmp_path / "with.pte")
+    assert with_it.info["rewrites"] == {"se-gate-into-conv": 2}
+    assert with_it.info["nodes_outside"] == 0 < without.info["nodes_outside"]  # hardsigmoid's int64 scalar copies
+    # the gate is the conv's output clamp: XNNPACK runs fewer nodes (no add / clamp / divide per gate)
+    assert len(_xnn_node_outputs(with_it.path)) < len(_xnn_node_outputs(without.path))
+    np.testing.assert_allclose(RUNNERS["executorch"](with_it.path, x), ref, atol=1e-5)

@@ -6,7 +6,8 @@ next (measured on 2 cores: ExecuTorch 21.5 ms beside a spinning ONNX Runtime ses
 without one), so an in-process interleaved run is biased against whoever follows it. Here every
 runner lives in a spawned process of its own (as in an app: one runtime, its default threading),
 and the parent asks one process at a time for a block of calls, in a fresh seeded random order each
-round, with a pause between blocks so the last one's spinning threads go to sleep. Drift and
+round, with a pause between blocks so the last one's spinning threads go to sleep, and untimed calls
+before each block (REWARM_S) so that the block is timed in the steady state of back-to-back calls. Drift and
 background load still hit every runner alike (blocks alternate); nothing else of ours runs while a
 block is timed. A runner is described by a picklable factory (a module-level function, or a
 functools.partial of one) that builds the callable inside the child.
@@ -28,6 +29,11 @@ from pocketvit.errors import PocketVitError
 Factory = Callable[[], Callable[[], Any]]
 SETTLE_S = 0.05  # ONNX Runtime's pool stops spinning well within this after its last call (measured: spin.py)
 BLOCK = 5
+# untimed calls before each block, for at least this long: after the pause (and the other runners' blocks) idle
+# cores and sleeping worker threads take several calls to come back; one re-warm call was not enough for a 3.6 ms
+# model (MobileNetV3-large, 2 threads: ExecuTorch 1.28x ONNX Runtime in blocks of 5 after one call, 0.91x in
+# blocks of 25 and 0.97x alone in a fresh process)
+REWARM_S = 0.05
 START_TIMEOUT_S = 600.0
 
 
@@ -61,9 +67,12 @@ def _worker(conn, factory: Factory) -> None:
         msg = conn.recv()
         if msg[0] == "stop":
             break
-        _, n, warm = msg
+        _, n, warm, warm_s = msg
         try:
+            until = time.perf_counter() + warm_s
             for _ in range(warm):
+                fn()
+            while time.perf_counter() < until:
                 fn()
             conn.send(("times", _timed(fn, n)))
         except BaseException:  # noqa: BLE001
@@ -89,10 +98,11 @@ def _receive(name: str, conn, proc, timeout: float) -> Any:
 
 def isolated(
     factories: dict[str, Factory], runs: int, warmup: int, seed: int = 0, block: int = BLOCK,
-    settle_s: float = SETTLE_S, returns: dict[str, list[float | None]] | None = None,
+    settle_s: float = SETTLE_S, returns: dict[str, list[float | None]] | None = None, rewarm_s: float = REWARM_S,
 ) -> dict[str, list[float]]:
     """Time every runner ``runs`` times (ms per call), each in its own spawned process, ``block`` calls
-    at a time (plus one untimed call that re-warms caches another process evicted), runners in a
+    at a time (after untimed calls for at least ``rewarm_s``, one at least, that bring back caches another
+    process evicted, idle cores and sleeping worker threads), runners in a
     fresh seeded random order each round. ``returns``, if given, receives what each call returned
     when that is a number (same order as the times)."""
     ctx = mp.get_context("spawn")
@@ -110,9 +120,9 @@ def isolated(
         times: dict[str, list[float]] = {n: [] for n in names}
         rets: dict[str, list[float | None]] = {n: [] for n in names}
 
-        def ask(name: str, n: int, warm: int) -> None:
+        def ask(name: str, n: int, warm: int, warm_s: float = 0.0) -> None:
             conn, p = procs[name]
-            conn.send(("run", n, warm))
+            conn.send(("run", n, warm, warm_s))
             ms, ret = _receive(name, conn, p, START_TIMEOUT_S)
             times[name].extend(ms)
             rets[name].extend(ret)
@@ -125,7 +135,7 @@ def isolated(
         while done < runs:
             n = min(block, runs - done)
             for i in rng.permutation(len(names)):
-                ask(names[i], n, 1)
+                ask(names[i], n, 1, rewarm_s)
             done += n
     finally:
         for name, (conn, p) in procs.items():

@@ -14,9 +14,10 @@ from pocketvit.export.rewrites_conv import (
     _depthwise7_as_core_ring,
     _hardsigmoid_as_hardtanh,
     _layernorm2d_as_conv,
+    _se_hardsigmoid_into_conv,
     _silu_as_sigmoid_mul,
 )
-from pocketvit.export.rewrites_litert import _depthwise7_as_5x5, _layernorm_keepdim
+from pocketvit.export.rewrites_litert import _depthwise7_as_5x5, _layernorm_keepdim, _maxpool_edge_pad
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -255,12 +256,16 @@ REWRITES: tuple[Rewrite, ...] = (
             ("executorch", "executorch-int8"), _vit_prefix_tokens),
     Rewrite("layernorm2d-as-conv", "channels-first LayerNorm2d statistics as 1x1 convs (no permutes, no layer norm)",
             ("executorch", "executorch-int8"), _layernorm2d_as_conv),
+    Rewrite("se-gate-into-conv", "squeeze-excite hardsigmoid gate folded into its conv, a clamp XNNPACK fuses",
+            ("executorch",), _se_hardsigmoid_into_conv),
     Rewrite("hardsigmoid-as-hardtanh", "hardsigmoid as hardtanh(x + 3.0, 0, 6) / 6.0 (no int64 scalar copies)",
             ("executorch-int8",), _hardsigmoid_as_hardtanh),  # fp32: slower at 2 threads (bench-zoo, README)
     Rewrite("silu-as-sigmoid-mul", "SiLU as x * sigmoid(x): int8 sigmoid and multiply instead of a float SiLU",
             ("executorch-int8",), _silu_as_sigmoid_mul),
     Rewrite("layernorm-keepdim", "LayerNorm / LayerNorm2d statistics with keepdim: no rank-1 detour and RESHAPEs",
             ("litert",), _layernorm_keepdim),
+    Rewrite("maxpool-edge-pad", "max-pool padding as edge-replicating concats (exact; XNNPACK skips the -inf PADV2)",
+            ("litert",), _maxpool_edge_pad),
     Rewrite("depthwise7-as-core-ring", "stride-1 7x7 depthwise conv as a 5x5 core + two dilated border convs (49 taps)",
             ("litert", "executorch", "executorch-int8"), _depthwise7_as_core_ring),
     Rewrite("depthwise7-as-5x5", "stride-1 7x7 depthwise conv as four 5x5 ones (XNNPACK's 49-tap kernel is slow)",

@@ -112,3 +112,38 @@ def _hardsigmoid_as_hardtanh(model: torch.nn.Module) -> int:
     from pocketvit.export.rewrites import _replace
 
     return _replace(model, lambda m: type(m) is nn.Hardsigmoid, lambda _m: HardtanhSigmoid())
+
+
+def _se_hardsigmoid_into_conv(model: torch.nn.Module) -> int:
+    """Squeeze-excite gates hardsigmoid(conv(s)) as hardtanh(conv'(s), 0, 1), conv' = (conv + 3) / 6 folded into
+    the conv's weights: the clamp fuses into XNNPACK's conv, three elementwise ops per gate go (timm SqueezeExcite,
+    torchvision SqueezeExcitation)."""
+    import torch
+    from torch import nn
+
+    pairs = []  # (module, conv attribute, gate attribute)
+    try:
+        from timm.models._efficientnet_blocks import SqueezeExcite
+        pairs.append((SqueezeExcite, "conv_expand", "gate"))
+    except ImportError:
+        pass
+    try:
+        from torchvision.ops.misc import SqueezeExcitation
+        pairs.append((SqueezeExcitation, "fc2", "scale_activation"))
+    except ImportError:
+        pass
+    count = 0
+    for m in model.modules():
+        for cls, conv_name, gate_name in pairs:
+            conv, gate = getattr(m, conv_name, None), getattr(m, gate_name, None)
+            if not (type(m) is cls and type(conv) is nn.Conv2d and type(gate) is nn.Hardsigmoid):
+                continue
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                               padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
+            with torch.no_grad():
+                folded.weight.copy_(conv.weight / 6.0)
+                folded.bias.copy_(((conv.bias if conv.bias is not None else 0.0) + 3.0) / 6.0)
+            setattr(m, conv_name, folded)
+            setattr(m, gate_name, nn.Hardtanh(0.0, 1.0))
+            count += 1
+    return count
