@@ -31,7 +31,14 @@ def build_model(arch: str, in_chans: int, num_classes: int, img_size: int, optio
         if name not in timm.list_models():
             close = timm.list_models(f"*{name[:6]}*")[:5]
             raise RecipeError(f"unknown timm model '{name}'" + (f" — did you mean one of {close}?" if close else ""))
-        return timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=num_classes, **options)
+        kwargs = dict(pretrained=False, in_chans=in_chans, num_classes=num_classes, **options)
+        if "img_size" not in options:  # ViT / DeiT fix their token grid at build time: the data's size
+            try:
+                return timm.create_model(name, img_size=img_size, **kwargs)
+            except TypeError as exc:  # convnets and TinyViT take any size and no img_size
+                if "img_size" not in str(exc):
+                    raise
+        return timm.create_model(name, **kwargs)
     if arch.startswith("efficientnet-lite:"):
         from pocketvit.models import efficientnet_lite
 
