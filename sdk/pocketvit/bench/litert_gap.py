@@ -5,6 +5,7 @@ copes with preemption; the process CPU time of a 1-thread run measures the kerne
 
     python -m pocketvit.bench.litert_gap models DIR...   # bench-zoo folders (runs/bench-zoo/files/M):
         # model.onnx vs raw.tflite (litert-torch as is) vs model.tflite (pocketvit's LiteRT rewrites)
+        # vs model.pte (pocketvit's ExecuTorch file: the same XNNPACK library behind another runtime)
     python -m pocketvit.bench.litert_gap kernels          # one depthwise conv per kernel size and shape,
         # exported to .onnx and .tflite: XNNPACK's 7x7 (49-tap, multi-pass) kernel vs its 3x3 / 5x5 ones
 
@@ -63,7 +64,8 @@ def models(dirs: list[Path], runs: int) -> list[dict[str, Any]]:
     rows = []
     for d in dirs:
         x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-        files = {"onnx": d / "model.onnx", "litert-raw": d / "raw.tflite", "litert": d / "model.tflite"}
+        files = {"onnx": d / "model.onnx", "litert-raw": d / "raw.tflite", "litert": d / "model.tflite",
+                 "executorch": d / "model.pte"}  # the same network on ExecuTorch's XNNPACK, for comparison
         res = cpu_ms({k: _runner(p, x) for k, p in files.items() if p.exists()}, runs)
         rows.append({"model": d.name, **res})
     return rows
