@@ -38,7 +38,7 @@ from pocketvit.bench._common import (
     open_bundle,
     open_target,
 )
-from pocketvit.bench.isolated import _timed, isolated
+from pocketvit.bench.isolated import REWARM_S, _timed, isolated
 from pocketvit.errors import BundleError
 
 MIN_RUNS = 50
@@ -46,7 +46,8 @@ METHODS = {
     "interleaved": "one process; rounds calling every runner once in a fresh random order; GC off while timing; "
                    "median and p90 per runner",
     "isolated": "each runner in its own process; rounds asking every process in a fresh random order for a block "
-                "of calls (after one untimed call), a pause after each block; GC off; median and p90 per runner",
+                f"of calls (after at least {REWARM_S * 1e3:.0f} ms of untimed calls), a pause after each block; GC off; "
+                "median and p90 per runner",
 }
 PEAK_N = 2048
 RUNTIME_PACKAGES = {
