@@ -135,3 +135,28 @@ def test_maxpool_edge_pad_converts_asymmetric_padding_right(tmp_path):
     got, ref = run_tflite(f.path, x), eager(model, x)
     assert got.shape == ref.shape == (1, 8, 38, 28)
     np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_litert_int8_takes_hardswish_and_padded_pools_into_the_delegate(tmp_path):
+    """MobileNetV3-style hard-swish and ResNet's padded max pool in a LiteRT int8 file: with the int8 rewrites one
+    XNNPACK call and nothing outside; without them XNNPACK leaves every int8 HARD_SWISH and the -inf PADV2 out."""
+    from torch import nn
+
+    from pocketvit.export.quantize import config_for, quantize_export
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Hardswish(), nn.MaxPool2d(3, 2, 1),
+                          nn.Conv2d(8, 8, 3, padding=1), nn.Hardswish(), nn.Flatten()).eval()
+    x = torch.randn(1, 3, 32, 32)
+    calib = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    f = quantize_export(model, x, calib, config_for("litert-int8"), tmp_path / "int8.tflite")
+    assert f.info["rewrites"] == {"maxpool-edge-pad": 1, "hardswish-as-hardtanh-mul": 2}
+    assert (f.info["delegate_calls"], f.info["ops_outside"]) == (1, 0)
+    from pocketvit.runtime.backends import open_backend
+
+    out, ref = open_backend("litert", f.path).run(x.numpy()), eager(model, x)  # int8 in and out, (de)quantized
+    assert np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)) > 0.95
+    off = config_for("litert-int8", no_rewrite=("hardswish-as-hardtanh-mul", "maxpool-edge-pad"))
+    raw = quantize_export(model, x, calib, off, tmp_path / "raw.tflite").info
+    assert raw["rewrites"] == {} and raw["outside_ops"].get("HARD_SWISH", 0) >= 1 and raw["outside_ops"]["PADV2"] == 1
+    assert raw["delegate_calls"] > 1

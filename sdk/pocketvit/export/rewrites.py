@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pocketvit.export.rewrites_conv import (
     _depthwise7_as_core_ring,
     _hardsigmoid_as_hardtanh,
+    _hardswish_as_hardtanh_mul,
     _layernorm2d_as_conv,
     _se_hardsigmoid_into_conv,
     _silu_as_sigmoid_mul,
@@ -243,7 +244,7 @@ def _replace(model: torch.nn.Module, match: Callable, make: Callable) -> int:
 class Rewrite:
     name: str
     doc: str
-    targets: tuple[str, ...]  # "executorch-int8": also before PT2E int8 (only those measured there)
+    targets: tuple[str, ...]  # "executorch-int8" / "litert-int8": also before PT2E int8 (only those measured there)
     apply: Callable[[torch.nn.Module], int]
 
 
@@ -265,7 +266,9 @@ REWRITES: tuple[Rewrite, ...] = (
     Rewrite("layernorm-keepdim", "LayerNorm / LayerNorm2d statistics with keepdim: no rank-1 detour and RESHAPEs",
             ("litert",), _layernorm_keepdim),
     Rewrite("maxpool-edge-pad", "max-pool padding as edge-replicating concats (exact; XNNPACK skips the -inf PADV2)",
-            ("litert",), _maxpool_edge_pad),
+            ("litert", "litert-int8"), _maxpool_edge_pad),
+    Rewrite("hardswish-as-hardtanh-mul", "hardswish as x * hardtanh(x + 3, 0, 6) / 6: XNNPACK takes no int8 HARD_SWISH",
+            ("litert-int8",), _hardswish_as_hardtanh_mul),
     Rewrite("depthwise7-as-core-ring", "stride-1 7x7 depthwise conv as a 5x5 core + two dilated border convs (49 taps)",
             ("litert", "executorch", "executorch-int8"), _depthwise7_as_core_ring),
     Rewrite("depthwise7-as-5x5", "stride-1 7x7 depthwise conv as four 5x5 ones (XNNPACK's 49-tap kernel is slow)",

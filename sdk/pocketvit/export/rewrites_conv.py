@@ -147,3 +147,18 @@ def _se_hardsigmoid_into_conv(model: torch.nn.Module) -> int:
             setattr(m, gate_name, nn.Hardtanh(0.0, 1.0))
             count += 1
     return count
+
+
+def _hardswish_as_hardtanh_mul(model: torch.nn.Module) -> int:
+    """nn.Hardswish as x * hardtanh(x + 3, 0, 6) * (1 / 6) before LiteRT int8: XNNPACK does not take an int8
+    HARD_SWISH (each one a delegate boundary), but takes int8 ADD, clamp and MUL."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class HardtanhSwish(nn.Module):
+        def forward(self, x):
+            return x * F.hardtanh(x + 3.0, 0.0, 6.0) * (1.0 / 6.0)
+
+    from pocketvit.export.rewrites import _replace
+
+    return _replace(model, lambda m: type(m) is nn.Hardswish, lambda _m: HardtanhSwish())

@@ -32,6 +32,7 @@ class LiteRTInt8:
     mode: Literal["static", "dynamic"] = "static"
     per_channel: bool = True
     target: str = "litert-int8"
+    no_rewrite: tuple[str, ...] = ()  # export/rewrites.py names (or "all") not applied before int8
 
     def describe(self) -> dict:
         return asdict(self) | {"toolchain": "litert_torch.quantize PT2EQuantizer"}

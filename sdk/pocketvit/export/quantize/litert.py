@@ -28,6 +28,9 @@ def quantize_litert(model: torch.nn.Module, example: torch.Tensor, calib: torch.
     litert_torch = require("litert_torch", "litert", _WHY)
     from litert_torch.quantize.quant_config import QuantConfig
 
+    from pocketvit.export.rewrites import apply_rewrites
+
+    rewrites = apply_rewrites(model, config.target, config.no_rewrite)
     make = litert_quantizer(config.mode, config.per_channel)
     try:
         converted = quantized_graph(model, example, calib, make, float_layers, fold=False, batched=True)
@@ -38,4 +41,5 @@ def quantize_litert(model: torch.nn.Module, example: torch.Tensor, calib: torch.
         raise lowering_error(model_name, config.target, exc, "litert_torch.convert (PT2E int8)") from exc
     f = _written(edge, path, model_name, signature=DEFAULT_SIGNATURE)
     f.target, f.precision = config.target, "int8"
+    f.info["rewrites"] = rewrites
     return f
