@@ -168,6 +168,9 @@ def test_int8_takes_hardsigmoid_as_hardtanh(tmp_path):
     f = quantize_export(model, x, calib, config_for("executorch-int8"), tmp_path / "int8.pte")
     assert f.info["rewrites"] == {"hardsigmoid-as-hardtanh": 2}
     assert (f.info["delegate_calls"], f.info["nodes_outside"]) == (1, 0)
+    # layernorm_as_linear=False leaves out that rewrite only, not the others
+    g = quantize_export(model, x, calib, config_for("executorch-int8", layernorm_as_linear=False), tmp_path / "b.pte")
+    assert g.info["rewrites"] == {"hardsigmoid-as-hardtanh": 2}
 
 
 def squeeze_excite_gates():

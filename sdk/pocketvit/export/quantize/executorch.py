@@ -32,20 +32,19 @@ def quantize_executorch(model: torch.nn.Module, example: torch.Tensor, calib: to
                         model_name: str = "model") -> ExportedFile:
     from pocketvit.export.executorch import _lower, _torch_export, _write
     from pocketvit.export.quantize.pt2e import quantized_graph, xnnpack_quantizer
+    from pocketvit.export.rewrites import apply_rewrites
 
     require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch", _WHY)
-    rewrites: dict[str, int] = {}
     depthwise = slow_int8_depthwise(model) if config.float_depthwise else []
     float_layers = tuple(float_layers) + tuple(n for n in depthwise if n not in float_layers)
-    if config.layernorm_as_linear:
-        # the fp32 export's rewrite keeps LayerNorm inside the delegate (native_layer_norm is left outside,
-        # splitting the graph into several delegate calls); its mean/variance linears stay float: int8
-        # would quantize x*x and the variance, which is what makes LayerNorm outputs fragile.
-        from pocketvit.export.rewrites import apply_rewrites
-
-        rewrites = apply_rewrites(model, "executorch-int8", config.no_rewrite)
-        float_layers = tuple(float_layers) + tuple(
-            name for name, m in model.named_modules() if type(m).__name__ in ("LinearLayerNorm", "ConvLayerNorm2d"))
+    # layernorm_as_linear=False switches off that one rewrite (it used to switch off every int8 rewrite)
+    rewrites = apply_rewrites(model, "executorch-int8",
+                              tuple(config.no_rewrite) + (() if config.layernorm_as_linear else ("layernorm-as-linear",)))
+    # the fp32 export's rewrite keeps LayerNorm inside the delegate (native_layer_norm is left outside,
+    # splitting the graph into several delegate calls); its mean/variance linears stay float: int8
+    # would quantize x*x and the variance, which is what makes LayerNorm outputs fragile.
+    float_layers = tuple(float_layers) + tuple(
+        name for name, m in model.named_modules() if type(m).__name__ in ("LinearLayerNorm", "ConvLayerNorm2d"))
     try:
         converted = quantized_graph(model, example, calib, xnnpack_quantizer(config.mode, config.per_channel),
                                     float_layers, batched=True)
