@@ -24,3 +24,16 @@ def test_tempered_kd_loss_matches_dense_hinton_kd():
     rest = torch.ones(6, 10, dtype=torch.bool).scatter_(1, i3, False)
     vals = q[rest].view(6, 7)
     assert torch.allclose(vals, vals[:, :1].expand(-1, 7))
+
+
+def test_training_targets_move_to_the_device_sparse_logits_included():
+    """train_step (and QAT) move the target with the batch: labels, tuples of them and SparseLogits alike."""
+    from pocketvit.distill.trainer import to_device
+
+    meta = torch.device("meta")
+    target = SparseLogits(torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 3))
+    moved = to_device(target, meta)
+    assert isinstance(moved, SparseLogits) and moved.topk_idx.is_meta and moved.topk_prob.is_meta
+    labels, pair = to_device(torch.zeros(2), meta), to_device((torch.zeros(2), torch.zeros(1)), meta)
+    assert labels.is_meta and isinstance(pair, tuple) and all(t.is_meta for t in pair)
+    assert to_device("not a tensor", meta) == "not a tensor"

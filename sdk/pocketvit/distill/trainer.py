@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ def train_step(engine: Engine, net: nn.Module, opt: torch.optim.Optimizer, input
     inputs = inputs.to(engine.device, non_blocking=True)
     if inputs.ndim == 4:
         inputs = inputs.contiguous(memory_format=layout)
-    loss = loss_fn(net(inputs), _to(target, engine.device))
+    loss = loss_fn(net(inputs), to_device(target, engine.device))
     opt.zero_grad(set_to_none=True)
     share = engine.share(len(inputs))
     engine.backward(loss if share is None else loss * share)
@@ -141,11 +142,16 @@ def inference_autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _to(target: object, device: torch.device) -> object:
+def to_device(target: object, device: torch.device) -> object:
+    """A training target on `device`: a tensor, a tuple/list of them, or a dataclass of tensors (the teacher
+    cache's SparseLogits); anything else as it is."""
     if isinstance(target, torch.Tensor):
         return target.to(device, non_blocking=True)
     if isinstance(target, (tuple, list)):
-        return type(target)(_to(t, device) for t in target)
+        return type(target)(to_device(t, device) for t in target)
+    if dataclasses.is_dataclass(target) and not isinstance(target, type):
+        return dataclasses.replace(target, **{f.name: to_device(getattr(target, f.name), device)
+                                              for f in dataclasses.fields(target)})
     return target
 
 

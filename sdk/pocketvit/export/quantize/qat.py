@@ -48,6 +48,7 @@ def qat_finetune(model: torch.nn.Module, example: torch.Tensor, batches: Callabl
     from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
+    from pocketvit.distill.trainer import to_device
     from pocketvit.export.prepare import prepare_for_export
     from pocketvit.export.quantize.pt2e import export_graph, xnnpack_quantizer
 
@@ -69,7 +70,7 @@ def qat_finetune(model: torch.nn.Module, example: torch.Tensor, batches: Callabl
         for epoch in range(settings.epochs):
             total, n = 0.0, 0
             for x, target in batches(epoch):
-                loss = loss_fn(prepared(x.to(device)), _to(target, device))
+                loss = loss_fn(prepared(x.to(device)), to_device(target, device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -80,16 +81,6 @@ def qat_finetune(model: torch.nn.Module, example: torch.Tensor, batches: Callabl
     prepared.to("cpu")
     _copy_weights(prepared, model)
     return model, prepared, losses
-
-
-def _to(target: Any, device: Any) -> Any:
-    """Labels (a tensor) or the teacher cache's SparseLogits (a dataclass of tensors) on `device`."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(target):
-        return dataclasses.replace(target, **{f.name: getattr(target, f.name).to(device)
-                                              for f in dataclasses.fields(target)})
-    return target.to(device)
 
 
 def _copy_weights(prepared: torch.nn.Module, model: torch.nn.Module) -> None:
