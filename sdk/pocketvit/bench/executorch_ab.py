@@ -67,12 +67,10 @@ def time_files(files: dict[str, Any], x1, runs: int, threads: int) -> dict[str, 
     from pocketvit.bench.isolated import isolated
     from pocketvit.bench.litert_gap import cpu_ms
     from pocketvit.bench.zoo import backend_runner
-    from pocketvit.runtime.backends import open_backend
 
-    if threads == 1:
-        backends = {v: open_backend(f.runtime, f.path, num_threads=1) for v, f in files.items()}
-        return cpu_ms({v: (lambda b=b: b.run(x1)) for v, b in backends.items()}, runs)
     factories = {v: functools.partial(backend_runner, f.runtime, str(f.path), threads, x1) for v, f in files.items()}
+    if threads == 1:
+        return cpu_ms({v: make() for v, make in factories.items()}, runs)
     return {k: {"wall_ms": float(np.median(v)), "cpu_ms": float("nan")}
             for k, v in isolated(factories, runs, warmup=3).items()}
 

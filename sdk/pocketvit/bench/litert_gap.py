@@ -54,10 +54,9 @@ RUNTIMES = {".onnx": "onnx", ".tflite": "litert", ".pte": "executorch"}
 
 
 def _runner(path: Path, x: np.ndarray) -> Callable[[], Any]:
-    from pocketvit.runtime.backends import open_backend
+    from pocketvit.bench.zoo import backend_runner
 
-    b = open_backend(RUNTIMES[path.suffix], path, num_threads=1)
-    return lambda: b.run(x)
+    return backend_runner(RUNTIMES[path.suffix], str(path), 1, x)
 
 
 def models(dirs: list[Path], runs: int) -> list[dict[str, Any]]:
