@@ -72,10 +72,12 @@ def print_tables(result: dict, console) -> None:
 
 
 def _method(method: str) -> str:
-    from pocketvit.bench.latency import METHODS
+    from pocketvit.bench.latency import choose_method
 
-    if method != "auto" and method not in METHODS:
-        raise typer.BadParameter(f"{method!r}: choose auto, interleaved or isolated", param_hint="--method")
+    try:
+        choose_method(method, 1)  # the one check of the name; the thread count is resolved later
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--method") from None
     return method
 
 

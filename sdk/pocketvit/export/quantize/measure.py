@@ -84,12 +84,14 @@ def _file_runner(bundle: str, target: str, threads: int, x: np.ndarray):
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pocketvit.bench.latency import METHODS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--target", action="append", default=None, help="only these targets (repeatable)")
-    ap.add_argument("--method", choices=("auto", "isolated", "interleaved"), default="auto",
+    ap.add_argument("--method", choices=("auto", *METHODS), default="auto",
                     help="timing method (bench/latency.py): auto = isolated with more than one thread")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
