@@ -121,6 +121,8 @@ def _se_hardsigmoid_into_conv(model: torch.nn.Module) -> int:
     import torch
     from torch import nn
 
+    from pocketvit.export.rewrites_litert import conv_like
+
     pairs = []  # (module, conv attribute, gate attribute)
     try:
         from timm.models._efficientnet_blocks import SqueezeExcite
@@ -138,11 +140,8 @@ def _se_hardsigmoid_into_conv(model: torch.nn.Module) -> int:
             conv, gate = getattr(m, conv_name, None), getattr(m, gate_name, None)
             if not (type(m) is cls and type(conv) is nn.Conv2d and type(gate) is nn.Hardsigmoid):
                 continue
-            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                               padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
             with torch.no_grad():
-                folded.weight.copy_(conv.weight / 6.0)
-                folded.bias.copy_(((conv.bias if conv.bias is not None else 0.0) + 3.0) / 6.0)
+                folded = conv_like(conv, conv.weight / 6.0, ((conv.bias if conv.bias is not None else 0.0) + 3.0) / 6.0)
             setattr(m, conv_name, folded)
             setattr(m, gate_name, nn.Hardtanh(0.0, 1.0))
             count += 1

@@ -129,11 +129,8 @@ def _fold_batchnorm_after(model: torch.nn.Module, match) -> int:
             scale = torch.rsqrt(bn.running_var + bn.eps) * (bn.weight if bn.affine else 1.0)
             shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
             conv = m.conv
-            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                               padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
-            folded.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-            folded.bias.copy_(shift + (conv.bias * scale if conv.bias is not None else 0.0))
-        m.conv = folded
+            m.conv = conv_like(conv, conv.weight * scale.reshape(-1, 1, 1, 1),
+                               shift + (conv.bias * scale if conv.bias is not None else 0.0))
         m.bn = nn.Sequential(*(getattr(bn, a) for a in ("drop", "act") if isinstance(getattr(bn, a, None), nn.Module)))
         count += 1
     return count
@@ -167,3 +164,17 @@ def _maxpool_edge_pad(model: torch.nn.Module) -> int:
                 and not m.ceil_mode and not m.return_indices)
 
     return _replace(model, padded, EdgePadMaxPool)
+
+
+def conv_like(conv: torch.nn.Conv2d, weight: torch.Tensor, bias) -> torch.nn.Conv2d:
+    """A new nn.Conv2d with `conv`'s shape, stride, padding, dilation and groups, holding `weight` and `bias` (a
+    tensor, or a number for every channel): what a rewrite that folds arithmetic into a conv builds."""
+    import torch
+    from torch import nn
+
+    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
+    with torch.no_grad():
+        folded.weight.copy_(weight)
+        folded.bias.copy_(torch.as_tensor(bias, dtype=folded.bias.dtype).expand_as(folded.bias))
+    return folded
