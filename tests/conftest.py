@@ -35,7 +35,7 @@ def fmnist_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_build(tmp_path_factory, fmnist_root) -> Path:
     """The tiny recipe built once through the real pipeline (teacher → cache → distill → ExecuTorch → verify)."""
-    from pocketvit.build import run_build
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
 
     out = tmp_path_factory.mktemp("tiny-build")

@@ -1,7 +1,7 @@
 """The stage runner: a stage's random stream does not depend on what ran before it."""
 
 import torch
-from pocketvit.pipeline import StageRunner
+from pocketvit.pipeline.runner import StageRunner
 
 
 def _draw(path):

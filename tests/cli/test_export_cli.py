@@ -94,9 +94,8 @@ def test_build_directory_as_model(tiny_build, tmp_path):
 
 def test_local_arch_with_a_safetensors_checkpoint(tmp_path):
     import torch
-    from safetensors.torch import save_file
-
     from pocketvit.models import build_model
+    from safetensors.torch import save_file
 
     torch.manual_seed(0)
     net = build_model("pocketvit-resnet", 1, 3, 28, {})

@@ -92,7 +92,7 @@ def tiny_clip_sets(text_folder: Path, resnet_ckpt: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def clip_build(tmp_path_factory, tiny_text_folder, tiny_resnet_ckpt, fmnist_root):
     """(build dir, report) of the tiny CLIP recipe (ONNX only); tests that change it work on a copy."""
-    from pocketvit.build import run_build
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
 
     out = tmp_path_factory.mktemp("tiny-clip-build")

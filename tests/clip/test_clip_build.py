@@ -97,8 +97,8 @@ def test_tampered_text_embeddings_are_refused(clip_build, tmp_path):
 
 
 def test_unknown_heldout_class_is_one_clear_error(tiny_text_folder, tiny_resnet_ckpt, tmp_path):
-    from pocketvit.build import run_build
     from pocketvit.errors import RecipeError
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
 
     r = load_recipe(TINY_CLIP, [f"clip.text_teacher=hf:{tiny_text_folder}", "clip.heldout_classes=[Sock]"])
@@ -108,8 +108,8 @@ def test_unknown_heldout_class_is_one_clear_error(tiny_text_folder, tiny_resnet_
 
 def test_open_clip_text_teacher_and_its_image_tower_in_the_ensemble(tiny_open_clip, tiny_resnet_ckpt, tmp_path):
     """open_clip as text + image teacher: its own tower (own preprocessing, no projection) next to a LiT ResNet."""
-    from pocketvit.build import run_build
     from pocketvit.clip.reinforce import ReinforcedData
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
 
     arch, ckpt = tiny_open_clip

@@ -18,7 +18,7 @@ N_IMAGES = 40
 
 
 def _rebuild(src, dst, text_folder, resnet_ckpt, *sets):
-    from pocketvit.build import run_build
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
 
     shutil.copytree(src, dst)
@@ -101,8 +101,8 @@ def test_without_the_tool_venv_the_file_is_written_with_a_warning(dropin_build, 
 
 
 def test_a_coreml_dropin_is_refused_before_training(tiny_text_folder, tiny_resnet_ckpt, tmp_path):
-    from pocketvit.build import run_build
     from pocketvit.errors import RecipeError
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
 
     r = load_recipe(TINY_CLIP, tiny_clip_sets(tiny_text_folder, tiny_resnet_ckpt) + ["export.dropin=[coreml]"])

@@ -47,7 +47,7 @@ def _bundle(tmp_path_factory, text_folder: Path, resnet_ckpt: Path) -> Path:
     trained = Path(os.environ.get("POCKETVIT_CLIP_BUNDLE", ROOT / "runs" / "fashion-mnist-clip" / "bundle"))
     if (trained / "model-dropin.tflite").is_file():
         return trained
-    from pocketvit.build import run_build
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
 
     out = tmp_path_factory.mktemp("tiny-clip-litert")

@@ -23,7 +23,7 @@ FREE = ["a red dress", "a leather boot", "a pair of trousers"]
 @pytest.fixture(scope="module")
 def text_build(clip_build, tiny_text_folder, tiny_resnet_ckpt, tmp_path_factory):
     """The tiny CLIP build again (its stages reused) with the text teacher put in the bundle."""
-    from pocketvit.build import run_build
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
 
     out = tmp_path_factory.mktemp("tiny-clip-text") / "build"

@@ -1,8 +1,7 @@
 import numpy as np
 import torch
-
 from pocketvit.data.augment import AugmentConfig, augment_batch, sample_seeds
-from pocketvit.data.datasets import augmented_batches, ImageSet
+from pocketvit.data.datasets import ImageSet, augmented_batches
 
 
 def _images(n=16):

@@ -2,7 +2,6 @@ import gzip
 
 import numpy as np
 import pytest
-
 from pocketvit.data.fashion_mnist import LABELS, load_split, read_idx
 from pocketvit.errors import DataError
 

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from pocketvit.data.augment import AugmentConfig
 from pocketvit.data.datasets import ImageSet, Splits, augmented_batches
 from pocketvit.distill.cache import TeacherCache, sparse_soft_cross_entropy, write_cache
 from pocketvit.distill.trainer import TrainSettings, train
 from pocketvit.scale import ScaleConfig, current, reset, setup
+from torch import nn
 
 N, BATCH = 87, 32  # 3 steps an epoch; the last global batch (23) splits 12/11 over two ranks
 AUG = AugmentConfig(shift=2, hflip=True, erase_prob=0.3)

@@ -7,8 +7,8 @@ import json
 import torch
 from pocketvit.data import load_dataset
 from pocketvit.data.augment import AugmentConfig
-from pocketvit.distill.baseline import SideStage, baseline_config, baseline_stage_fn, split_threads
-from pocketvit.pipeline import StageResult, StageRunner
+from pocketvit.pipeline.runner import StageResult, StageRunner
+from pocketvit.pipeline.stages.baseline import SideStage, baseline_config, baseline_stage_fn, split_threads
 from pocketvit.recipe import load_recipe
 from safetensors.torch import load_file
 
@@ -27,7 +27,7 @@ def test_side_process_baseline_equals_the_inline_stage(tiny_build, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(split_threads(threads)[1])
     try:
-        from pocketvit.build import distill_config
+        from pocketvit.pipeline.classify import distill_config
 
         inline = StageRunner(tmp_path, seed=recipe.seed).run(
             "baseline", baseline_config(recipe, distill_config(recipe)), [data], baseline_stage_fn(recipe, splits, aug))
@@ -44,7 +44,7 @@ def test_a_failing_side_process_is_reported_and_leaves_no_finished_stage(tmp_pat
     (tmp_path / "no-idx-files").mkdir()  # the folder exists, the data does not: the side process fails
     recipe = load_recipe(TINY, [f"data.root={tmp_path / 'no-idx-files'}"])
     runner = StageRunner(tmp_path / "run", seed=0)
-    from pocketvit.build import distill_config
+    from pocketvit.pipeline.classify import distill_config
 
     side = SideStage.start(recipe, runner, StageResult("data", "k", tmp_path, {}, 0.0, True),
                            baseline_config(recipe, distill_config(recipe)), threads=1)

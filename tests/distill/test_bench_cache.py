@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from pocketvit.distill.bench_cache import measure_cache_speedup, online_batches
 from pocketvit.data.datasets import augmented_batches
+from pocketvit.distill.bench_cache import measure_cache_speedup, online_batches
 from pocketvit.distill.cache import TeacherCache, write_cache
 from pocketvit.models import build_model
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from pocketvit.build import run_build
 from pocketvit.errors import RecipeError
+from pocketvit.pipeline.classify import run_build
 from pocketvit.recipe import load_recipe
 from safetensors.torch import save_file
 

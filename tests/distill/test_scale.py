@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from pocketvit.data.datasets import augmented_batches
 from pocketvit.distill.cache import TeacherCache, sparse_soft_cross_entropy, write_cache
 from pocketvit.distill.supervised import label_batches
@@ -19,6 +17,7 @@ from pocketvit.distill.trainer import TrainSettings, train
 from pocketvit.errors import PocketVitError, RecipeError
 from pocketvit.scale import Dist, ScaleConfig, reset, setup
 from pocketvit.scale.engine import rank_batches
+from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dist_worker

@@ -22,7 +22,7 @@ def test_exits_section_is_validated(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_build_with_exits(tmp_path, fmnist_root):
-    from pocketvit.build import run_build
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
     from pocketvit.runtime import load
 

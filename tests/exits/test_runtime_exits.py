@@ -104,9 +104,10 @@ def test_vit_exit_program_on_the_runtimes(vit_exit_model, tmp_path, target):
 
 
 def test_exit_chain_bench_times_the_raw_executorch_chain(tiny_exit_model, tmp_path):
-    """python -m pocketvit.bench.exit_chain: unsegmented program vs every segment method, no pocketvit.runtime."""
-    from pocketvit.bench.exit_chain import measure
+    """python -m benchmarks.exit_chain: unsegmented program vs every segment method, no pocketvit.runtime."""
     from pocketvit.errors import BundleError
+
+    from benchmarks.exit_chain import measure
 
     bundle = make_bundle(tiny_exit_model, "executorch", tmp_path, [0.5, 0.5])
     r = measure(bundle, runs=5)

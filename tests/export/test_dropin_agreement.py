@@ -40,7 +40,7 @@ def test_uint8_dropin_agrees_with_float_over_the_test_split(tmp_path_factory, fm
     trained = Path(os.environ.get("POCKETVIT_FM_BUNDLE", ROOT / "runs" / "fashion-mnist" / "bundle"))
     src = trained if (trained / "manifest.json").is_file() else None
     if src is None:
-        from pocketvit.build import run_build
+        from pocketvit.pipeline.classify import run_build
         from pocketvit.recipe import load_recipe
 
         from tests.conftest import TINY

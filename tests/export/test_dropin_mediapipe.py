@@ -78,7 +78,7 @@ def _fm_bundle(tmp_path_factory) -> Path:
     trained = Path(os.environ.get("POCKETVIT_FM_BUNDLE", ROOT / "runs" / "fashion-mnist" / "bundle"))
     src = trained if (trained / "manifest.json").is_file() else None
     if src is None:  # the tiny recipe's build
-        from pocketvit.build import run_build
+        from pocketvit.pipeline.classify import run_build
         from pocketvit.recipe import load_recipe
 
         from tests.conftest import TINY

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from pocketvit.errors import ExportError, MissingExtraError
 from pocketvit.export import export_model
 from pocketvit.export._common import atomic_path, lowering_error, offending_op, require

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from pocketvit.export.prepare import (
     fused_attn_disabled,
     prepare_for_export,

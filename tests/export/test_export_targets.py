@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 from export_testkit import RUNNERS, eager
-
 from pocketvit.export import TARGETS, ExportedFile, export_model, file_extension
 
 torch = pytest.importorskip("torch")

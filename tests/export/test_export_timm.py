@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from export_testkit import RUNNERS
-
 from pocketvit.export import export_model
 from pocketvit.export.prepare import recalibrate_batchnorm
 

@@ -12,7 +12,7 @@ from tests.conftest import TINY
 
 @pytest.mark.slow
 def test_build_adds_verified_int8_targets(tmp_path, fmnist_root):
-    from pocketvit.build import run_build
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
     from pocketvit.runtime import load
 
@@ -41,7 +41,7 @@ def test_build_adds_verified_int8_targets(tmp_path, fmnist_root):
 def test_build_with_qat_and_palettized_coreml(tmp_path, fmnist_root):
     """quantize.qat: always trains under fake quantization from the teacher cache; the PT2E int8 files are made
     from the QAT weights and say so; quantize.coreml: palettize writes a smaller lookup-table package."""
-    from pocketvit.build import run_build
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
 
     recipe = load_recipe(TINY)

@@ -66,7 +66,7 @@ def test_auto_skips_qat_when_ptq_meets_the_budget(tiny):
 
 def test_qat_refuses_the_test_split():
     from pocketvit.errors import DataError
-    from pocketvit.export.quantize.qat_stage import _training
+    from pocketvit.pipeline.stages.qat import _training
     from pocketvit.recipe.schema import Recipe
 
     from tests.export.test_quantize_sensitivity import _splits
@@ -78,7 +78,7 @@ def test_qat_refuses_the_test_split():
 
 
 def test_label_batches_come_from_the_training_split():
-    from pocketvit.export.quantize.qat_stage import _training
+    from pocketvit.pipeline.stages.qat import _training
     from pocketvit.recipe.schema import Recipe
 
     from tests.export.test_quantize_sensitivity import _splits
@@ -111,8 +111,8 @@ def test_report_says_whether_qat_ran_and_the_palettized_size():
 
 
 def test_fp32_teacher_targets_are_the_float_students_logits_on_training_images():
-    from pocketvit.export.quantize.qat_stage import _training
     from pocketvit.models.tinyvit import TinyViTConfig, TinyViTStudent
+    from pocketvit.pipeline.stages.qat import _training
     from pocketvit.recipe.schema import Recipe
 
     from tests.export.test_quantize_sensitivity import _splits

@@ -124,9 +124,8 @@ def test_maxpool_edge_pad_is_exact_and_takes_the_pad_into_the_delegate(tmp_path)
 def test_maxpool_edge_pad_converts_asymmetric_padding_right(tmp_path):
     """A pool padded on one axis only: litert-torch 0.10 writes it as a SAME pool, padded on both (38x30 out of
     a 38x30 map where torch gives 38x28); with the rewrite the file gives torch's shape and values."""
-    from torch import nn
-
     from pocketvit.export.litert import export_litert
+    from torch import nn
 
     torch.manual_seed(0)
     model, x = nn.Sequential(nn.Conv2d(3, 8, 3), nn.MaxPool2d(3, 1, (1, 0))).eval(), torch.randn(1, 3, 40, 32)
@@ -140,9 +139,8 @@ def test_maxpool_edge_pad_converts_asymmetric_padding_right(tmp_path):
 def test_litert_int8_takes_hardswish_and_padded_pools_into_the_delegate(tmp_path):
     """MobileNetV3-style hard-swish and ResNet's padded max pool in a LiteRT int8 file: with the int8 rewrites one
     XNNPACK call and nothing outside; without them XNNPACK leaves every int8 HARD_SWISH and the -inf PADV2 out."""
-    from torch import nn
-
     from pocketvit.export.quantize import config_for, quantize_export
+    from torch import nn
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Hardswish(), nn.MaxPool2d(3, 2, 1),

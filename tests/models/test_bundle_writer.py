@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from pocketvit.errors import BundleError
 from pocketvit.export import ExportedFile
 from pocketvit.export.bundle import backend_summary, bundle_file_name, check_out_dir, write_bundle_dir

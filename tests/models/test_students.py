@@ -46,8 +46,9 @@ def test_build_distills_into_a_timm_tinyvit(tmp_path, fmnist_root):
     ExecuTorch (28x28 Fashion-MNIST: TinyViT pads its windows)."""
     import json
 
-    from pocketvit.build import run_build
+    from pocketvit.pipeline.classify import run_build
     from pocketvit.recipe import load_recipe
+
     from tests.conftest import TINY
 
     recipe = load_recipe(TINY, ["student.arch=timm:tiny_vit_5m_224", "student.options={}", "distill.baseline=false"])

@@ -1,9 +1,9 @@
 from pathlib import Path
 
 import pytest
-
 from pocketvit.errors import RecipeError
 from pocketvit.recipe import load_recipe
+
 from tests.conftest import ROOT, run_cli
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))

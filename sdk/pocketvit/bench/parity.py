@@ -97,7 +97,7 @@ def verify_bundle(
     """Compare every (or each named) target with eager torch. Returns a JSON-able result; never raises
     for a missed tolerance (see ``raise_on_failure``). A runtime that is not installed gives a
     "not run" row when the target was not asked for by name, and MissingExtraError when it was."""
-    from pocketvit.verify import parity
+    from pocketvit.bench.measure import parity
 
     if n_inputs < 1:
         raise ValueError("n_inputs must be at least 1")

@@ -15,7 +15,7 @@ def bench_plot(result: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pocketvit.io import atomic_path
+    from pocketvit.runtime.io import atomic_path
 
     path = Path(path)
     rows = [(k, e) for k, e in result["results"].items() if "median_ms" in e]

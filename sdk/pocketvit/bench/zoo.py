@@ -15,14 +15,13 @@ Writes DIR/zoo.json, DIR/zoo.md and DIR/zoo.png (latency relative to ONNX Runtim
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pocketvit.io import atomic_path, write_json
+from pocketvit.runtime.io import atomic_path, write_json
 
 ZOO = (
     "deit_tiny_patch16_224",
@@ -144,8 +143,8 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
     import torch
 
     from pocketvit.bench.latency import _stats, choose_method, time_runners
+    from pocketvit.bench.measure import parity
     from pocketvit.runtime.backends import open_backend
-    from pocketvit.verify import parity
 
     torch.set_num_threads(threads)
     model, x, calib, ref = zoo_inputs(name, size)
@@ -270,7 +269,3 @@ def bench_zoo(models: list[str], out: Path, *, size: int = 224, runs: int = 50, 
                                 method=method))
         write_zoo(rows, out, meta)
     return rows
-
-
-def main_table(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, indent=2, default=str)

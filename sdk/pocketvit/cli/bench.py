@@ -113,7 +113,7 @@ def bench(
 
         result["plot"] = str(bench_plot(result, plot))
     if out is not None:
-        from pocketvit.io import write_json
+        from pocketvit.runtime.io import write_json
 
         write_json(out, result)
     print_tables(result, console)

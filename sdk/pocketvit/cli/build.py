@@ -34,7 +34,7 @@ def build(
     from pocketvit.recipe import load_recipe
 
     r = load_recipe(recipe, set_ or [])  # validate before importing torch: bad recipes fail instantly
-    from pocketvit.build import default_out_dir, run_build
+    from pocketvit.pipeline.classify import default_out_dir, run_build
 
     out_dir = out or default_out_dir(r)
     report = run_build(r, recipe, out_dir, fresh=fresh, until=until)

@@ -8,10 +8,9 @@ import typer
 
 from pocketvit import __version__
 from pocketvit.cli import bench as bench_cmd
-from pocketvit.cli import build, predict
-from pocketvit.cli import data as data_cmd
+from pocketvit.cli import build, demo, predict
 from pocketvit.cli import clip as clip_cmd
-from pocketvit.cli import demo
+from pocketvit.cli import data as data_cmd
 from pocketvit.cli import export as export_cmd
 from pocketvit.cli import inspect as inspect_cmd
 from pocketvit.cli import verify as verify_cmd

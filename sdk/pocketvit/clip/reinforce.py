@@ -23,8 +23,8 @@ import torch
 
 from pocketvit.data.augment import AugmentConfig, augment_batch, sample_seeds
 from pocketvit.data.datasets import Splits, epoch_order
-from pocketvit.io import atomic_path
 from pocketvit.progress import progress_bar
+from pocketvit.runtime.io import atomic_path
 
 FILES = ("index.npy", "seeds.npy", "image_emb.npy", "captions.npy", "caption_emb.npy")
 

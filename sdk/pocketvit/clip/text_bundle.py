@@ -137,7 +137,7 @@ def text_encoder_stage_fn(recipe: Any, runtime: str, load_encoder: Callable[[], 
     def run(path: Path) -> dict[str, Any]:
         from pocketvit.clip.corpus import text_corpus
         from pocketvit.clip.zeroshot import runtime_embeddings, zero_shot_scores
-        from pocketvit.io import write_json
+        from pocketvit.runtime.io import write_json
 
         max_tokens = recipe.clip.text_encoder_max_tokens
         encoder = load_encoder().eval()

@@ -143,7 +143,7 @@ def distill_text(cfg: TextDistillConfig, out_dir: Path, teacher: Any = None,
         if init == "inherited":
             save_text_encoder(student, out_dir / "student")
             report["student_folder"] = str(out_dir / "student")
-    from pocketvit.io import write_json
+    from pocketvit.runtime.io import write_json
 
     write_json(out_dir / "text_student.json", report)
     return report

@@ -54,8 +54,8 @@ def runtime_embeddings(exported: Any, splits: Splits, spec: dict[str, Any], thre
                        description: str) -> np.ndarray:
     """The test split's image embeddings from an exported file on its own runtime (batch 1, the bundle's
     preprocessing in the file's input form)."""
+    from pocketvit.bench.measure import file_inputs, run_batch1, runtime_inputs
     from pocketvit.runtime import open_backend
-    from pocketvit.verify import file_inputs, run_batch1, runtime_inputs
 
     x = runtime_inputs(splits, spec)
     xr = file_inputs(splits, spec, exported.meta.get("info") or {}, x)
@@ -73,11 +73,12 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
     the bundle's preprocessing in the file's input form), zero-shot top-1 from its embeddings, parity and latency
     against eager."""
     def run(path: Path) -> dict[str, Any]:
+        from pocketvit.bench.measure import file_inputs, latency, parity, run_batch1, runtime_inputs
         from pocketvit.runtime import open_backend
-        from pocketvit.verify import _size, file_inputs, latency, parity, run_batch1, runtime_inputs
+        from pocketvit.runtime.io import path_bytes
 
         file = exported.path / exported.meta["file"]
-        entry: dict[str, Any] = {"file": exported.meta["file"], "bytes": _size(file),
+        entry: dict[str, Any] = {"file": exported.meta["file"], "bytes": path_bytes(file),
                                  "runtime": exported.meta["runtime"], "precision": exported.meta["precision"],
                                  "export_info": exported.meta["info"]}
         x = runtime_inputs(splits, spec)

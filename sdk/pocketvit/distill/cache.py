@@ -21,8 +21,8 @@ from pocketvit.data.augment import AugmentConfig, augment_batch, sample_seeds
 from pocketvit.data.datasets import Splits
 from pocketvit.distill.trainer import inference_autocast
 from pocketvit.errors import PocketVitError
-from pocketvit.io import atomic_path
 from pocketvit.progress import progress_bar
+from pocketvit.runtime.io import atomic_path
 from pocketvit.scale import Dist, current
 
 FIELDS = ("index", "seed", "topk_idx", "topk_prob")

@@ -90,8 +90,8 @@ def top1(model: torch.nn.Module, splits: Splits, data: ImageSet, description: st
 
 
 def teacher_stage(loaded: Any, splits: Splits, path: Path) -> dict[str, Any]:
-    from pocketvit.io import atomic_path
     from pocketvit.models.stats import count_gflops, count_params
+    from pocketvit.runtime.io import atomic_path
 
     model = loaded.model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     meta: dict[str, Any] = {"arch": loaded.arch, "options": {}, "pretrained": True, "params": count_params(model),

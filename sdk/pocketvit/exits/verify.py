@@ -36,9 +36,9 @@ def exit_rows(bundle, targets: list[str], crops, spec, tols, threads, explicit: 
     import torch
 
     from pocketvit.bench._common import eager_inputs, open_target, precision_class
+    from pocketvit.bench.measure import parity
     from pocketvit.exits.calibrate import exit_points, softmax_np
     from pocketvit.runtime import load, preprocess_array
-    from pocketvit.verify import parity
 
     with_segments = [t for t in targets if bundle.file_info(t).get("segments")]
     if not with_segments or not bundle.exits:

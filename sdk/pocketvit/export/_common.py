@@ -60,9 +60,6 @@ def runtime_of(target: str) -> str:
     return _RUNTIMES[check_target(target)]
 
 
-def precision_of(target: str) -> str:
-    return _PRECISIONS[check_target(target)]
-
 
 # --- toolchain imports --------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 depthwise7-as-5x5: a 7x7 depthwise conv costs 7.5-12x ONNX Runtime's CPU time in XNNPACK, a 5x5 one
 1.9x (README, LiteRT section); four 5x5 convs over zero-filled windows of the 7x7 kernel are faster.
 ExecuTorch's XNNPACK has the same slow kernel, so this one is registered for ExecuTorch too
-(ConvNeXt-atto 1.73x -> 1.10x ONNX Runtime, `python -m pocketvit.bench.executorch_ab`).
+(ConvNeXt-atto 1.73x -> 1.10x ONNX Runtime, `python -m benchmarks.executorch_ab`).
 
 layernorm-keepdim: litert-torch lowers `F.layer_norm` to per-position statistics of rank 1 (MEAN
 without keepdims, SQUARED_DIFFERENCE, RSQRT, ...) with a RESHAPE back before every broadcast (5 per

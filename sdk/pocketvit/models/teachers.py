@@ -119,7 +119,7 @@ def member_specs(teacher: Any) -> list[dict[str, Any]]:
 
 def fingerprint(specs: list[dict[str, Any]], base_dir: Path) -> list[dict[str, Any]]:
     """The specs plus the sha256 of every weights file they read: the teacher stage's cache key."""
-    from pocketvit.io import sha256_file
+    from pocketvit.runtime.io import sha256_file
 
     out = []
     for spec in specs:

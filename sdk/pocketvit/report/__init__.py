@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pocketvit.io import write_json
 from pocketvit.report.plots import accuracy_vs_gflops, accuracy_vs_latency, latency_by_target
 from pocketvit.report.text import render_html, render_markdown, render_model_card
+from pocketvit.runtime.io import write_json
 
 
 def write_bundle(out_dir: Path, name: str, report: dict[str, Any], exported: dict, labels: list[str],
@@ -45,7 +45,7 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
     plots.update(exit_plots(report, out_dir))
     plots = {k: str(v.relative_to(out_dir)) for k, v in plots.items() if v is not None}
     write_json(out_dir / "report.json", report)
-    from pocketvit.io import atomic_path
+    from pocketvit.runtime.io import atomic_path
 
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(render_markdown(report, plots))

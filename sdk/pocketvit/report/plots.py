@@ -16,7 +16,7 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    from pocketvit.io import atomic_path
+    from pocketvit.runtime.io import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

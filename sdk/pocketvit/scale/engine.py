@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pocketvit.io import atomic_path
+from pocketvit.runtime.io import atomic_path
 from pocketvit.scale import Dist
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]

@@ -12,8 +12,8 @@ needs Core ML to run the calibration, which Linux cannot). `calib` is a float te
 float; sensitivity.py chooses them automatically against an accuracy budget.
 
 What a written file holds and where its time goes: `python -m pocketvit.export.quantize.contents FILE`
-(tensor by tensor) and `python -m pocketvit.export.quantize.floor BUNDLE` (int8 vs fp32 .pte: call and
-node floors, per-op profile, size floor); `python -m pocketvit.export.quantize.measure BUNDLE` measures
+(tensor by tensor) and `python -m benchmarks.int8_floor BUNDLE` (int8 vs fp32 .pte: call and
+node floors, per-op profile, size floor); `python -m benchmarks.int8_measure BUNDLE` measures
 accuracy, agreement, size and latency of every int8 file against its fp32 twin.
 
 Importing this package is instant; torch and the toolchains are imported by the handlers.

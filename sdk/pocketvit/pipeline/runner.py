@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from pocketvit.errors import PocketVitError
-from pocketvit.io import hash_config, sha256_file, write_json
 from pocketvit.progress import log
+from pocketvit.runtime.io import hash_config, sha256_file, write_json
 
 # Files a stage keeps for itself (resume state, the marker): not outputs, not checksummed.
 _PRIVATE = {"done.json", "checkpoint.pt"}

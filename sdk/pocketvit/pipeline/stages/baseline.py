@@ -29,7 +29,7 @@ from pocketvit.progress import log
 if TYPE_CHECKING:  # no import cycle at run time
     from pocketvit.data.augment import AugmentConfig
     from pocketvit.data.datasets import Splits
-    from pocketvit.pipeline import StageResult, StageRunner
+    from pocketvit.pipeline.runner import StageResult, StageRunner
     from pocketvit.recipe import Recipe
 
 
@@ -42,15 +42,15 @@ def baseline_config(recipe: Recipe, distill_cfg: dict[str, Any]) -> dict[str, An
 
 def baseline_stage_fn(recipe: Recipe, splits: Splits, aug: AugmentConfig) -> Callable[[Path], dict[str, Any]]:
     def stage(path: Path) -> dict[str, Any]:
-        from pocketvit.build import _model_meta, _weights_path, build_from_meta, save_weights
         from pocketvit.distill.supervised import evaluate, train_on_labels
+        from pocketvit.models.weights import build_from_meta, model_meta, save_weights, weights_path
 
         d = recipe.distill
         model = build_from_meta(recipe.student.model_dump(), splits)
         train_on_labels(model, splits, aug, recipe.seed, d.epochs, d.batch_size, d.lr, d.weight_decay,
                         d.baseline_label_smoothing, path, "baseline (labels only)", fast=d.fast_train)
-        save_weights(model, _weights_path(path, "student"))
-        meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
+        save_weights(model, weights_path(path, "student"))
+        meta = model_meta(model, recipe.student.arch, recipe.student.options, splits)
         meta["test_top1"] = evaluate(model, splits, splits.test, "baseline test")
         return meta
 
@@ -102,7 +102,7 @@ def _side_stage(recipe: Recipe, out_dir: Path, data_key: str, config: dict[str, 
     torch.set_num_threads(threads)
     from pocketvit.data import load_dataset
     from pocketvit.data.augment import AugmentConfig
-    from pocketvit.pipeline import StageResult, StageRunner
+    from pocketvit.pipeline.runner import StageResult, StageRunner
 
     splits = load_dataset(recipe.data, recipe.seed)
     data = StageResult("data", data_key, out_dir, {}, 0.0, True)

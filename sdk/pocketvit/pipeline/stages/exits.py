@@ -54,11 +54,11 @@ def exits_stage_fn(recipe, splits, aug, student_stage, cache_stage, load_student
     cfg = recipe.exits
 
     def run(path: Path) -> dict[str, Any]:
-        from pocketvit.build import _model_meta, save_weights
         from pocketvit.data.datasets import plain_batches
         from pocketvit.distill.cache import TeacherCache
         from pocketvit.exits.model import exit_specs
         from pocketvit.exits.train import default_weights, exit_logits, train_exits
+        from pocketvit.models.weights import model_meta, save_weights
 
         student = load_student(student_stage, splits)
         model = build_exit_model(student, cfg, len(splits.labels))
@@ -76,7 +76,7 @@ def exits_stage_fn(recipe, splits, aug, student_stage, cache_stage, load_student
                     alpha=cfg.stage2.alpha, temperature=cfg.stage2.temperature)
         save_weights(model, path / "exits.safetensors")
         save_weights(model.student(), path / "student.safetensors")
-        meta = _model_meta(model.student(), recipe.student.arch, recipe.student.options, splits)
+        meta = model_meta(model.student(), recipe.student.arch, recipe.student.options, splits)
         out: dict[str, Any] = {}
         for split_name, data in (("val", splits.val), ("test", splits.test)):
             logits = exit_logits(model, (splits.normalize(x) for x, _ in plain_batches(data, 500))).numpy()
@@ -129,8 +129,8 @@ def calibrate_stage_fn(recipe, splits, exits_stage) -> Callable[[Path], dict]:
 
 def export_stage_fn(target: str, exits_stage, splits, spec: dict[str, Any], name: str) -> Callable[[Path], dict]:
     def run(path: Path) -> dict[str, Any]:
-        from pocketvit.build import build_from_meta, load_weights
         from pocketvit.exits.export import export_segments
+        from pocketvit.models.weights import build_from_meta, load_weights
 
         model = load_exit_model(exits_stage, splits, build_from_meta, load_weights)
         example = torch.zeros(1, spec["channels"], spec["height"], spec["width"])
@@ -160,13 +160,13 @@ def measure_stage_fn(target: str, exported, exit_export, calibration, exits_stag
         import platform
         import time
 
+        from pocketvit.bench.measure import runtime_inputs
         from pocketvit.exits.bundle import add_exit_programs
         from pocketvit.exits.calibrate import exit_points, softmax_np
         from pocketvit.export import ExportedFile
         from pocketvit.export.bundle import write_bundle_dir
         from pocketvit.progress import progress_bar
         from pocketvit.runtime import load
-        from pocketvit.verify import runtime_inputs
 
         thresholds = calibration.meta["thresholds"]
         entry: dict[str, Any] = {"thresholds": thresholds, "budget": calibration.meta["budget"],

@@ -3,10 +3,10 @@
 Wall-clock ratios at 2 threads on a shared machine mostly measure how each runtime's thread pool
 copes with preemption; the process CPU time of a 1-thread run measures the kernels' work. Two uses:
 
-    python -m pocketvit.bench.litert_gap models DIR...   # bench-zoo folders (runs/bench-zoo/files/M):
+    python -m benchmarks.litert_gap models DIR...   # bench-zoo folders (runs/bench-zoo/files/M):
         # model.onnx vs raw.tflite (litert-torch as is) vs model.tflite (pocketvit's LiteRT rewrites)
         # vs model.pte (pocketvit's ExecuTorch file: the same XNNPACK library behind another runtime)
-    python -m pocketvit.bench.litert_gap kernels          # one depthwise conv per kernel size and shape,
+    python -m benchmarks.litert_gap kernels          # one depthwise conv per kernel size and shape,
         # exported to .onnx and .tflite: XNNPACK's 7x7 (49-tap, multi-pass) kernel vs its 3x3 / 5x5 ones
 
 A benchmark, not a test: print a table (and JSON with --json), assert nothing.
@@ -73,7 +73,6 @@ def models(dirs: list[Path], runs: int) -> list[dict[str, Any]]:
 def kernels(runs: int, targets: tuple[str, ...] = ("onnx", "litert")) -> list[dict[str, Any]]:
     """One depthwise conv per KERNELS entry exported to each target (no rewrites), CPU time per call."""
     import torch
-
     from pocketvit.export import export_model
 
     rows = []

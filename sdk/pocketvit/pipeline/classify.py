@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,58 +13,12 @@ from pocketvit.data import input_spec, load_dataset
 from pocketvit.data.augment import AugmentConfig
 from pocketvit.data.datasets import Splits
 from pocketvit.errors import PocketVitError
-from pocketvit.io import hash_config, sha256_file
-from pocketvit.pipeline import StageResult, StageRunner
+from pocketvit.models.weights import build_from_meta, load_weights, model_meta, save_weights, weights_path
+from pocketvit.pipeline.runner import StageResult, StageRunner
 from pocketvit.progress import log
 from pocketvit.recipe import Recipe, resolve
 from pocketvit.recipe.schema import stable_dump
-
-
-def _weights_path(where: StageResult | Path, name: str) -> Path:
-    return (where.path if isinstance(where, StageResult) else where) / f"{name}.safetensors"
-
-
-def build_from_meta(meta: dict[str, Any], splits: Splits) -> torch.nn.Module:
-    from pocketvit.models import build_model
-
-    c, h, _ = splits.shape
-    return build_model(meta["arch"], c, len(splits.labels), h, meta["options"])
-
-
-def load_weights(model: torch.nn.Module, path: Path, what: str) -> torch.nn.Module:
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except Exception as e:  # safetensors raises several types for damaged files
-        raise PocketVitError(f"{what}: cannot read {path} ({e}); rebuild it with --fresh") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise PocketVitError(
-            f"{what}: {path} does not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]}); "
-            "check the recipe's arch/options"
-        )
-    return model.eval()
-
-
-def save_weights(model: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    from pocketvit.io import atomic_path
-    from pocketvit.scale import current
-
-    if not current().is_zero:  # in a multi-process run rank 0 writes the stage outputs
-        return
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
-
-
-def _model_meta(model: torch.nn.Module, arch: str, options: dict, splits: Splits) -> dict[str, Any]:
-    from pocketvit.models.stats import count_gflops, count_params
-
-    return {"arch": arch, "options": options, "params": count_params(model),
-            "gflops": round(count_gflops(model, splits.shape), 6)}
-
+from pocketvit.runtime.io import hash_config, sha256_file
 
 STAGES = ("teacher", "teacher_cache", "cache_bench", "distill", "baseline", "exits", "export", "verify")
 
@@ -75,7 +28,7 @@ def run_build(
 ) -> dict[str, Any]:
     """Run (or resume) every stage of a recipe; returns the report dict (partial when `until` stops early)."""
     if recipe.clip is not None:  # CLIP-style build: zero-shot image student, its own stages (clip/build.py)
-        from pocketvit.clip.build import run_clip_build
+        from pocketvit.pipeline.clip import run_clip_build
 
         return run_clip_build(recipe, recipe_path, out_dir, fresh=fresh, until=until)
     if until is not None and until not in STAGES:
@@ -113,8 +66,8 @@ def run_build(
             t = recipe.teacher.train
             train_on_labels(model, splits, aug, recipe.seed, t.epochs, t.batch_size, t.lr, t.weight_decay,
                             t.label_smoothing, path, "teacher")
-        save_weights(model, _weights_path(path, "teacher"))
-        meta = _model_meta(model, recipe.teacher.arch, recipe.teacher.options, splits)
+        save_weights(model, weights_path(path, "teacher"))
+        meta = model_meta(model, recipe.teacher.arch, recipe.teacher.options, splits)
         meta["val_top1"] = evaluate(model, splits, splits.val, "teacher val")
         meta["test_top1"] = evaluate(model, splits, splits.test, "teacher test")
         return meta
@@ -128,17 +81,17 @@ def run_build(
     if until == "teacher":  # out_dir/teacher.safetensors: this build's teacher (what `make teacher-weights` ships)
         import shutil
 
-        from pocketvit.io import atomic_path
+        from pocketvit.runtime.io import atomic_path
 
         with atomic_path(out_dir / "teacher.safetensors") as tmp:
-            shutil.copyfile(_weights_path(teacher, "teacher"), tmp)
+            shutil.copyfile(weights_path(teacher, "teacher"), tmp)
         return {"recipe": recipe.name, "teacher": teacher.meta, "teacher_weights": str(out_dir / "teacher.safetensors"),
                 "stages": runner.summary()}
 
     def load_teacher() -> torch.nn.Module:
         if ext is not None:
             return ext.load().model
-        return load_weights(build_from_meta(teacher.meta, splits), _weights_path(teacher, "teacher"), "teacher")
+        return load_weights(build_from_meta(teacher.meta, splits), weights_path(teacher, "teacher"), "teacher")
 
     # teacher cache (TinyViT): sparse top-k probabilities per sample per augmented epoch
     def cache_stage(path: Path) -> dict[str, Any]:
@@ -159,7 +112,7 @@ def run_build(
     cache = runner.run("teacher_cache", cache_cfg, [data, teacher], cache_stage)
     if until == "teacher_cache":
         return {"recipe": recipe.name, "stages": runner.summary()}
-    from pocketvit.distill.bench_stage import cache_bench_stage
+    from pocketvit.pipeline.stages.cache_bench import cache_bench_stage
 
     bench = cache_bench_stage(recipe, runner, splits, aug, data, teacher, cache, load_teacher)  # distill.cache_speedup
     if until == "cache_bench":
@@ -168,7 +121,7 @@ def run_build(
     # distill: the student learns only from the cache; the labels-only baseline may train beside it
     scfg = recipe.student.model_dump()
     d = recipe.distill
-    from pocketvit.distill import baseline as base
+    from pocketvit.pipeline.stages import baseline as base
 
     distill_cfg = distill_config(recipe)
     train_cfg = {"student": scfg, "distill": distill_cfg}
@@ -195,8 +148,8 @@ def run_build(
                                  fast=d.fast_train)
         train(model, lambda e, shard=None: reader.batches(splits, aug, e, d.batch_size, recipe.seed, shard=shard),
               sparse_kd_loss(d.temperature), settings, path, "distill student")
-        save_weights(model, _weights_path(path, "student"))
-        meta = _model_meta(model, recipe.student.arch, recipe.student.options, splits)
+        save_weights(model, weights_path(path, "student"))
+        meta = model_meta(model, recipe.student.arch, recipe.student.options, splits)
         return meta | pre.held_out_scores(model, splits, "student")
 
     threads = torch.get_num_threads()
@@ -224,7 +177,7 @@ def run_build(
     # early exits (LGViT, exits/stage.py): the exit-trained student is what every target exports
     exits_stage = calibration = None
     if recipe.exits is not None:
-        from pocketvit.exits.stage import calibrate_stage_fn, exits_stage_fn
+        from pocketvit.pipeline.stages.exits import calibrate_stage_fn, exits_stage_fn
 
         ex_cfg = recipe.exits.model_dump(exclude={"budget", "margin", "confidence", "targets"})
         exits_stage = runner.run("exits", ex_cfg, [student, cache], exits_stage_fn(recipe, splits, aug, student, cache, _student))
@@ -238,12 +191,12 @@ def run_build(
         return {"recipe": recipe.name, "rank": dist.rank, "stages": runner.summary(), "targets": {}}
 
     # export + verify per target, measured on each target's own runtime
-    from pocketvit.verify import export_stage_fn, verify_stage_fn
+    from pocketvit.pipeline.stages.targets import export_stage_fn, verify_stage_fn
 
     targets: dict[str, Any] = {}
     exported: dict[str, StageResult] = {}
     spec = input_spec(splits)
-    from pocketvit.export.quantize.stages import int8_exports
+    from pocketvit.pipeline.stages.int8 import int8_exports
 
     int8 = int8_exports(recipe, runner, student, data, splits, spec, lambda: _student(student, splits), cache=cache)
     for target in recipe.export.targets:
@@ -260,16 +213,16 @@ def run_build(
         if target in int8:  # plan and QAT notes join the export info after its stage: a cached verify lacks them
             targets[target]["export_info"] = exp.meta["info"]
     # drop-in files (issue 11): the image contract inside the graph, beside the float files
-    from pocketvit.verify import dropin_stages
+    from pocketvit.pipeline.stages.targets import dropin_stages
 
     dropin_stages(recipe, runner, [student], data, splits, spec, lambda: _student(student, splits), exported, targets)
     # the segmented exit program per target, run segment by segment on its runtime (exits/stage.py)
     exits_report: dict[str, Any] = {}
     exit_exports: dict[str, StageResult] = {}
     if exits_stage is not None:
-        from pocketvit.exits.stage import export_stage_fn as exit_export_fn
-        from pocketvit.exits.stage import measure_stage_fn
         from pocketvit.models import source_block as _source_block
+        from pocketvit.pipeline.stages.exits import export_stage_fn as exit_export_fn
+        from pocketvit.pipeline.stages.exits import measure_stage_fn
 
         c, h, _ = splits.shape
         src = _source_block(recipe.student.arch, recipe.student.options, c, len(splits.labels), h)
@@ -303,7 +256,7 @@ def run_build(
 
     c, h, _ = splits.shape
     source = source_block(recipe.student.arch, recipe.student.options, c, len(splits.labels), h)
-    write_bundle_and_report(out_dir, recipe, report, exported, splits, spec, source, _weights_path(student, "student"))
+    write_bundle_and_report(out_dir, recipe, report, exported, splits, spec, source, weights_path(student, "student"))
     if exit_exports:
         from pocketvit.exits.bundle import add_exit_programs
 
@@ -320,7 +273,7 @@ def distill_config(recipe: Recipe) -> dict[str, Any]:
 
 
 def _student(stage: StageResult, splits: Splits) -> torch.nn.Module:
-    return load_weights(build_from_meta(stage.meta, splits), _weights_path(stage.path, "student"), "student")
+    return load_weights(build_from_meta(stage.meta, splits), weights_path(stage.path, "student"), "student")
 
 
 def _public(meta: dict[str, Any]) -> dict[str, Any]:
@@ -330,7 +283,3 @@ def _public(meta: dict[str, Any]) -> dict[str, Any]:
 
 def default_out_dir(recipe: Recipe) -> Path:
     return Path(os.environ.get("POCKETVIT_RUNS", "runs")) / recipe.name
-
-
-def load_report(out_dir: Path) -> dict[str, Any]:
-    return json.loads((out_dir / "report.json").read_text())

@@ -100,7 +100,6 @@ def qat_stage_fn(recipe: Any, model_fn: ModelFn, plan: Any, cache: Any, splits: 
 
         import torch
 
-        from pocketvit.build import save_weights
         from pocketvit.export.quantize.calibration import held_out_images
         from pocketvit.export.quantize.qat import (
             WEIGHTS_FILE,
@@ -110,7 +109,8 @@ def qat_stage_fn(recipe: Any, model_fn: ModelFn, plan: Any, cache: Any, splits: 
             ptq_scores,
             qat_finetune,
         )
-        from pocketvit.export.quantize.stages import plan_calibration
+        from pocketvit.models.weights import save_weights
+        from pocketvit.pipeline.stages.int8 import plan_calibration
 
         q = recipe.quantize
         per_channel = q.weights == "per-channel"
@@ -194,9 +194,9 @@ def qat_model_fn(stage: Any, model_fn: ModelFn) -> ModelFn:
     """The export-prepared student with the QAT weights loaded."""
 
     def load():
-        from pocketvit.build import load_weights
         from pocketvit.export.prepare import prepare_for_export
         from pocketvit.export.quantize.qat import WEIGHTS_FILE
+        from pocketvit.models.weights import load_weights
 
         return load_weights(prepare_for_export(model_fn(), unfused_attention=True), stage.path / WEIGHTS_FILE,
                             "QAT weights")

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 
 def test_kernel_classes_of_xnnpack_events():
-    from pocketvit.export.quantize.floor import kernel_class
+    from benchmarks.int8_floor import kernel_class
 
     assert kernel_class("Fully Connected (NC, QS8, QC8W) GEMM #3", True) == "int8"
     assert kernel_class("Convolution (NHWC, QC8) DWConv", True) == "int8"
@@ -27,8 +27,9 @@ def test_floor_analysis_of_a_tiny_bundle(tmp_path):
     """Real fp32 and int8 .pte files of a tiny TinyViT in a minimal bundle: times, profile, size floor."""
     from pocketvit.export.executorch import export_executorch
     from pocketvit.export.quantize import ExecuTorchInt8, quantize_export
-    from pocketvit.export.quantize.floor import analyse, format_analysis
     from pocketvit.models.tinyvit import TinyViTConfig, TinyViTStudent
+
+    from benchmarks.int8_floor import analyse, format_analysis
 
     torch.manual_seed(0)
     m = TinyViTStudent(TinyViTConfig(img_size=16, stem_dim=8, dims=[16], depths=[1], heads=[1])).eval()

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from pocketvit.io import atomic_path
+from pocketvit.runtime.io import atomic_path
 
 ModelFn = Callable[[], Any]
 PLAN_FILE = "calibration_indices.npy"
@@ -104,7 +104,7 @@ def int8_exports(recipe: Any, runner: Any, student: Any, data: Any, splits: Any,
     plan_cfg |= {"seed": recipe.seed, "sensitivity_pass": 2}
     plan = runner.run("quantize-plan", plan_cfg, [student, data], plan_stage_fn(model_fn, splits, spec, q, recipe.seed))
     from pocketvit.export.quantize.qat import QAT_TARGETS
-    from pocketvit.export.quantize.qat_stage import qat_model_fn, qat_summary, run_qat
+    from pocketvit.pipeline.stages.qat import qat_model_fn, qat_summary, run_qat
 
     qat = run_qat(recipe, runner, student, plan, cache, splits, spec, model_fn)
     verify_cfg = recipe.verify.model_copy(update={"tolerance": q.tolerance})

@@ -3,7 +3,7 @@ unsegmented program and its segment methods called straight through ``executorch
 segment run (no early stop), interleaved, medians. The gap between this and the measure stage's
 "exits off vs unsegmented" figure is the Python work of the wrapper.
 
-    python -m pocketvit.bench.exit_chain BUNDLE [--target executorch] [--runs 2000] [--threads 1]
+    python -m benchmarks.exit_chain BUNDLE [--target executorch] [--runs 2000] [--threads 1]
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from pocketvit.errors import BundleError
 
 from ._common import open_bundle

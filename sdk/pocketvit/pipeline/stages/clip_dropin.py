@@ -22,7 +22,7 @@ from pocketvit.errors import RecipeError
 
 def zero_shot_dropin_runtimes(recipe: Any) -> list[str]:
     """export.dropin, or LiteRT's when litert is a target; never Core ML (its drop-in form is a classifier)."""
-    from pocketvit.verify import dropin_runtimes
+    from pocketvit.pipeline.stages.targets import dropin_runtimes
 
     chosen = getattr(recipe.export, "dropin", None)
     if chosen is not None and "coreml" in chosen:
@@ -39,7 +39,7 @@ def zero_shot_dropin_stages(recipe: Any, runner: Any, inputs: list, data: Any, t
     `exported` (the bundle) and `targets` (report.json) like the float targets."""
     from pocketvit.clip.zeroshot import runtime_zero_shot_stage_fn
     from pocketvit.export.dropin import dropin_target
-    from pocketvit.verify import dropin_export_stage_fn
+    from pocketvit.pipeline.stages.targets import dropin_export_stage_fn
 
     dtype = getattr(recipe.export, "dropin_input", "uint8")
     for runtime in zero_shot_dropin_runtimes(recipe):

@@ -16,10 +16,10 @@ import torch
 from pocketvit.data.augment import AugmentConfig
 from pocketvit.data.datasets import Splits
 from pocketvit.errors import RecipeError
-from pocketvit.io import hash_config, sha256_file
-from pocketvit.pipeline import StageResult, StageRunner
+from pocketvit.pipeline.runner import StageResult, StageRunner
 from pocketvit.progress import log
 from pocketvit.recipe.schema import stable_dump
+from pocketvit.runtime.io import hash_config, sha256_file
 
 OPEN_CLIP_TOWER = "open_clip"  # clip.image_teachers entry: the open_clip text teacher's image tower
 CLIP_STAGES = ("clip-text", "clip-image-teacher", "clip-reinforce", "clip-distill", "text-student")
@@ -34,8 +34,8 @@ def _heldout(recipe: Any, labels: list[str]) -> list[int]:
 
 def _image_teachers(recipe: Any, recipe_path: Path, splits: Splits, embed_dim: int, heads_dir: Path | None):
     """The ensemble: each checkpoint frozen, with its projection loaded from heads_dir (or fresh when None)."""
-    from pocketvit.build import build_from_meta, load_weights
     from pocketvit.clip.image_teacher import ProjectedTeacher, feature_dim
+    from pocketvit.models.weights import build_from_meta, load_weights
     from pocketvit.recipe import resolve
 
     out = []
@@ -83,7 +83,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
     if int8:
         raise RecipeError(f"export.targets: {int8} — a clip recipe exports float targets only "
                           "(executorch, litert, onnx, coreml)")
-    from pocketvit.clip.dropin import zero_shot_dropin_runtimes
+    from pocketvit.pipeline.stages.clip_dropin import zero_shot_dropin_runtimes
 
     zero_shot_dropin_runtimes(recipe)  # a bad export.dropin fails before training
     from pocketvit.clip.text_bundle import check_text_encoder_option, text_encoder_stages
@@ -193,7 +193,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}
 
     from pocketvit.clip.zeroshot import runtime_zero_shot_stage_fn
-    from pocketvit.verify import export_stage_fn
+    from pocketvit.pipeline.stages.targets import export_stage_fn
 
     spec = input_spec(splits)
 
@@ -207,7 +207,9 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
                          [student], export_stage_fn(target, model_fn, spec, recipe.name, no_rw))
         exported[target] = exp
         if exp.meta["runtime"] == "coreml":
-            from pocketvit.verify import verify_stage_fn  # Core ML: conversion + spec check only off macOS
+            from pocketvit.pipeline.stages.targets import (
+                verify_stage_fn,  # Core ML: conversion + spec check only off macOS
+            )
 
             targets[target] = runner.run(f"verify-{target}", recipe.verify.model_dump(), [exp, data],
                                          verify_stage_fn(target, exp, model_fn, splits, spec, recipe.verify)).meta
@@ -215,7 +217,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         targets[target] = runner.run(f"zeroshot-{target}", recipe.verify.model_dump(), [exp, data, text],
                                      runtime_zero_shot_stage_fn(target, exp, model_fn, splits, spec, class_emb,
                                                                 heldout, recipe.verify)).meta
-    from pocketvit.clip.dropin import zero_shot_dropin_stages
+    from pocketvit.pipeline.stages.clip_dropin import zero_shot_dropin_stages
 
     zero_shot_dropin_stages(recipe, runner, [student], data, text, splits, spec, model_fn, class_emb, heldout,
                             exported, targets)
@@ -266,8 +268,8 @@ def _student_options(recipe: Any) -> dict[str, Any]:
 
 
 def _load_student(stage: StageResult, splits: Splits, dim: int) -> torch.nn.Module:
-    from pocketvit.build import load_weights
     from pocketvit.models import build_model
+    from pocketvit.models.weights import load_weights
 
     c, h, _ = splits.shape
     model = build_model(stage.meta["arch"], c, dim, h, stage.meta["options"])
@@ -277,12 +279,12 @@ def _load_student(stage: StageResult, splits: Splits, dim: int) -> torch.nn.Modu
 def _distill_stage_fn(recipe: Any, splits: Splits, aug: AugmentConfig, reinforced: StageResult,
                       class_emb: np.ndarray, heldout: list[int], dim: int):
     def run(path: Path) -> dict[str, Any]:
-        from pocketvit.build import _model_meta, save_weights
         from pocketvit.clip.losses import clip_loss, similarity_kd
         from pocketvit.clip.reinforce import ReinforcedData
         from pocketvit.clip.zeroshot import eager_embeddings, zero_shot_scores
         from pocketvit.distill.trainer import TrainSettings, train
         from pocketvit.models import build_model
+        from pocketvit.models.weights import model_meta, save_weights
 
         c, d = recipe.clip, recipe.distill
         ch, h, _ = splits.shape
@@ -300,7 +302,7 @@ def _distill_stage_fn(recipe: Any, splits: Splits, aug: AugmentConfig, reinforce
         train(model, lambda e: rd.batches(splits, aug, e, d.batch_size, recipe.seed), loss_fn, settings, path,
               f"clip student (CLIP{' + KD' if c.kd_weight else ''} loss, reinforced data)")
         save_weights(model, path / "student.safetensors")
-        meta = _model_meta(model, recipe.student.arch, options, splits)
+        meta = model_meta(model, recipe.student.arch, options, splits)
         meta["zero_shot"] = zero_shot_scores(eager_embeddings(model, splits, splits.test.images), class_emb,
                                              splits.test.labels.numpy(), heldout)
         meta["test_top1"] = meta["zero_shot"]["test_top1"]

@@ -52,3 +52,11 @@ def hash_config(data: Any) -> str:
     """Stable short hash of JSON-able data."""
     blob = json.dumps(data, sort_keys=True, default=_jsonable).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def path_bytes(path: str | Path) -> int:
+    """Size of a file, or of every file under a folder (a Core ML .mlpackage)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size

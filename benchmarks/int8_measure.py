@@ -1,6 +1,6 @@
 """Measure a Fashion-MNIST bundle's fp32 and int8 files on their runtimes, in one run:
 
-    python -m pocketvit.export.quantize.measure BUNDLE [--runs 300] [--threads 2] [--target T]... [--json OUT]
+    python -m benchmarks.int8_measure BUNDLE [--runs 300] [--threads 2] [--target T]... [--json OUT]
 
 Per target: test top-1 over the whole 10k test split (the bundle's own preprocessing, run on the file's
 runtime), top-1 agreement with the fp32 file of the same runtime, file size, and batch-1 latency (median,
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     result = measure(a.bundle, a.runs, a.threads, targets=a.target, method=a.method)
     text = json.dumps(result, indent=2)
     if a.json:
-        from pocketvit.io import atomic_path
+        from pocketvit.runtime.io import atomic_path
 
         with atomic_path(a.json) as tmp:
             tmp.write_text(text)

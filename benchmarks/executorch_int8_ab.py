@@ -1,7 +1,7 @@
 """Is ExecuTorch int8 faster than pocketvit's own ExecuTorch fp32, and what does each int8 choice buy?
 
-    python -m pocketvit.bench.executorch_int8_ab convnext_atto fastvit_t8 --off float_depthwise --runs 300
-    python -m pocketvit.bench.executorch_int8_ab efficientnet_b0 --no-rewrite silu-as-sigmoid-mul
+    python -m benchmarks.executorch_int8_ab convnext_atto fastvit_t8 --off float_depthwise --runs 300
+    python -m benchmarks.executorch_int8_ab efficientnet_b0 --no-rewrite silu-as-sigmoid-mul
 
 Per timm model (random weights, BatchNorm re-estimated, the parity inputs and random calibration images of
 bench-zoo, zoo.zoo_inputs): ``fp32`` (export_executorch, every rewrite), ``int8`` (quantize_export with the default
@@ -25,11 +25,11 @@ from typing import Any
 def int8_ab(name: str, off: list[str], work: Path, *, runs: int, threads: int, size: int = 224,
             no_rewrite: tuple[str, ...] = ()) -> dict[str, Any]:
     import torch
-
-    from pocketvit.bench.executorch_ab import check_files, time_files
     from pocketvit.bench.zoo import zoo_inputs
     from pocketvit.export.executorch import export_executorch
     from pocketvit.export.quantize import config_for, quantize_export
+
+    from benchmarks.executorch_ab import check_files, time_files
 
     torch.set_num_threads(threads)
     model, x, calib, ref = zoo_inputs(name, size)

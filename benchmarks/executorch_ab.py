@@ -1,8 +1,8 @@
 """Does an ExecuTorch rewrite pay? One model exported with every rewrite and once per rewrite switched off,
 timed against ONNX Runtime (the reference) in one run:
 
-    python -m pocketvit.bench.executorch_ab convnext_atto --rewrite layernorm2d-as-conv --threads 1 --runs 60
-    python -m pocketvit.bench.executorch_ab --kernels   # one depthwise conv per kernel size: ExecuTorch vs ONNX
+    python -m benchmarks.executorch_ab convnext_atto --rewrite layernorm2d-as-conv --threads 1 --runs 60
+    python -m benchmarks.executorch_ab --kernels   # one depthwise conv per kernel size: ExecuTorch vs ONNX
 
 Per timm model (random weights, BatchNorm re-estimated, as bench-zoo): ``onnx``, ``executorch`` (every
 rewrite) and ``executorch-no-NAME`` per --rewrite; parity of each .pte vs eager on 16 inputs, delegate
@@ -22,7 +22,6 @@ from typing import Any
 
 def ab_model(name: str, rewrites: list[str], work: Path, *, runs: int, threads: int, size: int = 224) -> dict[str, Any]:
     import torch
-
     from pocketvit.bench.zoo import zoo_inputs
     from pocketvit.export import export_model
     from pocketvit.export.executorch import export_executorch
@@ -44,8 +43,8 @@ def ab_model(name: str, rewrites: list[str], work: Path, *, runs: int, threads: 
 
 def check_files(files: dict[str, Any], x, ref, threads: int, keys: tuple[str, ...] = ()) -> dict[str, dict]:
     """{variant: parity of the file vs eager `ref` on `x`, plus its delegation (calls / nodes outside, `keys`)}."""
+    from pocketvit.bench.measure import parity
     from pocketvit.runtime.backends import open_backend
-    from pocketvit.verify import parity
 
     out = {}
     for variant, f in files.items():
@@ -63,10 +62,10 @@ def time_files(files: dict[str, Any], x1, runs: int, threads: int) -> dict[str, 
     process of its own, blocks in a random order per round (bench/isolated.py): in one process ONNX Runtime's
     spinning workers slow whichever runner follows it."""
     import numpy as np
-
     from pocketvit.bench.isolated import isolated
-    from pocketvit.bench.litert_gap import cpu_ms
     from pocketvit.bench.zoo import backend_runner
+
+    from benchmarks.litert_gap import cpu_ms
 
     factories = {v: functools.partial(backend_runner, f.runtime, str(f.path), threads, x1) for v, f in files.items()}
     if threads == 1:

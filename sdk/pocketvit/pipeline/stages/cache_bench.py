@@ -12,7 +12,7 @@ from torch import nn
 
 from pocketvit.data.augment import AugmentConfig
 from pocketvit.data.datasets import Splits
-from pocketvit.pipeline import StageResult, StageRunner
+from pocketvit.pipeline.runner import StageResult, StageRunner
 from pocketvit.progress import log
 from pocketvit.recipe import Recipe
 
@@ -31,9 +31,9 @@ def cache_bench_stage(recipe: Recipe, runner: StageRunner, splits: Splits, aug: 
     train_precision = current().extra.get("precision", "32-true")  # the distill stage's (scale.precision, resolved)
 
     def run(path: Path) -> dict[str, Any]:
-        from pocketvit.build import build_from_meta
         from pocketvit.distill.bench_cache import measure_cache_speedup
         from pocketvit.distill.cache import TeacherCache
+        from pocketvit.models.weights import build_from_meta
 
         if not current().is_zero:  # one process measures; in a multi-process run the others wait for it
             return {}

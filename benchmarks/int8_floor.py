@@ -1,6 +1,6 @@
 """How far int8 can go on a small model: where an ExecuTorch int8 file's time and bytes go, next to fp32's.
 
-    python -m pocketvit.export.quantize.floor BUNDLE [--runs 1000] [--threads 1] [--json OUT]
+    python -m benchmarks.int8_floor BUNDLE [--runs 1000] [--threads 1] [--json OUT]
 
 Time (one process, one interleaved run, medians):
 - the *call floor*: a program with the bundle's input and output shapes and one delegated Linear, so the
@@ -84,7 +84,6 @@ def _floor_program(shape: list[int], classes: int, nodes: int, path: Path) -> Pa
     """A program with the bundle's input and output shapes: `nodes - 1` cheap elementwise ops on the input
     (alternately + and x a constant) then one Linear, all in one XNNPACK delegate; ~no arithmetic."""
     import torch
-
     from pocketvit.export.executorch import export_executorch
 
     class NodeFloor(torch.nn.Module):
@@ -202,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     result = analyse(a.bundle, a.runs, a.threads)
     print(format_analysis(result))
     if a.json:
-        from pocketvit.io import atomic_path
+        from pocketvit.runtime.io import atomic_path
 
         with atomic_path(a.json) as tmp:
             tmp.write_text(json.dumps(result, indent=2))

@@ -1,12 +1,12 @@
-"""`python -m pocketvit.bench.train_step`: plain vs fast student steps on the recipe's own student and data."""
+"""`python -m benchmarks.train_step`: plain vs fast student steps on the recipe's own student and data."""
 
 from __future__ import annotations
 
 import json
 
 import torch
-from pocketvit.bench import train_step
 
+from benchmarks import train_step
 from tests.conftest import TINY
 
 

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import platform
-import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
+from pocketvit.bench.measure import (
+    agreement_with_teacher,
+    file_inputs,
+    latency,
+    parity,
+    run_batch1,
+    runtime_inputs,
+)
 from pocketvit.data.datasets import Splits
-from pocketvit.progress import log, progress_bar
+from pocketvit.progress import log
+from pocketvit.runtime.io import path_bytes
 
 ModelFn = Callable[[], torch.nn.Module]
 
@@ -27,53 +34,6 @@ def export_stage_fn(target: str, model_fn: ModelFn, spec: dict[str, Any], name: 
         return {"file": f.path.name, "runtime": f.runtime, "precision": f.precision, "info": f.info}
 
     return run
-
-
-def parity(runtime_out: np.ndarray, eager_out: np.ndarray) -> dict[str, float]:
-    a, b = runtime_out.reshape(len(runtime_out), -1).astype(np.float64), eager_out.reshape(len(eager_out), -1)
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-    return {
-        "max_abs_diff": float(np.abs(a - b).max()),
-        "cosine": float(cos.min()),
-        "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
-    }
-
-
-def latency(run: Callable[[], Any], runs: int, warmup: int = 5) -> dict[str, float]:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t) * 1e3)
-    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "runs": runs}
-
-
-def runtime_inputs(splits: Splits, spec: dict[str, Any], form: str = "float-nchw") -> np.ndarray:
-    """The test split through the bundle's own preprocessing (as an app would run it), one batch, in `form`."""
-    from pocketvit.runtime import preprocess_batch
-
-    images = splits.test.images.permute(0, 2, 3, 1).numpy()  # NHWC uint8 in the model's colour order
-    color = "RGB" if splits.color_order == "RGB" else "GRAY"
-    return preprocess_batch(list(images), spec, input_color=color, form=form)
-
-
-def file_inputs(splits: Splits, spec: dict[str, Any], info: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """The test split in the form an exported file takes (its export info's `input_form` / `file_input`):
-    `x` itself for the float NCHW form, else the pixels a drop-in file wants."""
-    form = info.get("input_form", "float-nchw")
-    return x if form == "float-nchw" else runtime_inputs(splits, {**spec, **(info.get("file_input") or {})}, form)
-
-
-def run_batch1(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, description: str) -> np.ndarray:
-    """Every row of x through `run` one at a time (batch 1, as on a device), with a progress bar."""
-    outs = []
-    with progress_bar(description, len(x)) as advance:
-        for i in range(len(x)):
-            outs.append(run(x[i : i + 1]))
-            advance(1)
-    return np.concatenate(outs)
 
 
 def dropin_export_stage_fn(runtime: str, model_fn: ModelFn, spec: dict[str, Any], name: str,
@@ -97,7 +57,7 @@ def verify_stage_fn(
     def run(path: Path) -> dict[str, Any]:
         file = exported.path / exported.meta["file"]
         entry: dict[str, Any] = {
-            "file": exported.meta["file"], "bytes": _size(file), "runtime": exported.meta["runtime"],
+            "file": exported.meta["file"], "bytes": path_bytes(file), "runtime": exported.meta["runtime"],
             "precision": exported.meta["precision"], "export_info": exported.meta["info"],
         }
         if exported.meta["runtime"] == "coreml" and platform.system() != "Darwin":
@@ -139,15 +99,6 @@ def verify_stage_fn(
     return run
 
 
-def agreement_with_teacher(entry: dict[str, Any], out: np.ndarray, eager: np.ndarray, splits: Splits) -> None:
-    """`teacher_agreement`: the runtime's top-1 equals the pretrained teacher's on this fraction of the test
-    split (the measure of label-free builds; distill/pretrained.py puts the teacher's top-1 on the split)."""
-    ref = splits.test.teacher_top1
-    if ref is not None:
-        entry["teacher_agreement"] = float((out.argmax(1) == ref.numpy()).mean())
-        entry["eager_teacher_agreement"] = float((eager.argmax(1) == ref.numpy()).mean())
-
-
 def dropin_runtimes(recipe: Any) -> list[str]:
     """Runtimes whose drop-in file the build writes: export.dropin, or LiteRT's and Core ML's for those targets."""
     from pocketvit.export.dropin import DEFAULT_DROPIN
@@ -171,9 +122,3 @@ def dropin_stages(recipe: Any, runner: Any, inputs: list, data: Any, splits: Spl
         ver = runner.run(f"verify-{t}", recipe.verify.model_dump(), [exp, data],
                          verify_stage_fn(t, exp, model_fn, splits, spec, recipe.verify))
         targets[t] = ver.meta
-
-
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size

@@ -6,7 +6,7 @@ ratio of medians. Times are the process's CPU seconds (at 1 thread they barely m
 cores) and wall seconds. Before timing, one step of each checks that the forms compute the same function: logits
 and the gradient of every parameter compared.
 
-    python -m pocketvit.bench.train_step recipes/fashion-mnist.yaml [--steps 30] [--threads 1] [--set k=v]...
+    python -m benchmarks.train_step recipes/fashion-mnist.yaml [--steps 30] [--threads 1] [--set k=v]...
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ def compare_forms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[st
 
 
 def measure(recipe_path: str | Path, steps: int = 30, threads: int = 1, overrides: list[str] | None = None) -> dict[str, Any]:
-    from pocketvit.build import build_from_meta
     from pocketvit.data import load_dataset
     from pocketvit.data.augment import AugmentConfig
     from pocketvit.data.datasets import augmented_batches
     from pocketvit.distill.trainer import make_optimizer, train_step
     from pocketvit.models.train_forms import training_form
+    from pocketvit.models.weights import build_from_meta
     from pocketvit.recipe import load_recipe
     from pocketvit.scale.engine import LocalEngine
 

@@ -1,0 +1,68 @@
+"""Measuring an exported file against eager torch: parity, a sequential latency loop, the test split
+through the bundle's own preprocessing, batch-1 runs. Shared by the build's verify stages, exits and zero-shot."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from pocketvit.data.datasets import Splits
+from pocketvit.progress import progress_bar
+
+
+def parity(runtime_out: np.ndarray, eager_out: np.ndarray) -> dict[str, float]:
+    a, b = runtime_out.reshape(len(runtime_out), -1).astype(np.float64), eager_out.reshape(len(eager_out), -1)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return {
+        "max_abs_diff": float(np.abs(a - b).max()),
+        "cosine": float(cos.min()),
+        "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+    }
+
+
+def latency(run: Callable[[], Any], runs: int, warmup: int = 5) -> dict[str, float]:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t) * 1e3)
+    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "runs": runs}
+
+
+def runtime_inputs(splits: Splits, spec: dict[str, Any], form: str = "float-nchw") -> np.ndarray:
+    """The test split through the bundle's own preprocessing (as an app would run it), one batch, in `form`."""
+    from pocketvit.runtime import preprocess_batch
+
+    images = splits.test.images.permute(0, 2, 3, 1).numpy()  # NHWC uint8 in the model's colour order
+    color = "RGB" if splits.color_order == "RGB" else "GRAY"
+    return preprocess_batch(list(images), spec, input_color=color, form=form)
+
+
+def file_inputs(splits: Splits, spec: dict[str, Any], info: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """The test split in the form an exported file takes (its export info's `input_form` / `file_input`):
+    `x` itself for the float NCHW form, else the pixels a drop-in file wants."""
+    form = info.get("input_form", "float-nchw")
+    return x if form == "float-nchw" else runtime_inputs(splits, {**spec, **(info.get("file_input") or {})}, form)
+
+
+def run_batch1(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, description: str) -> np.ndarray:
+    """Every row of x through `run` one at a time (batch 1, as on a device), with a progress bar."""
+    outs = []
+    with progress_bar(description, len(x)) as advance:
+        for i in range(len(x)):
+            outs.append(run(x[i : i + 1]))
+            advance(1)
+    return np.concatenate(outs)
+
+
+def agreement_with_teacher(entry: dict[str, Any], out: np.ndarray, eager: np.ndarray, splits: Splits) -> None:
+    """`teacher_agreement`: the runtime's top-1 equals the pretrained teacher's on this fraction of the test
+    split (the measure of label-free builds; distill/pretrained.py puts the teacher's top-1 on the split)."""
+    ref = splits.test.teacher_top1
+    if ref is not None:
+        entry["teacher_agreement"] = float((out.argmax(1) == ref.numpy()).mean())
+        entry["eager_teacher_agreement"] = float((eager.argmax(1) == ref.numpy()).mean())

@@ -1,0 +1,3 @@
+"""Orchestration: the stage runner, the builds (classification, CLIP) and their stage factories.
+
+Nothing below this package imports from it."""

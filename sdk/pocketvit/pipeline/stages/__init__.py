@@ -1,0 +1,1 @@
+"""Stage factories of the builds: each returns the function a StageRunner calls with the stage folder."""
