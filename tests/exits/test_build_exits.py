@@ -40,3 +40,6 @@ def test_tiny_build_with_exits(tmp_path, fmnist_root):
     # a rerun reuses every stage
     again = run_build(load_recipe(RECIPE), RECIPE, out)
     assert all(s["cached"] for s in again["stages"].values())
+    # the stage folders are those an earlier release wrote (tests/fixtures/stage_names.json): its runs are reused
+    golden = json.loads((Path(__file__).parents[1] / "fixtures" / "stage_names.json").read_text())["tiny-exits"]
+    assert sorted(p.name for p in (out / "stages").iterdir()) == golden

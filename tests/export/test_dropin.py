@@ -38,9 +38,9 @@ class Tiny(torch.nn.Module):
 
 def _source_bundle(tmp_path, spec, targets=("litert", "onnx"), dropin=("litert",), dtype="uint8"):
     """A real bundle via export_to_bundle (the `pocketvit export` path) for a tiny model."""
-    from pocketvit.export.bundle import export_to_bundle
     from pocketvit.models import build_model, source_block
     from pocketvit.models.sources import ResolvedModel
+    from pocketvit.pipeline.export_model import export_to_bundle
 
     opts = {"stem_dim": 8, "dims": [16], "depths": [1], "heads": [1], "mlp_ratio": 2.0}
     c, n, size = spec["channels"], len(LABELS), spec["height"]
@@ -173,7 +173,7 @@ def test_export_card_describes_the_dropin_file(gray_bundle):
 
 
 def test_executorch_dropin_matches_eager_and_reports_the_delegate(tmp_path):
-    from pocketvit.export.bundle import backend_summary
+    from pocketvit.export.describe import backend_summary
     from pocketvit.export.dropin import export_dropin
 
     model = Tiny(3).eval()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pocketvit.export.bundle import backend_summary
+from pocketvit.export.describe import backend_summary
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("litert_torch")

@@ -91,7 +91,7 @@ def test_label_batches_come_from_the_training_split():
 
 
 def test_report_says_whether_qat_ran_and_the_palettized_size():
-    from pocketvit.export.quantize.report import qat_and_palettize_lines
+    from pocketvit.report.int8 import qat_and_palettize_lines
 
     qat = {"mode": "auto", "ran": True, "reason": "all-int8 PTQ ... missed, so QAT ran", "epochs": 1,
            "loss": "distillation (teacher cache, T=2)", "float_layers": [],

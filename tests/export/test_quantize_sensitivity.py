@@ -99,8 +99,9 @@ def test_build_plan_draws_calibration_from_train(tmp_path):
     """The build's quantize-plan stage: indices saved, images read back from the training split."""
     from types import SimpleNamespace
 
+    from pocketvit.export.quantize.calibration import plan_calibration
     from pocketvit.models.tinyvit import TinyViTConfig, TinyViTStudent
-    from pocketvit.pipeline.stages.int8 import plan_calibration, plan_stage_fn
+    from pocketvit.pipeline.stages.int8 import plan_stage_fn
     from pocketvit.recipe.schema import QuantizeSection
 
     s = _splits()

@@ -7,7 +7,8 @@ import json
 import pytest
 from pocketvit.errors import BundleError
 from pocketvit.export import ExportedFile
-from pocketvit.export.bundle import backend_summary, bundle_file_name, check_out_dir, write_bundle_dir
+from pocketvit.export.bundle import bundle_file_name, check_out_dir, write_bundle_dir
+from pocketvit.export.describe import backend_summary
 from pocketvit.runtime import Bundle
 
 SPEC = {"height": 8, "width": 8, "channels": 3, "color_order": "RGB", "resize": 8, "crop": [8, 8],

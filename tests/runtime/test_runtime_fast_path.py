@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pocketvit.runtime.predictor as PR
+import pocketvit.runtime.scores as PR
 import pytest
 from pocketvit.errors import BundleError
 from pocketvit.runtime import Backend, Bundle, Predictor, load, prepare_image, preprocess_array, softmax
@@ -102,7 +102,7 @@ def test_pairwise_sum_is_numpys():
         for scale in (1e-3, 1.0, 1e3):
             e = np.exp(rng.normal(size=n) * 4) * scale
             assert (
-                PR._pairwise_sum(e.tolist()) == float(e.sum()) == float(e[None].sum(-1, keepdims=True)[0, 0])
+                PR.pairwise_sum(e.tolist()) == float(e.sum()) == float(e[None].sum(-1, keepdims=True)[0, 0])
             )
 
 
@@ -121,10 +121,10 @@ def test_short_row_softmax_is_numpys():
         np.full(10, np.finfo(np.float32).max, np.float32),
     ]
     for row in rows:
-        got = PR._softmax_list(row.tolist())
+        got = PR.softmax_list(row.tolist())
         assert got is not None and same(got, softmax(row[None])[0]), row
     for bad in ([np.nan] + [0.0] * 9, [0.0] * 9 + [np.inf], [-np.inf] * 10, [1.0, np.nan, 2.0]):
-        assert PR._softmax_list(bad) is None  # numpy's softmax then (NaN rows)
+        assert PR.softmax_list(bad) is None  # numpy's softmax then (NaN rows)
     assert not PR.small_softmax_exact(PR.SMALL_SOFTMAX_MAX + 1)
 
 

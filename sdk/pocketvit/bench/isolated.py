@@ -41,7 +41,7 @@ class BenchProcessError(PocketVitError):
     """A benchmark worker process failed to start or to run its model."""
 
 
-def _timed(fn: Callable[[], Any], n: int) -> tuple[list[float], list[float | None]]:
+def timed(fn: Callable[[], Any], n: int) -> tuple[list[float], list[float | None]]:
     """ms per call and what each call returned when that is a number (e.g. the runtime time inside predict)."""
     clock = time.perf_counter_ns
     ms: list[float] = []
@@ -74,7 +74,7 @@ def _worker(conn, factory: Factory) -> None:
                 fn()
             while time.perf_counter() < until:
                 fn()
-            conn.send(("times", _timed(fn, n)))
+            conn.send(("times", timed(fn, n)))
         except BaseException:  # noqa: BLE001
             conn.send(("error", traceback.format_exc()))
             return

@@ -38,7 +38,7 @@ from pocketvit.bench._common import (
     open_bundle,
     open_target,
 )
-from pocketvit.bench.isolated import REWARM_S, _timed, isolated
+from pocketvit.bench.isolated import REWARM_S, isolated, timed
 from pocketvit.errors import BundleError
 
 MIN_RUNS = 50
@@ -130,7 +130,7 @@ def _load_average() -> float | None:
         return None
 
 
-def _stats(ms: list[float]) -> dict[str, float]:
+def latency_stats(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms)
     return {
         "median_ms": float(np.median(a)),
@@ -162,7 +162,7 @@ def interleaved(
     try:
         for _ in range(runs):
             for i in rng.permutation(len(names)):
-                ms, ret = _timed(runners[names[i]], 1)
+                ms, ret = timed(runners[names[i]], 1)
                 times[names[i]] += ms
                 rets[names[i]] += ret
     finally:
@@ -297,7 +297,7 @@ def bench_bundle(
     for name, ms in times.items():
         if name.startswith("predict:"):
             continue
-        entries[name].update(_stats(ms))
+        entries[name].update(latency_stats(ms))
         if gflops is not None:
             achieved = gflops / (entries[name]["median_ms"] / 1e3)
             entries[name]["achieved_gflops_per_s"] = achieved

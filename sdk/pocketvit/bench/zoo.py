@@ -142,7 +142,7 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
                 say: Callable[[str], None] = lambda _m: None, method: str = "auto") -> dict[str, Any]:
     import torch
 
-    from pocketvit.bench.latency import _stats, choose_method, time_runners
+    from pocketvit.bench.latency import choose_method, latency_stats, time_runners
     from pocketvit.bench.measure import parity
     from pocketvit.runtime.backends import open_backend
 
@@ -179,7 +179,7 @@ def bench_model(name: str, work: Path, *, size: int = 224, runs: int = 50, threa
     row["method"] = method
     onnx_ms = float(np.median(times["onnx"])) if "onnx" in times else None
     for v, ms in times.items():
-        stats = _stats(ms)
+        stats = latency_stats(ms)
         if onnx_ms:
             stats["vs_onnx"] = stats["median_ms"] / onnx_ms
         row["variants"].setdefault(v, {"status": "ok"})["latency"] = stats

@@ -208,8 +208,9 @@ def export(
     from pocketvit.export.rewrites import check_rewrite_names
 
     check_rewrite_names(no_rewrite or ())  # before loading anything
-    from pocketvit.export.bundle import check_out_dir, export_to_bundle
+    from pocketvit.export.bundle import check_out_dir
     from pocketvit.models.sources import resolve_model
+    from pocketvit.pipeline.export_model import export_to_bundle
 
     if out is not None:
         check_out_dir(out)  # before loading anything

@@ -104,13 +104,13 @@ TONES = ("dark", "grey", "light")
 SYNTHETIC = ("a photo of a {tone} {name}.", "a {tone} {name} on a black background.")
 
 
-def _article(name: str) -> str:
+def article(name: str) -> str:
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
 def class_prompts(name: str) -> list[str]:
     """The zero-shot prompts of one class (CLIP-style prompt ensemble over TEMPLATES)."""
-    return [t.format(name).replace(f"a {name}", _article(name)) for t in TEMPLATES]
+    return [t.format(name).replace(f"a {name}", article(name)) for t in TEMPLATES]
 
 
 def class_captions(c: int) -> list[str]:

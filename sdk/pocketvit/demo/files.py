@@ -13,7 +13,7 @@ import numpy as np
 
 from ._cv import get_cv2
 from .errors import SourceError
-from .frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Frame, Source, Warn, _as_bgr, _no_warn
+from .frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Frame, Source, Warn, as_bgr, no_warn
 
 
 def _read_image(path: Path) -> np.ndarray | None:
@@ -25,10 +25,10 @@ def _read_image(path: Path) -> np.ndarray | None:
     if data.size == 0:
         return None
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    return None if img is None else _as_bgr(img)
+    return None if img is None else as_bgr(img)
 
 
-def _video_frames(path: Path, stop: threading.Event, name: str, warn: Warn = _no_warn) -> Iterator[Frame]:
+def _video_frames(path: Path, stop: threading.Event, name: str, warn: Warn = no_warn) -> Iterator[Frame]:
     """Every decodable frame; a video that stops decoding well before the frame count its container
     announces (truncated or damaged) ends with a warning, not an error."""
     cv2 = get_cv2()
@@ -43,7 +43,7 @@ def _video_frames(path: Path, stop: threading.Event, name: str, warn: Warn = _no
                 if announced > 0 and index < announced - 2:
                     warn(f"{name}: decoding stopped after {index} of {announced} frames (truncated or damaged?)")
                 return
-            yield Frame(_as_bgr(img), name, index, time.monotonic())
+            yield Frame(as_bgr(img), name, index, time.monotonic())
             index += 1
     finally:
         cap.release()
@@ -64,7 +64,7 @@ def _probe_video(path: Path) -> tuple[bool, float | None]:
 
 
 class VideoFileSource(Source):
-    def __init__(self, path: Path, loop: bool = False, warn: Warn = _no_warn):
+    def __init__(self, path: Path, loop: bool = False, warn: Warn = no_warn):
         self.path = path
         self.loop = loop
         self.warn = warn
@@ -83,7 +83,7 @@ class VideoFileSource(Source):
         first = True
         while True:
             n = 0
-            for f in _video_frames(self.path, stop, self.path.name, self.warn if first else _no_warn):
+            for f in _video_frames(self.path, stop, self.path.name, self.warn if first else no_warn):
                 n += 1
                 yield f
             if not self.loop or n == 0 or stop.is_set():
@@ -118,7 +118,7 @@ class FolderSource(Source):
     """Every image and video in a folder (not recursive), in natural name order. Unreadable files
     are skipped with a warning; a folder with no readable file at all is a SourceError."""
 
-    def __init__(self, path: Path, loop: bool = False, warn: Warn = _no_warn):
+    def __init__(self, path: Path, loop: bool = False, warn: Warn = no_warn):
         self.path = path
         self.loop = loop
         self.warn = warn
@@ -155,7 +155,7 @@ class FolderSource(Source):
                     yield Frame(img, p.name, 0, time.monotonic())
                 else:
                     n = 0
-                    for f in _video_frames(p, stop, p.name, self.warn if first_pass else _no_warn):
+                    for f in _video_frames(p, stop, p.name, self.warn if first_pass else no_warn):
                         n += 1
                         yield f
                     produced += n

@@ -17,7 +17,7 @@ STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp:
 Warn = Callable[[str], None]
 
 
-def _no_warn(msg: str) -> None:
+def no_warn(msg: str) -> None:
     pass
 
 
@@ -46,7 +46,7 @@ class Retry:
         return [min(self.first_s * 2**i, self.cap_s) for i in range(max(0, self.attempts - 1))]
 
 
-def _sleep(seconds: float, stop: threading.Event | None) -> bool:
+def sleep_for(seconds: float, stop: threading.Event | None) -> bool:
     """Sleep unless stopped; True when stop was set."""
     if stop is None:
         time.sleep(seconds)
@@ -54,7 +54,7 @@ def _sleep(seconds: float, stop: threading.Event | None) -> bool:
     return stop.wait(seconds)
 
 
-def _as_bgr(img: np.ndarray) -> np.ndarray:
+def as_bgr(img: np.ndarray) -> np.ndarray:
     if img.ndim == 2:
         return np.repeat(img[:, :, None], 3, axis=2)
     if img.shape[2] == 1:

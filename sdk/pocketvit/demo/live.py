@@ -19,7 +19,7 @@ import numpy as np
 
 from ._cv import get_cv2, has_gstreamer
 from .errors import CameraError, SourceError
-from .frames import STREAM_SCHEMES, Frame, Retry, Source, Warn, _as_bgr, _no_warn, _sleep
+from .frames import STREAM_SCHEMES, Frame, Retry, Source, Warn, as_bgr, no_warn, sleep_for
 
 
 class CaptureSource(Source):
@@ -32,7 +32,7 @@ class CaptureSource(Source):
         spec: str | int,
         retry: Retry | None = None,
         size: tuple[int, int] | None = None,
-        warn: Warn = _no_warn,
+        warn: Warn = no_warn,
         timeout_s: float = 5.0,
     ):
         self.spec = spec
@@ -100,7 +100,7 @@ class CaptureSource(Source):
             if attempt < len(waits):
                 if attempt == 0 and why == "reconnect":
                     self.warn(f"{self.description} stopped delivering frames; reconnecting")
-                if _sleep(waits[attempt], stop):
+                if sleep_for(waits[attempt], stop):
                     return False
         raise CameraError(self._failure_message(why, time.monotonic() - t0, last))
 
@@ -142,7 +142,7 @@ class CaptureSource(Source):
             else:
                 ok, img = self._cap.read() if self._cap is not None else (False, None)
             if ok and img is not None:
-                yield Frame(_as_bgr(img), self.description, index, time.monotonic())
+                yield Frame(as_bgr(img), self.description, index, time.monotonic())
                 index += 1
                 continue
             if stop.is_set():
@@ -171,7 +171,7 @@ class PicameraSource(Source):
     live = True
     description = "Pi camera (picamera2)"
 
-    def __init__(self, retry: Retry | None = None, size: tuple[int, int] | None = None, warn: Warn = _no_warn):
+    def __init__(self, retry: Retry | None = None, size: tuple[int, int] | None = None, warn: Warn = no_warn):
         self.retry = retry or Retry()
         self.size = size or (640, 480)
         self.warn = warn
@@ -204,7 +204,7 @@ class PicameraSource(Source):
             except Exception as e:  # noqa: BLE001 - no camera: IndexError; busy: RuntimeError from libcamera
                 last = f"{type(e).__name__}: {e}"
                 self.close()
-            if attempt < len(waits) and _sleep(waits[attempt], stop):
+            if attempt < len(waits) and sleep_for(waits[attempt], stop):
                 return False
         raise CameraError(
             f"the Pi camera cannot be {'opened' if why == 'open' else 'reopened'} after {self.retry.attempts} "
@@ -228,7 +228,7 @@ class PicameraSource(Source):
                 if not self._connect(stop, "reconnect"):
                     return
                 continue
-            yield Frame(_as_bgr(np.asarray(img)), self.description, index, time.monotonic())
+            yield Frame(as_bgr(np.asarray(img)), self.description, index, time.monotonic())
             index += 1
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import SourceError
 from .files import FolderSource, ImageFileSource, VideoFileSource
-from .frames import IMAGE_SUFFIXES, STREAM_SCHEMES, VIDEO_SUFFIXES, Frame, Retry, Source, Warn, _no_warn
+from .frames import IMAGE_SUFFIXES, STREAM_SCHEMES, VIDEO_SUFFIXES, Frame, Retry, Source, Warn, no_warn
 from .live import CaptureSource, PicameraSource
 
 __all__ = [
@@ -34,7 +34,7 @@ def open_source(
     loop: bool = False,
     retry: Retry | None = None,
     size: tuple[int, int] | None = None,
-    warn: Warn = _no_warn,
+    warn: Warn = no_warn,
 ) -> Source:
     """Build and open the source named by ``--source``:
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketvit.runtime import Bundle, load, preprocess
-from pocketvit.runtime.preprocessing import _pil
+from pocketvit.runtime.preprocessing import pil_image_module
 
 # (name, input spec, image shape HxWxC, input colour): preprocessing-only cases.
 EXTRA_CASES = [
@@ -90,7 +90,7 @@ def _write_case(folder: Path, name: str, image: np.ndarray, color: str, tensor: 
         "tensor_shape": [int(s) for s in tensor.shape],
         "has_logits": logits is not None,
         "topk": len(topk) if topk else 0,
-        "resize_impl": "PIL" if _pil() is not None else "numpy",
+        "resize_impl": "PIL" if pil_image_module() is not None else "numpy",
     }
     if logits is not None:
         (folder / "logits.bin").write_bytes(np.ascontiguousarray(logits, dtype="<f4").tobytes())

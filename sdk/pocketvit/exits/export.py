@@ -20,8 +20,9 @@ import torch
 
 from pocketvit.errors import ExportError
 from pocketvit.exits.model import EarlyExitModel, exit_specs, segment_examples
+from pocketvit.runtime.targets import RUNTIMES
 
-EXIT_TARGETS = ("executorch", "litert", "onnx", "coreml")
+EXIT_TARGETS = RUNTIMES  # every runtime runs a segmented exit program
 FILE_STEM = "exits"
 
 

@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Iterator
 
 from pocketvit.errors import ExportError, MissingExtraError
+from pocketvit.runtime.targets import RUNTIMES, runtime_info
 
-TARGETS = ("executorch", "litert", "coreml", "onnx")
-
-_EXTENSIONS = {"executorch": ".pte", "litert": ".tflite", "coreml": ".mlpackage", "onnx": ".onnx"}
-_RUNTIMES = {"executorch": "executorch", "litert": "litert", "coreml": "coreml", "onnx": "onnx"}
-_PRECISIONS = {"executorch": "fp32", "litert": "fp32", "coreml": "fp16", "onnx": "fp32"}
+# the float export targets: one per runtime (int8 targets live in export/quantize, drop-in files in export/dropin)
+TARGETS = RUNTIMES
 
 
 @dataclass
@@ -53,11 +51,11 @@ def check_target(target: str) -> str:
 
 def file_extension(target: str) -> str:
     """The file extension (with dot) of a target's file: .pte, .tflite, .mlpackage (a folder), .onnx."""
-    return _EXTENSIONS[check_target(target)]
+    return runtime_info(check_target(target)).suffix
 
 
 def runtime_of(target: str) -> str:
-    return _RUNTIMES[check_target(target)]
+    return check_target(target)
 
 
 

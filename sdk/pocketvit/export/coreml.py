@@ -39,7 +39,7 @@ DEFAULT_DEPLOYMENT_TARGET = "iOS16"
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_coremltools():
     # coremltools draws tqdm progress bars on sys.stderr; tqdm reads TQDM_DISABLE only at import.
     sink = io.StringIO()
     with (
@@ -52,7 +52,7 @@ def _quiet():
         yield
 
 
-def _import_coremltools():
+def import_coremltools():
     # coremltools logs a dozen "Failed to load ..." lines on Linux at import; they say nothing new.
     if "coremltools" in sys.modules:
         return sys.modules["coremltools"]
@@ -62,7 +62,7 @@ def _import_coremltools():
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        with _quiet():
+        with quiet_coremltools():
             return require("coremltools", "coreml", _WHY)
     finally:
         root.setLevel(level)
@@ -126,7 +126,7 @@ def _mil_ops(spec) -> dict:
 
 def spec_check(path: Path | str, input_shape, outputs: list[str]) -> dict:
     """Load a saved .mlpackage's spec (no execution) and check its interface."""
-    ct = _import_coremltools()
+    ct = import_coremltools()
     spec = ct.utils.load_spec(str(path))
     desc = spec.description
     ins = {i.name: [int(d) for d in i.type.multiArrayType.shape] for i in desc.input}
@@ -159,7 +159,7 @@ def export_coreml(
 
     from pocketvit.export.prepare import prepare_for_export
 
-    ct = _import_coremltools()
+    ct = import_coremltools()
     if isinstance(example, tuple):
         if len(example) != 1:
             raise ExportError(f"Could not export '{model_name}' to {TARGET}: one image input is supported.")
@@ -177,7 +177,7 @@ def export_coreml(
     mlmodel = None
     first_exc: Exception | None = None
     try:
-        with _quiet(), torch.no_grad():
+        with quiet_coremltools(), torch.no_grad():
             ep = torch.export.export(model, args).run_decompositions({})
             mlmodel = _convert(ct, ep, example, outputs, minimum_deployment_target)
         info["frontend"] = "torch.export"
@@ -185,7 +185,7 @@ def export_coreml(
         first_exc = exc
     if mlmodel is None:
         try:
-            with _quiet(), torch.no_grad():
+            with quiet_coremltools(), torch.no_grad():
                 traced = _trace(model, args)
                 mlmodel = _convert(ct, traced, example, outputs, minimum_deployment_target)
             info["frontend"] = "torch.jit.trace"
@@ -200,7 +200,7 @@ def export_coreml(
     path = Path(path)
     with atomic_path(path) as tmp:
         try:
-            with _quiet():
+            with quiet_coremltools():
                 mlmodel.save(str(tmp))
         except Exception as exc:
             raise lowering_error(model_name, TARGET, exc, "saving the .mlpackage") from exc

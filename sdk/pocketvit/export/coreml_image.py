@@ -80,10 +80,10 @@ def export_coreml_image(
     """Write `out_dir/<name>-dropin.mlpackage` (fp16 ML Program, image in, class labels out) and check its spec."""
     import torch
 
-    from pocketvit.export.coreml import _import_coremltools, _quiet
+    from pocketvit.export.coreml import import_coremltools, quiet_coremltools
     from pocketvit.export.prepare import prepare_for_export
 
-    ct = _import_coremltools()
+    ct = import_coremltools()
     color = spec.get("color_order", "GRAY" if spec["channels"] == 1 else "RGB")
     if color not in ("GRAY", "RGB", "BGR"):
         raise ExportError(f"Could not make a Core ML image model of '{model_name}': colour order {color}")
@@ -97,7 +97,7 @@ def export_coreml_image(
     try:
         with torch.no_grad():
             ep = torch.export.export(wrapped, (torch.zeros(shape),)).run_decompositions({})
-        with _quiet():
+        with quiet_coremltools():
             mlmodel = ct.convert(
                 ep,
                 inputs=[ct.ImageType(name=INPUT_NAME, shape=shape, scale=scale,
@@ -113,7 +113,7 @@ def export_coreml_image(
         raise
     except Exception as exc:
         raise lowering_error(model_name, "coreml", exc, "ct.convert with an ImageType input") from exc
-    with atomic_path(path) as tmp, _quiet():
+    with atomic_path(path) as tmp, quiet_coremltools():
         mlmodel.save(str(tmp))
     check = image_spec_check(path, spec=spec, labels=labels)
     if not check["ok"]:
@@ -146,9 +146,9 @@ def image_spec_check(path: Path | str, *, spec: dict[str, Any] | None = None,
     """Read a saved .mlpackage's spec (no execution; works on Linux) and check the Vision contract: an image
     input of the right size and colour layout, its scale/bias (the first mul/add on the image), a classifier
     with the class labels. Returns {ok, problems, color_space, width, height, scale, bias, labels, ...}."""
-    from pocketvit.export.coreml import _import_coremltools
+    from pocketvit.export.coreml import import_coremltools
 
-    ct = _import_coremltools()
+    ct = import_coremltools()
     s = ct.utils.load_spec(str(path))
     desc = s.description
     out: dict[str, Any] = {"model_type": s.WhichOneof("Type"), "problems": []}

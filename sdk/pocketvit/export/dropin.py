@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from pocketvit.errors import ExportError
 from pocketvit.export._common import ExportedFile
+from pocketvit.runtime.targets import DROPIN, RUNTIMES
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-DROPIN_SUFFIX = "-dropin"
-DROPIN_RUNTIMES = ("litert", "coreml", "executorch", "onnx")
+DROPIN_SUFFIX = DROPIN
+DROPIN_RUNTIMES = RUNTIMES  # every runtime has a drop-in form
 DEFAULT_DROPIN = ("litert", "coreml")  # what MediaPipe Tasks and Apple's Vision load
 INPUT_DTYPES = ("uint8", "float")
 FORM_OF_DTYPE = {"uint8": "uint8-nhwc", "float": "float-nhwc"}

@@ -63,7 +63,7 @@ def delegation_summary(edge_program) -> dict:
     }
 
 
-def _lower(programs, model_name: str, serialise: bool = True):
+def lower_program(programs, model_name: str, serialise: bool = True):
     """torch ExportedProgram(s) -> (ExecutorchProgramManager, {method: summary}); (None, summaries) when
     serialise is False (only the delegation summary is wanted)."""
     exir = require("executorch.exir", "executorch", _WHY)
@@ -82,7 +82,7 @@ def _lower(programs, model_name: str, serialise: bool = True):
     return et, summaries
 
 
-def _torch_export(module, args: tuple, model_name: str, method: str = "forward"):
+def torch_export(module, args: tuple, model_name: str, method: str = "forward"):
     import torch
 
     try:
@@ -93,7 +93,7 @@ def _torch_export(module, args: tuple, model_name: str, method: str = "forward")
         raise lowering_error(model_name, TARGET, exc, stage) from exc
 
 
-def _write(et, path: Path, model_name: str) -> None:
+def write_program(et, path: Path, model_name: str) -> None:
     with atomic_path(path) as tmp:
         try:
             with open(tmp, "wb") as f:
@@ -130,16 +130,16 @@ def export_executorch(
     if prepare:
         model = prepare_for_export(model, unfused_attention=unfused_attention)
         rewrites = apply_rewrites(model, TARGET, disabled_rewrites)
-    ep = _torch_export(model, args, model_name)
-    et, summaries = _lower(ep, model_name)
+    ep = torch_export(model, args, model_name)
+    et, summaries = lower_program(ep, model_name)
     path = Path(path)
-    _write(et, path, model_name)
+    write_program(et, path, model_name)
     info = dict(summaries["forward"])
     info["methods"] = ["forward"]
     info["rewrites"] = rewrites
     if compare_rewrites and rewrites:
         plain = prepare_for_export(source, unfused_attention=unfused_attention)
-        info["before_rewrites"] = _lower(_torch_export(plain, args, model_name), model_name, serialise=False)[1]["forward"]
+        info["before_rewrites"] = lower_program(torch_export(plain, args, model_name), model_name, serialise=False)[1]["forward"]
     return ExportedFile(target=TARGET, path=path, runtime="executorch", precision="fp32", info=info)
 
 
@@ -170,10 +170,10 @@ def export_executorch_methods(
     # exported alone runs and matches eager. Left as a known ExecuTorch issue (see README).
     if prepare:
         modules = prepare_many(modules, unfused_attention=unfused_attention)
-    programs = {n: _torch_export(m, a, model_name, n) for n, m, a in zip(names, modules, args)}
-    et, summaries = _lower(programs, model_name)
+    programs = {n: torch_export(m, a, model_name, n) for n, m, a in zip(names, modules, args)}
+    et, summaries = lower_program(programs, model_name)
     path = Path(path)
-    _write(et, path, model_name)
+    write_program(et, path, model_name)
     total: Counter[str] = Counter()
     for s in summaries.values():
         total.update(s["outside_ops"])

@@ -28,7 +28,7 @@ DEFAULT_SIGNATURE = "serving_default"
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_litert():
     # litert-torch prints a progress tree on stdout unless LITERT_TORCH_SHOW_PROGRESS is off.
     sink = io.StringIO()
     with env_override(LITERT_TORCH_SHOW_PROGRESS="n"), contextlib.redirect_stdout(sink):
@@ -63,7 +63,7 @@ def describe_tflite(path: Path | str) -> dict:
 def _write(edge_model, path: Path, model_name: str) -> None:
     with atomic_path(path) as tmp:
         try:
-            with _quiet():
+            with quiet_litert():
                 edge_model.export(str(tmp))
         except ExportError:
             raise
@@ -97,7 +97,7 @@ def export_litert(
     if prepare:
         model = prepare_for_export(model)
         rewrites = apply_rewrites(model, TARGET, disabled_rewrites)
-    f = _written(_convert(model, args, model_name), Path(path), model_name, signature=DEFAULT_SIGNATURE)
+    f = written_file(_convert(model, args, model_name), Path(path), model_name, signature=DEFAULT_SIGNATURE)
     f.info["rewrites"] = rewrites
     if compare_rewrites and rewrites:
         with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +113,7 @@ def _convert(model: "torch.nn.Module", args: tuple, model_name: str):
 
     litert_torch = require("litert_torch", "litert", _WHY)
     try:
-        with _quiet(), torch.no_grad():
+        with quiet_litert(), torch.no_grad():
             return litert_torch.convert(model, args)
     except Exception as exc:
         raise lowering_error(model_name, TARGET, exc, "litert_torch.convert") from exc
@@ -140,17 +140,17 @@ def export_litert_signatures(
     if prepare:
         modules = prepare_many(modules)
     try:
-        with _quiet(), torch.no_grad():
+        with quiet_litert(), torch.no_grad():
             conv = None
             for n, m, a in zip(names, modules, args):
                 conv = litert_torch.signature(n, m, a) if conv is None else conv.signature(n, m, a)
             edge_model = conv.convert()
     except Exception as exc:
         raise lowering_error(model_name, TARGET, exc, "litert_torch.convert") from exc
-    return _written(edge_model, Path(path), model_name, methods=names)
+    return written_file(edge_model, Path(path), model_name, methods=names)
 
 
-def _written(edge_model, path: Path, model_name: str, **extra) -> ExportedFile:
+def written_file(edge_model, path: Path, model_name: str, **extra) -> ExportedFile:
     """Write the converted model atomically and describe what the file holds."""
     _write(edge_model, path, model_name)
     info = describe_tflite(path)

@@ -10,15 +10,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pocketvit.export.rewrites_conv import (
-    _depthwise7_as_core_ring,
-    _hardsigmoid_as_hardtanh,
-    _hardswish_as_hardtanh_mul,
-    _layernorm2d_as_conv,
-    _se_hardsigmoid_into_conv,
-    _silu_as_sigmoid_mul,
+from pocketvit.export.rewrite_graph import (
+    replace_modules,
+    two_pass_norm,
 )
-from pocketvit.export.rewrites_litert import _depthwise7_as_5x5, _layernorm_keepdim, _maxpool_edge_pad
+from pocketvit.export.rewrites_conv import (
+    depthwise7_as_core_ring,
+    hardsigmoid_as_hardtanh,
+    hardswish_as_hardtanh_mul,
+    layernorm2d_as_conv,
+    se_hardsigmoid_into_conv,
+    silu_as_sigmoid_mul,
+)
+from pocketvit.export.rewrites_litert import depthwise7_as_5x5, layernorm_keepdim, maxpool_edge_pad
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -39,7 +43,7 @@ def _layernorm_as_linear(model: torch.nn.Module) -> int:
             self.weight, self.bias = ln.weight, ln.bias
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return _two_pass_norm(x, lambda t: F.linear(t, self.avg), self.eps, self.weight, self.bias)
+            return two_pass_norm(x, lambda t: F.linear(t, self.avg), self.eps, self.weight, self.bias)
 
     plain = {nn.LayerNorm}
     try:  # timm's LayerNorm only adds a fast-norm switch; its channels-first LayerNorm2d is not matched
@@ -50,7 +54,7 @@ def _layernorm_as_linear(model: torch.nn.Module) -> int:
         pass
     # Not timm's channels-first LayerNorm2d (ConvNeXt): written the same way between two permutes it took
     # ConvNeXt-atto from 19 delegate calls to 1 but ran slower (1.88x vs 1.60x ONNX Runtime, bench-zoo).
-    return _replace(model, lambda m: type(m) in plain and len(m.normalized_shape) == 1, LinearLayerNorm)
+    return replace_modules(model, lambda m: type(m) in plain and len(m.normalized_shape) == 1, LinearLayerNorm)
 
 
 def _timm_attention_as_bmm(model: torch.nn.Module) -> int:
@@ -83,7 +87,7 @@ def _timm_attention_as_bmm(model: torch.nn.Module) -> int:
             return a.proj_drop(a.proj(x))
 
     needed = ("qkv", "num_heads", "head_dim", "scale", "q_norm", "k_norm", "norm", "proj", "attn_drop", "proj_drop")
-    count = _replace(model, lambda m: type(m) is Attention and all(hasattr(m, a) for a in needed), BmmAttention)
+    count = replace_modules(model, lambda m: type(m) is Attention and all(hasattr(m, a) for a in needed), BmmAttention)
     return count + _timm_tinyvit_attention_as_bmm(model) + _timm_fastvit_attention_as_bmm(model)
 
 
@@ -112,7 +116,7 @@ def _timm_fastvit_attention_as_bmm(model: torch.nn.Module) -> int:
             return a.proj_drop(a.proj(out)).transpose(1, 2).reshape(b, c, h, w)
 
     needed = ("qkv", "num_heads", "head_dim", "scale", "proj", "attn_drop", "proj_drop")
-    return _replace(model, lambda m: type(m) is Attention and all(hasattr(m, a) for a in needed), BmmMapAttention)
+    return replace_modules(model, lambda m: type(m) is Attention and all(hasattr(m, a) for a in needed), BmmMapAttention)
 
 
 def _vit_prefix_tokens(model: torch.nn.Module) -> int:
@@ -214,30 +218,7 @@ def _timm_tinyvit_attention_as_bmm(model: torch.nn.Module) -> int:
             x = torch.bmm(attn, v).reshape(b, h, n, self.val_dim).transpose(1, 2).reshape(b, n, h * self.val_dim)
             return self.proj(x)
 
-    return _replace(model, lambda m: type(m) is Attention and not m.training, BmmTinyViTAttention)
-
-
-def _two_pass_norm(x: torch.Tensor, mean: Callable, eps: float, weight, bias) -> torch.Tensor:
-    """(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps), then the affine: torch's two-pass layer norm with
-    the statistic written in whatever form the backend takes (linear, 1x1 conv, keepdim mean)."""
-    import torch
-
-    xc = x - mean(x)
-    y = xc * torch.rsqrt(mean(xc * xc) + eps)
-    if weight is not None:
-        y = y * weight
-    return y + bias if bias is not None else y
-
-
-def _replace(model: torch.nn.Module, match: Callable, make: Callable) -> int:
-    """Replace every child module for which match(child) holds by make(child); returns how many."""
-    count = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if match(child):
-                setattr(parent, name, make(child))
-                count += 1
-    return count
+    return replace_modules(model, lambda m: type(m) is Attention and not m.training, BmmTinyViTAttention)
 
 
 @dataclass(frozen=True)
@@ -256,23 +237,23 @@ REWRITES: tuple[Rewrite, ...] = (
     Rewrite("prefix-tokens", "timm ViT class token concatenated without expand, token pooling as a slice (batch 1)",
             ("executorch", "executorch-int8"), _vit_prefix_tokens),
     Rewrite("layernorm2d-as-conv", "channels-first LayerNorm2d statistics as 1x1 convs (no permutes, no layer norm)",
-            ("executorch", "executorch-int8"), _layernorm2d_as_conv),
+            ("executorch", "executorch-int8"), layernorm2d_as_conv),
     Rewrite("se-gate-into-conv", "squeeze-excite hardsigmoid gate folded into its conv, a clamp XNNPACK fuses",
-            ("executorch",), _se_hardsigmoid_into_conv),
+            ("executorch",), se_hardsigmoid_into_conv),
     Rewrite("hardsigmoid-as-hardtanh", "hardsigmoid as hardtanh(x + 3.0, 0, 6) / 6.0 (no int64 scalar copies)",
-            ("executorch-int8",), _hardsigmoid_as_hardtanh),  # fp32: slower at 2 threads (bench-zoo, README)
+            ("executorch-int8",), hardsigmoid_as_hardtanh),  # fp32: slower at 2 threads (bench-zoo, README)
     Rewrite("silu-as-sigmoid-mul", "SiLU as x * sigmoid(x): int8 sigmoid and multiply instead of a float SiLU",
-            ("executorch-int8",), _silu_as_sigmoid_mul),
+            ("executorch-int8",), silu_as_sigmoid_mul),
     Rewrite("layernorm-keepdim", "LayerNorm / LayerNorm2d statistics with keepdim: no rank-1 detour and RESHAPEs",
-            ("litert",), _layernorm_keepdim),
+            ("litert",), layernorm_keepdim),
     Rewrite("maxpool-edge-pad", "max-pool padding as edge-replicating concats (exact; XNNPACK skips the -inf PADV2)",
-            ("litert", "litert-int8"), _maxpool_edge_pad),
+            ("litert", "litert-int8"), maxpool_edge_pad),
     Rewrite("hardswish-as-hardtanh-mul", "hardswish as x * hardtanh(x + 3, 0, 6) / 6: XNNPACK takes no int8 HARD_SWISH",
-            ("litert-int8",), _hardswish_as_hardtanh_mul),
+            ("litert-int8",), hardswish_as_hardtanh_mul),
     Rewrite("depthwise7-as-core-ring", "stride-1 7x7 depthwise conv as a 5x5 core + two dilated border convs (49 taps)",
-            ("litert", "executorch", "executorch-int8"), _depthwise7_as_core_ring),
+            ("litert", "executorch", "executorch-int8"), depthwise7_as_core_ring),
     Rewrite("depthwise7-as-5x5", "stride-1 7x7 depthwise conv as four 5x5 ones (XNNPACK's 49-tap kernel is slow)",
-            ("litert", "executorch", "executorch-int8"), _depthwise7_as_5x5),
+            ("litert", "executorch", "executorch-int8"), depthwise7_as_5x5),
 )
 
 

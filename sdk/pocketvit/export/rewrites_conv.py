@@ -27,11 +27,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pocketvit.export.rewrite_graph import (
+    conv_like,
+    fold_batchnorm_after,
+    is_depthwise7,
+    replace_modules,
+    two_pass_norm,
+)
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-def _layernorm2d_as_conv(model: torch.nn.Module) -> int:
+def layernorm2d_as_conv(model: torch.nn.Module) -> int:
     """timm LayerNorm2d over (B, C, H, W): mean and variance over C as 1x1 convs (two-pass, as torch's kernel)."""
     try:
         from timm.layers import LayerNorm2d
@@ -51,20 +59,15 @@ def _layernorm2d_as_conv(model: torch.nn.Module) -> int:
             self.bias = None if ln.bias is None else nn.Parameter(ln.bias.detach().reshape(1, c, 1, 1))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return _two_pass_norm(x, lambda t: F.conv2d(t, self.avg), self.eps, self.weight, self.bias)
+            return two_pass_norm(x, lambda t: F.conv2d(t, self.avg), self.eps, self.weight, self.bias)
 
-    from pocketvit.export.rewrites import _replace, _two_pass_norm  # at call time (import cycle)
-
-    return _replace(model, lambda m: type(m) is LayerNorm2d and len(m.normalized_shape) == 1, ConvLayerNorm2d)
+    return replace_modules(model, lambda m: type(m) is LayerNorm2d and len(m.normalized_shape) == 1, ConvLayerNorm2d)
 
 
-def _depthwise7_as_core_ring(model: torch.nn.Module) -> int:
+def depthwise7_as_core_ring(model: torch.nn.Module) -> int:
     """Stride-1 7x7 depthwise nn.Conv2d as a 5x5 core + 2x7 (dilation 6, 1) + 5x2 (dilation 1, 6) depthwise convs."""
     import torch.nn.functional as F
     from torch import nn
-
-    from pocketvit.export.rewrites import _replace
-    from pocketvit.export.rewrites_litert import _fold_batchnorm_after, is_depthwise7
 
     class Depthwise7AsCoreRing(nn.Module):
         def __init__(self, conv: nn.Conv2d):
@@ -82,11 +85,11 @@ def _depthwise7_as_core_ring(model: torch.nn.Module) -> int:
             y = y + F.conv2d(x, self.rows, None, padding=3, dilation=(6, 1), groups=g)
             return y + F.conv2d(x, self.cols, None, padding=(2, 3), dilation=(1, 6), groups=g)
 
-    _fold_batchnorm_after(model, is_depthwise7)
-    return _replace(model, is_depthwise7, Depthwise7AsCoreRing)
+    fold_batchnorm_after(model, is_depthwise7)
+    return replace_modules(model, is_depthwise7, Depthwise7AsCoreRing)
 
 
-def _silu_as_sigmoid_mul(model: torch.nn.Module) -> int:
+def silu_as_sigmoid_mul(model: torch.nn.Module) -> int:
     """nn.SiLU as x * sigmoid(x), which the int8 quantizer annotates (it leaves silu float)."""
     import torch
     from torch import nn
@@ -95,12 +98,10 @@ def _silu_as_sigmoid_mul(model: torch.nn.Module) -> int:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x * torch.sigmoid(x)
 
-    from pocketvit.export.rewrites import _replace
-
-    return _replace(model, lambda m: type(m) is nn.SiLU, lambda _m: SigmoidMul())
+    return replace_modules(model, lambda m: type(m) is nn.SiLU, lambda _m: SigmoidMul())
 
 
-def _hardsigmoid_as_hardtanh(model: torch.nn.Module) -> int:
+def hardsigmoid_as_hardtanh(model: torch.nn.Module) -> int:
     """nn.Hardsigmoid as hardtanh(x + 3.0, 0, 6) / 6.0: float scalars, no int64 constant copies outside XNNPACK."""
     import torch.nn.functional as F
     from torch import nn
@@ -109,19 +110,15 @@ def _hardsigmoid_as_hardtanh(model: torch.nn.Module) -> int:
         def forward(self, x):
             return F.hardtanh(x + 3.0, 0.0, 6.0) / 6.0
 
-    from pocketvit.export.rewrites import _replace
-
-    return _replace(model, lambda m: type(m) is nn.Hardsigmoid, lambda _m: HardtanhSigmoid())
+    return replace_modules(model, lambda m: type(m) is nn.Hardsigmoid, lambda _m: HardtanhSigmoid())
 
 
-def _se_hardsigmoid_into_conv(model: torch.nn.Module) -> int:
+def se_hardsigmoid_into_conv(model: torch.nn.Module) -> int:
     """Squeeze-excite gates hardsigmoid(conv(s)) as hardtanh(conv'(s), 0, 1), conv' = (conv + 3) / 6 folded into
     the conv's weights: the clamp fuses into XNNPACK's conv, three elementwise ops per gate go (timm SqueezeExcite,
     torchvision SqueezeExcitation)."""
     import torch
     from torch import nn
-
-    from pocketvit.export.rewrites_litert import conv_like
 
     pairs = []  # (module, conv attribute, gate attribute)
     try:
@@ -148,7 +145,7 @@ def _se_hardsigmoid_into_conv(model: torch.nn.Module) -> int:
     return count
 
 
-def _hardswish_as_hardtanh_mul(model: torch.nn.Module) -> int:
+def hardswish_as_hardtanh_mul(model: torch.nn.Module) -> int:
     """nn.Hardswish as x * hardtanh(x + 3, 0, 6) * (1 / 6) before LiteRT int8: XNNPACK does not take an int8
     HARD_SWISH (each one a delegate boundary), but takes int8 ADD, clamp and MUL."""
     import torch.nn.functional as F
@@ -158,6 +155,4 @@ def _hardswish_as_hardtanh_mul(model: torch.nn.Module) -> int:
         def forward(self, x):
             return x * F.hardtanh(x + 3.0, 0.0, 6.0) * (1.0 / 6.0)
 
-    from pocketvit.export.rewrites import _replace
-
-    return _replace(model, lambda m: type(m) is nn.Hardswish, lambda _m: HardtanhSwish())
+    return replace_modules(model, lambda m: type(m) is nn.Hardswish, lambda _m: HardtanhSwish())

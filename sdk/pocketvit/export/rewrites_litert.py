@@ -15,19 +15,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pocketvit.export.rewrite_graph import (
+    fold_batchnorm_after,
+    is_depthwise7,
+    replace_modules,
+    two_pass_norm,
+)
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-def _layernorm_keepdim(model: torch.nn.Module) -> int:
+def layernorm_keepdim(model: torch.nn.Module) -> int:
     """nn.LayerNorm / timm LayerNorm over the last dim and timm's channels-first LayerNorm2d as keepdim
     mean and variance (same two-pass arithmetic as torch's kernel)."""
     from torch import nn
 
-    from pocketvit.export.rewrites import _replace, _two_pass_norm  # at call time (import cycle)
-
     def norm_last(x: torch.Tensor, ln: nn.Module) -> torch.Tensor:
-        return _two_pass_norm(x, lambda t: t.mean(-1, keepdim=True), ln.eps, ln.weight, ln.bias)
+        return two_pass_norm(x, lambda t: t.mean(-1, keepdim=True), ln.eps, ln.weight, ln.bias)
 
     class KeepdimLayerNorm(nn.Module):
         def __init__(self, ln: nn.Module, channels_first: bool):
@@ -52,10 +57,10 @@ def _layernorm_keepdim(model: torch.nn.Module) -> int:
     def plain(m: nn.Module) -> bool:
         return type(m) in last | first and len(m.normalized_shape) == 1 and m.elementwise_affine
 
-    return _replace(model, plain, lambda m: KeepdimLayerNorm(m, type(m) in first))
+    return replace_modules(model, plain, lambda m: KeepdimLayerNorm(m, type(m) in first))
 
 
-def _depthwise7_as_5x5(model: torch.nn.Module) -> int:
+def depthwise7_as_5x5(model: torch.nn.Module) -> int:
     """Stride-1 7x7 depthwise nn.Conv2d (zero 'same' padding) as the sum of four 5x5 depthwise convs over
     zero-filled windows of its kernel (XNNPACK's 49-tap depthwise conv is 7.5-12x ONNX Runtime's)."""
     import torch
@@ -94,49 +99,11 @@ def _depthwise7_as_5x5(model: torch.nn.Module) -> int:
                 y = z if y is None else y + z
             return y
 
-    from pocketvit.export.rewrites import _replace  # at call time: rewrites.py imports this module
-
-    _fold_batchnorm_after(model, is_depthwise7)
-    return _replace(model, is_depthwise7, Depthwise7As5x5)
+    fold_batchnorm_after(model, is_depthwise7)
+    return replace_modules(model, is_depthwise7, Depthwise7As5x5)
 
 
-def is_depthwise7(m: torch.nn.Module) -> bool:
-    """A stride-1 7x7 depthwise nn.Conv2d with zero 'same' padding (what the 7x7 rewrites replace)."""
-    from torch import nn
-
-    return (type(m) is nn.Conv2d and m.groups == m.in_channels == m.out_channels and m.kernel_size == (7, 7)
-            and m.stride == (1, 1) and m.dilation == (1, 1) and m.padding in ((3, 3), "same")
-            and m.padding_mode == "zeros")
-
-
-def _fold_batchnorm_after(model: torch.nn.Module, match) -> int:
-    """timm ConvNormAct (conv then bn) whose conv matches: the eval BatchNorm folded into the conv, its
-    dropout/activation kept. The converter folds a BatchNorm into one conv but not into a sum of four."""
-    try:
-        from timm.layers import ConvNormAct
-    except ImportError:
-        return 0
-    import torch
-    from torch import nn
-
-    count = 0
-    for m in model.modules():
-        bn = getattr(m, "bn", None)
-        if not (type(m) is ConvNormAct and match(m.conv) and isinstance(bn, nn.BatchNorm2d) and not bn.training
-                and bn.track_running_stats and getattr(m, "aa", None) is None):
-            continue
-        with torch.no_grad():
-            scale = torch.rsqrt(bn.running_var + bn.eps) * (bn.weight if bn.affine else 1.0)
-            shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
-            conv = m.conv
-            m.conv = conv_like(conv, conv.weight * scale.reshape(-1, 1, 1, 1),
-                               shift + (conv.bias * scale if conv.bias is not None else 0.0))
-        m.bn = nn.Sequential(*(getattr(bn, a) for a in ("drop", "act") if isinstance(getattr(bn, a, None), nn.Module)))
-        count += 1
-    return count
-
-
-def _maxpool_edge_pad(model: torch.nn.Module) -> int:
+def maxpool_edge_pad(model: torch.nn.Module) -> int:
     """nn.MaxPool2d with padding as edge-replicating concatenations, then the pool without padding: litert-torch
     writes max-pool padding as a PADV2 with -inf, which XNNPACK does not take (a second delegate call and a copy
     of the map outside). Exact for every input: a window that reaches p < kernel rows past an edge also holds
@@ -144,8 +111,6 @@ def _maxpool_edge_pad(model: torch.nn.Module) -> int:
     import torch
     import torch.nn.functional as F
     from torch import nn
-
-    from pocketvit.export.rewrites import _replace
 
     class EdgePadMaxPool(nn.Module):
         def __init__(self, pool: nn.MaxPool2d):
@@ -163,18 +128,6 @@ def _maxpool_edge_pad(model: torch.nn.Module) -> int:
         return (type(m) is nn.MaxPool2d and m.padding not in (0, (0, 0)) and m.dilation in (1, (1, 1))
                 and not m.ceil_mode and not m.return_indices)
 
-    return _replace(model, padded, EdgePadMaxPool)
+    return replace_modules(model, padded, EdgePadMaxPool)
 
 
-def conv_like(conv: torch.nn.Conv2d, weight: torch.Tensor, bias) -> torch.nn.Conv2d:
-    """A new nn.Conv2d with `conv`'s shape, stride, padding, dilation and groups, holding `weight` and `bias` (a
-    tensor, or a number for every channel): what a rewrite that folds arithmetic into a conv builds."""
-    import torch
-    from torch import nn
-
-    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
-    with torch.no_grad():
-        folded.weight.copy_(weight)
-        folded.bias.copy_(torch.as_tensor(bias, dtype=folded.bias.dtype).expand_as(folded.bias))
-    return folded

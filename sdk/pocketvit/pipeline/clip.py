@@ -16,7 +16,8 @@ import torch
 from pocketvit.data.augment import AugmentConfig
 from pocketvit.data.datasets import Splits
 from pocketvit.errors import RecipeError
-from pocketvit.pipeline.runner import StageResult, StageRunner
+from pocketvit.pipeline.context import BuildContext
+from pocketvit.pipeline.runner import StageResult
 from pocketvit.progress import log
 from pocketvit.recipe.schema import stable_dump
 from pocketvit.runtime.io import hash_config, sha256_file
@@ -74,7 +75,6 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
     from pocketvit import __version__
     from pocketvit.clip.corpus import CLASS_NAMES, all_captions, caption_indices
     from pocketvit.clip.zeroshot import zero_shot_scores
-    from pocketvit.data import input_spec, load_dataset
 
     c = recipe.clip
     if until is not None and until not in CLIP_STAGES:
@@ -86,20 +86,17 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
     from pocketvit.pipeline.stages.clip_dropin import zero_shot_dropin_runtimes
 
     zero_shot_dropin_runtimes(recipe)  # a bad export.dropin fails before training
-    from pocketvit.clip.text_bundle import check_text_encoder_option, text_encoder_stages
+    from pocketvit.clip.text_bundle import check_text_encoder_option
+    from pocketvit.pipeline.stages.clip_text import text_encoder_stages
 
     check_text_encoder_option(recipe)  # likewise a text encoder the bundle cannot carry
-    torch.manual_seed(recipe.seed)
-    runner = StageRunner(out_dir, fresh=fresh, seed=recipe.seed)
-    aug = AugmentConfig(**recipe.data.augment.model_dump())
-    splits = load_dataset(recipe.data, recipe.seed)
+    ctx = BuildContext.open(recipe, recipe_path, out_dir, fresh, fingerprint=False)
+    runner, aug, splits, data = ctx.runner, ctx.aug, ctx.splits, ctx.data
     heldout = _heldout(recipe, splits.labels)
     names = list(CLASS_NAMES[: len(splits.labels)])
     train_index = np.flatnonzero(~np.isin(splits.train.labels.numpy(), heldout))
     log(f"data: {splits.name} train {len(train_index)} (held-out classes {c.heldout_classes or 'none'} removed) / "
         f"test {len(splits.test)}")
-    data = StageResult("data", hash_config({"data": stable_dump(recipe.data), "seed": recipe.seed,
-                                            "n": [len(splits.train), len(splits.test)]}), out_dir, {}, 0.0, True)
     captions = all_captions()
 
     # text teacher: every caption and the class prompts, embedded once
@@ -193,34 +190,26 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}
 
     from pocketvit.clip.zeroshot import runtime_zero_shot_stage_fn
-    from pocketvit.pipeline.stages.targets import export_stage_fn
+    from pocketvit.pipeline.stages.targets import export_stage, verify_stage
 
-    spec = input_spec(splits)
+    spec = ctx.spec
 
     def model_fn() -> torch.nn.Module:
         return _load_student(student, splits, dim)
 
     targets, exported = {}, {}
     for target in recipe.export.targets:
-        no_rw = tuple(recipe.export.no_rewrite)
-        exp = runner.run(f"export-{target}", {"target": target} | ({"no_rewrite": list(no_rw)} if no_rw else {}),
-                         [student], export_stage_fn(target, model_fn, spec, recipe.name, no_rw))
+        exp = export_stage(ctx, target, student, model_fn)
         exported[target] = exp
-        if exp.meta["runtime"] == "coreml":
-            from pocketvit.pipeline.stages.targets import (
-                verify_stage_fn,  # Core ML: conversion + spec check only off macOS
-            )
-
-            targets[target] = runner.run(f"verify-{target}", recipe.verify.model_dump(), [exp, data],
-                                         verify_stage_fn(target, exp, model_fn, splits, spec, recipe.verify)).meta
+        if exp.meta["runtime"] == "coreml":  # conversion + spec check only off macOS
+            targets[target] = verify_stage(ctx, target, exp, model_fn, recipe.verify).meta
             continue
         targets[target] = runner.run(f"zeroshot-{target}", recipe.verify.model_dump(), [exp, data, text],
                                      runtime_zero_shot_stage_fn(target, exp, model_fn, splits, spec, class_emb,
                                                                 heldout, recipe.verify)).meta
     from pocketvit.pipeline.stages.clip_dropin import zero_shot_dropin_stages
 
-    zero_shot_dropin_stages(recipe, runner, [student], data, text, splits, spec, model_fn, class_emb, heldout,
-                            exported, targets)
+    zero_shot_dropin_stages(ctx, [student], text, model_fn, class_emb, heldout, exported, targets)
     text_encoders = text_encoder_stages(recipe, runner, text_cfg, text_ckpt, text_student, exported, text, splits,
                                         spec, class_emb, names)
     keys = ("test_top1", "heldout_top1", "heldout_top1_among_heldout", "seen_top1")
@@ -242,7 +231,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         "exits": {},
         "stages": runner.summary(),
     }
-    from pocketvit.clip.report import write_zero_shot_bundle
+    from pocketvit.report import write_zero_shot_bundle
 
     write_zero_shot_bundle(out_dir, recipe, report, exported, splits, spec, dim, student.path / "student.safetensors",
                            text.path / "text_embeddings.npy", text_encoders)

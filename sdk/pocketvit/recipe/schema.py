@@ -6,9 +6,9 @@ from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-TargetName = Literal[
-    "executorch", "executorch-int8", "litert", "litert-int8", "coreml", "coreml-int8", "onnx", "onnx-int8"
-]
+from pocketvit.runtime.targets import RUNTIMES, TARGETS, TEXT_RUNTIMES
+
+TargetName = Literal[TARGETS]
 
 
 class Section(BaseModel):
@@ -155,7 +155,7 @@ class DistillSection(Section):
 
 class ExportSection(Section):
     targets: list[TargetName] = Field(default_factory=lambda: ["executorch"])
-    dropin: Optional[list[Literal["litert", "coreml", "executorch", "onnx"]]] = Field(
+    dropin: Optional[list[Literal[RUNTIMES]]] = Field(
         None, description="runtimes that also get a drop-in file (NHWC pixels in, normalization and softmax inside; "
         "Core ML: image input + classifier; target <runtime>-dropin); default: litert and coreml for those among "
         "the targets; [] for none")
@@ -310,7 +310,7 @@ class ClipSection(Section):
         "embeddings) or the TinyCLIP text student (needs text_student); null = class embeddings only")
     text_encoder_max_tokens: int = Field(64, ge=3, le=512, description="tokens per prompt in the bundle's text "
                                          "encoder, [CLS] and [SEP] included (longer prompts are cut)")
-    text_encoder_targets: list[Literal["onnx", "litert", "executorch"]] = Field(
+    text_encoder_targets: list[Literal[TEXT_RUNTIMES]] = Field(
         default_factory=lambda: ["onnx"], min_length=1, description="runtimes the text encoder is exported for")
     text_encoder_eval_sentences: Optional[int] = Field(
         None, ge=1, description="held-out sentences for the text encoder's runtime-vs-eager cosine (null = all)")

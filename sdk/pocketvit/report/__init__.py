@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pocketvit.report.clip import TEXT_EMBEDDINGS
+from pocketvit.report.clip import model_card as zero_shot_model_card
+from pocketvit.report.exits import exit_plots
 from pocketvit.report.plots import accuracy_vs_gflops, accuracy_vs_latency, latency_by_target
 from pocketvit.report.text import render_html, render_markdown, render_model_card
 from pocketvit.runtime.io import write_json
@@ -40,8 +43,6 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
         "latency": latency_by_target(report, out_dir / "plots" / "latency.png"),
         "accuracy_vs_latency": accuracy_vs_latency(report, out_dir / "plots" / "accuracy_vs_latency.png"),
     }
-    from pocketvit.exits.report import exit_plots
-
     plots.update(exit_plots(report, out_dir))
     plots = {k: str(v.relative_to(out_dir)) for k, v in plots.items() if v is not None}
     write_json(out_dir / "report.json", report)
@@ -51,3 +52,32 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
         tmp.write_text(render_markdown(report, plots))
     with atomic_path(out_dir / "report.html") as tmp:
         tmp.write_text(render_html(report, plots))
+
+
+def write_zero_shot_bundle(out_dir: Path, recipe: Any, report: dict[str, Any], exported: dict, splits: Any,
+                           spec: dict[str, Any], dim: int, weights: Path, text_embeddings: Path,
+                           text_encoders: dict[str, Any] | None = None) -> Path:
+    """bundle/: the exported files, text_embeddings.npy (sha256 in the manifest), task zero-shot, the text encoder
+    when the recipe puts one in (clip.text_encoder_in_bundle); then the report."""
+    from pocketvit.clip.text_bundle import bundle_text_encoder_entry
+    from pocketvit.export import ExportedFile
+    from pocketvit.export.bundle import place, write_bundle_dir
+    from pocketvit.models import source_block
+
+    bundle = out_dir / "bundle"
+    place(text_embeddings, bundle / TEXT_EMBEDDINGS)
+    text_encoder = bundle_text_encoder_entry(bundle, text_encoders or {})
+    files = [ExportedFile(t, st.path / st.meta["file"], st.meta["runtime"], st.meta["precision"],
+                          info=dict(st.meta.get("info") or {})) for t, st in exported.items()]
+    metrics = {t: {k: v for k, v in m.items() if k in ("test_top1", "heldout_top1", "parity", "latency_ms")}
+               for t, m in report["targets"].items()}
+    c, h, _ = splits.shape
+    s = report["student"]
+    source = source_block(s["arch"], {**recipe.student.options, "embed_norm": True}, c, dim, h)
+    write_bundle_dir(bundle, name=recipe.name, files=files, labels=list(splits.labels), input_spec=spec,
+                     source=source, reference_weights=weights, task="zero-shot", outputs="embedding", metrics=metrics,
+                     extra={"text_embeddings": TEXT_EMBEDDINGS, "logit_scale": 100.0}
+                     | ({"text_encoder": text_encoder} if text_encoder else {}),
+                     card=lambda manifest: zero_shot_model_card(report, manifest))
+    write_report(out_dir, report)
+    return bundle

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -15,18 +15,18 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig, path: Path) -> Path:
     from pocketvit.runtime.io import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def accuracy_vs_gflops(report: dict[str, Any], path: Path) -> Path | None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     pts = [("teacher", report["teacher"], "tab:gray")]
     pts.append(("student (distilled, eager)", report["student"], "tab:blue"))
@@ -46,14 +46,14 @@ def accuracy_vs_gflops(report: dict[str, Any], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{report['recipe']}: accuracy vs compute")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def latency_by_target(report: dict[str, Any], path: Path) -> Path | None:
     rows = [(t, m["latency_ms"]) for t, m in report["targets"].items() if m.get("latency_ms")]
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 0.5 + 0.45 * len(rows)))
     names = [r[0] for r in rows]
     ax.barh(names, [r[1]["median"] for r in rows], color="tab:blue", label="median")
@@ -63,7 +63,7 @@ def latency_by_target(report: dict[str, Any], path: Path) -> Path | None:
     ax.set_xlabel("batch-1 latency, ms (measured on each runtime)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def accuracy_vs_latency(report: dict[str, Any], path: Path) -> Path | None:
@@ -71,7 +71,7 @@ def accuracy_vs_latency(report: dict[str, Any], path: Path) -> Path | None:
     pts = [(t, m) for t, m in report["targets"].items() if m.get("test_top1") is not None and m.get("latency_ms")]
     if not pts:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for t, m in pts:
         int8 = "int8" in str(m.get("precision", ""))
@@ -83,4 +83,4 @@ def accuracy_vs_latency(report: dict[str, Any], path: Path) -> Path | None:
     ax.set_ylabel("test top-1 (on each runtime)")
     ax.grid(alpha=0.3)
     ax.set_title(f"{report['recipe']}: accuracy vs latency (squares: int8)")
-    return _save(fig, path)
+    return save_png(fig, path)

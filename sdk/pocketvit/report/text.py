@@ -5,44 +5,10 @@ from __future__ import annotations
 import html
 from typing import Any
 
-
-def _pct(x: Any) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
-def _ms(lat: Any, key: str) -> str:
-    return "n/a" if not lat else f"{lat[key]:.2f}"
-
-
-def models_table(report: dict[str, Any]) -> list[list[str]]:
-    rows = [["model", "arch", "params", "MFLOPs", "test top-1 (eager)"]]
-    for key in ("teacher", "student"):
-        m = report[key]
-        rows.append([key, m["arch"], f"{m['params']:,}", f"{m['gflops'] * 1e3:.1f}", _pct(m["test_top1"])])
-    if report.get("baseline"):
-        s = report["student"]
-        rows.append(["baseline (labels only)", s["arch"], f"{s['params']:,}", f"{s['gflops'] * 1e3:.1f}",
-                     _pct(report["baseline"]["test_top1"])])
-    return rows
-
-
-def targets_table(report: dict[str, Any]) -> list[list[str]]:
-    rows = [["target", "runtime", "precision", "size (KB)", "test top-1 (on runtime)", "top-1 agreement",
-             "max abs diff", "median ms", "p90 ms"]]
-    for t, m in report["targets"].items():
-        p = m.get("parity") or {}
-        rows.append([
-            t, m["runtime"], m["precision"], f"{m['bytes'] / 1024:.0f}", _pct(m.get("test_top1")),
-            "n/a" if not p else f"{p['top1_agreement']:.4f}", "n/a" if not p else f"{p['max_abs_diff']:.1e}",
-            _ms(m.get("latency_ms"), "median"), _ms(m.get("latency_ms"), "p90"),
-        ])
-    return rows
-
-
-def _md_table(rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(out)
+from pocketvit.report.clip import clip_markdown
+from pocketvit.report.exits import exits_markdown
+from pocketvit.report.int8 import quantization_markdown
+from pocketvit.report.tables import md_table, models_table, pct, targets_table
 
 
 def _notes(report: dict[str, Any]) -> list[str]:
@@ -62,23 +28,20 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines = [
         f"# {report['recipe']}: pocketvit {report['version']} report", "",
         f"Data: {d['name']} — {d['train']} train / {d['val']} val / {d['test']} test images.", "",
-        "## Models", "", _md_table(models_table(report)), "",
+        "## Models", "", md_table(models_table(report)), "",
         "## Targets (every figure measured by running the exported file on its runtime, whole test split)", "",
-        _md_table(targets_table(report)), "",
+        md_table(targets_table(report)), "",
     ]
     notes = _notes(report)
     if notes:
         lines += ["Notes:", *notes, ""]
-    from pocketvit.export.quantize.report import quantization_markdown
 
     lines += quantization_markdown(report)
-    from pocketvit.exits.report import exits_markdown
 
-    lines += exits_markdown(report, plots, _md_table)
+    lines += exits_markdown(report, plots, md_table)
     lines += agreement_markdown(report)
-    from pocketvit.clip.report import clip_markdown
 
-    lines += clip_markdown(report, _md_table)
+    lines += clip_markdown(report, md_table)
     dist = report.get("distill") or {}
     if dist:
         lines += [f"Teacher cache: {dist['cache_epochs']} augmented epoch(s), top-{dist['topk']} probabilities, "
@@ -98,7 +61,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                        ("Accuracy vs latency", "accuracy_vs_latency")):
         if key in plots:
             lines += [f"## {title}", "", f"![{title}]({plots[key]})", ""]
-    lines += ["## Stages", "", _md_table([["stage", "seconds", "cached"]] + [
+    lines += ["## Stages", "", md_table([["stage", "seconds", "cached"]] + [
         [s, f"{v['seconds']:.1f}", "yes" if v["cached"] else "no"] for s, v in report["stages"].items()]), ""]
     return "\n".join(lines)
 
@@ -115,7 +78,7 @@ def agreement_markdown(report: dict[str, Any]) -> list[str]:
     return ["## Teacher agreement (top-1 of the exported student = top-1 of the teacher, test split)", "",
             lead + ("The data has no labels, so this replaces label accuracy." if not report["dataset"].get(
                 "labeled", True) else ""), "",
-            _md_table(rows), ""]
+            md_table(rows), ""]
 
 
 def agreement_table(report: dict[str, Any]) -> list[list[str]]:
@@ -167,19 +130,19 @@ def _licence_lines(report: dict[str, Any]) -> list[str]:
 
 
 def render_model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
-    from pocketvit.export.bundle import dropin_card_lines
+    from pocketvit.report.export_card import dropin_card_lines
 
     t, s, d = report["teacher"], report["student"], report["dataset"]
     return "\n".join([
         f"# {manifest['name']} (pocketvit bundle)", "",
         f"A {manifest['task']} model for {len(manifest['labels'])} classes ({', '.join(manifest['labels'][:10])}).", "",
         f"- Student: {s['arch']}, {s['params']:,} parameters, {s['gflops'] * 1e3:.1f} MFLOPs per image.",
-        f"- Teacher: {t['arch']}, {t['params']:,} parameters, test top-1 {_pct(t['test_top1'])} (eager).",
+        f"- Teacher: {t['arch']}, {t['params']:,} parameters, test top-1 {pct(t['test_top1'])} (eager).",
         f"- Data: {d['name']} ({d['train']} training images; figures on the {d['test']}-image test split).",
         "- Training: TinyViT-style distillation from a sparse (top-k) teacher cache.",
         "- Licence of the weights: produced by this build from the data above; no third-party weights.",
         *_licence_lines(report), "",
-        "## Measured on each runtime", "", _md_table(targets_table(report)), "",
+        "## Measured on each runtime", "", md_table(targets_table(report)), "",
         "Accuracy is the exported file run on its own runtime over the whole test split; latency is batch 1, "
         "median and p90 of timed runs after warm-up, on the machine that ran the build.", "",
         *dropin_card_lines(manifest),

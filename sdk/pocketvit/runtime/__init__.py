@@ -11,19 +11,12 @@ gets it through the executorch package, which needs it.
 """
 
 from .backends import Backend, RuntimeUnavailableError, open_backend
-from .manifest import (
-    FORMAT_VERSION,
-    TARGETS,
-    Bundle,
-    atomic_write_bytes,
-    extract_zip,
-    file_entry,
-    sha256_file,
-    validate_manifest,
-    write_manifest,
-)
+from .bundle import Bundle, extract_zip
+from .io import atomic_write_bytes, sha256_file
+from .manifest import FORMAT_VERSION, file_entry, validate_manifest, write_manifest
 from .predictor import Prediction, Predictor, choose_target, l2_normalize, load, softmax
 from .preprocessing import prepare_image, preprocess, preprocess_array, preprocess_batch, read_image
+from .targets import TARGETS
 
 __all__ = [
     "FORMAT_VERSION",

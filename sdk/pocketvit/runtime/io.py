@@ -1,4 +1,7 @@
-"""Atomic file writes and content hashes: a killed build never leaves a file a rerun would trust."""
+"""Atomic file writes, content hashes and sizes (torch-free): a killed build never leaves a file a rerun would trust.
+
+A folder (a Core ML .mlpackage) is hashed as a tree: sha256 over the lines
+``"<sha256 of file>  <relative posix path>\\n"`` for every regular file, sorted by path."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from pocketvit.errors import BundleError
 
 
 @contextmanager
@@ -40,12 +45,6 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def hash_config(data: Any) -> str:
@@ -54,9 +53,58 @@ def hash_config(data: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def path_bytes(path: str | Path) -> int:
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file, or of a directory tree (see module docstring)."""
+    p = Path(path)
+    if p.is_dir():
+        lines = []
+        for rel, f in _tree_files(p):
+            lines.append(f"{_sha256_plain(f)}  {rel}\n")
+        return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+    return _sha256_plain(p)
+
+
+def _sha256_plain(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _tree_files(root: Path) -> list[tuple[str, Path]]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in list(dirnames):
+            if (Path(dirpath) / name).is_symlink():
+                raise BundleError(
+                    f"{Path(dirpath, name)}: symbolic links are not allowed inside a bundle entry; "
+                    "replace it with the real folder"
+                )
+        for name in sorted(filenames):
+            f = Path(dirpath) / name
+            if f.is_symlink():
+                raise BundleError(
+                    f"{f}: symbolic links are not allowed inside a bundle entry; replace it with the real file"
+                )
+            out.append((f.relative_to(root).as_posix(), f))
+    out.sort(key=lambda t: t[0])
+    return out
+
+
+def path_bytes(path: str | os.PathLike) -> int:
     """Size of a file, or of every file under a folder (a Core ML .mlpackage)."""
-    path = Path(path)
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for _, f in _tree_files(p))
+    return p.stat().st_size
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, synced, then renamed into place."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())

@@ -18,36 +18,20 @@ A directory entry (a Core ML ``.mlpackage``) is hashed as a tree: sha256 over th
 
 from __future__ import annotations
 
-import atexit
-import hashlib
 import json
 import os
 import re
-import shutil
-import stat
-import tempfile
-import zipfile
-from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pocketvit.errors import BundleError
+from pocketvit.runtime.io import atomic_write_bytes, path_bytes, sha256_file
+from pocketvit.runtime.targets import RUNTIMES, TARGETS
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
 TASKS = ("classify", "zero-shot", "embed")
-RUNTIMES = ("executorch", "litert", "coreml", "onnx")
-TARGETS = (
-    "executorch",
-    "executorch-int8",
-    "litert",
-    "litert-int8",
-    "coreml",
-    "coreml-int8",
-    "onnx",
-    "onnx-int8",
-)
 OUTPUTS = ("logits", "probabilities", "embedding")
 # float-nchw: normalized float (the manifest's layout); uint8-nhwc / float-nhwc: raw 0..255 pixels (uint8, or
 # float32 holding the same values), NHWC, the model normalizes inside (drop-in files)
@@ -58,75 +42,6 @@ COLOR_ORDERS = ("GRAY", "RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
 
 _TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_CHUNK = 1 << 20
-
-
-# --------------------------------------------------------------------------- hashing / writing
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 hex digest of a file, or of a directory tree (see module docstring)."""
-    p = Path(path)
-    if p.is_dir():
-        lines = []
-        for rel, f in _tree_files(p):
-            lines.append(f"{_sha256_plain(f)}  {rel}\n")
-        return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
-    return _sha256_plain(p)
-
-
-def _sha256_plain(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _tree_files(root: Path) -> list[tuple[str, Path]]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        for name in list(dirnames):
-            if (Path(dirpath) / name).is_symlink():
-                raise BundleError(
-                    f"{Path(dirpath, name)}: symbolic links are not allowed inside a bundle entry; "
-                    "replace it with the real folder"
-                )
-        for name in sorted(filenames):
-            f = Path(dirpath) / name
-            if f.is_symlink():
-                raise BundleError(
-                    f"{f}: symbolic links are not allowed inside a bundle entry; replace it with the real file"
-                )
-            out.append((f.relative_to(root).as_posix(), f))
-    out.sort(key=lambda t: t[0])
-    return out
-
-
-def _size_of(p: Path) -> int:
-    if p.is_dir():
-        return sum(f.stat().st_size for _, f in _tree_files(p))
-    return p.stat().st_size
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def file_entry(
@@ -159,7 +74,7 @@ def file_entry(
     return {
         "path": rel,
         "sha256": sha256_file(full),
-        "bytes": _size_of(full),
+        "bytes": path_bytes(full),
         "runtime": runtime,
         "precision": precision,
         **extra,
@@ -172,7 +87,7 @@ def segment_entry(bundle_dir: str | os.PathLike, method: str, path: str) -> dict
     full = Path(bundle_dir) / rel
     if not full.exists():
         raise BundleError(f"{full}: file of segment {method!r} does not exist; write it before its entry")
-    return {"method": method, "path": rel, "sha256": sha256_file(full), "bytes": _size_of(full)}
+    return {"method": method, "path": rel, "sha256": sha256_file(full), "bytes": path_bytes(full)}
 
 
 def write_manifest(bundle_dir: str | os.PathLike, manifest: dict) -> Path:
@@ -197,7 +112,7 @@ def write_manifest(bundle_dir: str | os.PathLike, manifest: dict) -> Path:
             )
         manifest["text_embeddings_sha256"] = sha256_file(root / rel)
     validate_manifest(manifest, where=str(where))
-    _check_files_present(root, manifest)
+    check_files_present(root, manifest)
     data = json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n"
     atomic_write_bytes(where, data.encode("utf-8"))
     return where
@@ -426,7 +341,7 @@ def _validate_input(spec: Any, where: str) -> None:
     _require(isinstance(s, (int, float)) and not isinstance(s, bool), w, "'scale' must be a number")
 
 
-def _check_files_present(root: Path, m: dict) -> None:
+def check_files_present(root: Path, m: dict) -> None:
     rootr = root.resolve()
     entries: list[tuple[str, str, int | None]] = [
         (f"files[{t!r}]", e["path"], e.get("bytes")) for t, e in m["files"].items()
@@ -458,247 +373,9 @@ def _check_files_present(root: Path, m: dict) -> None:
                 "rebuild or re-download the bundle"
             )
         if nbytes is not None:
-            actual = _size_of(full)
+            actual = path_bytes(full)
             if actual != nbytes:
                 raise BundleError(
                     f"{rel}: size is {actual} bytes but manifest.json records {nbytes} — the file is "
                     "truncated, damaged or was modified; rebuild or re-download the bundle"
                 )
-
-
-# --------------------------------------------------------------------------- zip extraction
-
-_extracted_dirs: list[str] = []
-
-
-def _cleanup_extracted() -> None:
-    for d in _extracted_dirs:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-atexit.register(_cleanup_extracted)
-
-
-def _check_zip_member(info: zipfile.ZipInfo, zpath: Path) -> None:
-    name = info.filename
-    mode = (info.external_attr >> 16) & 0xFFFF
-    if stat.S_ISLNK(mode):
-        raise BundleError(
-            f"{zpath}: zip entry {name!r} is a symbolic link; a bundle zip may hold only plain files "
-            "and folders (refusing to extract)"
-        )
-    bad = (
-        not name
-        or "\x00" in name
-        or name.startswith(("/", "\\"))
-        or re.match(r"^[A-Za-z]:", name) is not None
-        or any(part == ".." for part in re.split(r"[\\/]", name))
-    )
-    if bad:
-        raise BundleError(
-            f"{zpath}: zip entry {name!r} would be written outside the extraction folder "
-            "(absolute path or '..'); refusing to extract this archive"
-        )
-
-
-def extract_zip(zpath: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
-    """Safely extract a bundle zip; returns the folder that holds manifest.json.
-
-    Every entry is checked first (no absolute paths, no '..', no symbolic links), then the
-    archive is extracted to ``dest`` (default: a private temporary folder removed at exit).
-    The manifest may be at the zip's root or inside a single top-level folder.
-    """
-    zpath = Path(zpath)
-    try:
-        zf = zipfile.ZipFile(zpath)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise BundleError(f"{zpath}: not a readable zip archive ({e}); re-download the bundle") from None
-    with zf:
-        infos = zf.infolist()
-        for info in infos:
-            _check_zip_member(info, zpath)
-        if dest is None:
-            dest = tempfile.mkdtemp(prefix="pocketvit-bundle-")
-            _extracted_dirs.append(dest)
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        destr = dest.resolve()
-        for info in infos:
-            target = (dest / info.filename).resolve()
-            if target != destr and destr not in target.parents:  # belt and braces
-                raise BundleError(f"{zpath}: zip entry {info.filename!r} escapes the extraction folder")
-            try:
-                zf.extract(info, dest)
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
-                raise BundleError(
-                    f"{zpath}: zip entry {info.filename!r} is damaged ({e}); re-download the bundle"
-                ) from None
-    if (dest / MANIFEST_NAME).is_file():
-        return dest
-    subdirs = [p for p in dest.iterdir() if p.is_dir()]
-    if len(subdirs) == 1 and (subdirs[0] / MANIFEST_NAME).is_file():
-        return subdirs[0]
-    raise BundleError(f"{zpath}: the zip holds no {MANIFEST_NAME}, so it is not a pocketvit bundle")
-
-
-# --------------------------------------------------------------------------- Bundle
-
-
-class Bundle:
-    """A validated bundle folder. Use ``Bundle.open(path)``."""
-
-    def __init__(self, root: Path, manifest: dict, source: Path):
-        self.root = root
-        self.manifest = manifest
-        self.source = source
-        self._verified: set[str] = set()
-
-    # -- opening
-    @classmethod
-    def open(
-        cls, path: str | os.PathLike, verify: bool = False, extract_to: str | os.PathLike | None = None
-    ) -> Bundle:
-        """Open a bundle folder or .zip. ``verify=True`` also checks every file's sha256 now."""
-        source = Path(path)
-        if not source.exists():
-            raise BundleError(f"{source}: no such bundle (folder or .zip); check the path")
-        if source.is_file():
-            if zipfile.is_zipfile(source):
-                root = extract_zip(source, extract_to)
-            elif source.name == MANIFEST_NAME:
-                root = source.parent
-            else:
-                raise BundleError(
-                    f"{source}: not a bundle; pass the bundle folder (with {MANIFEST_NAME}) or its .zip"
-                )
-        else:
-            root = source
-        mpath = root / MANIFEST_NAME
-        if not mpath.is_file():
-            raise BundleError(
-                f"{source}: not a pocketvit bundle ({MANIFEST_NAME} is missing); pass the folder "
-                "`pocketvit build` wrote as <out>/bundle"
-            )
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BundleError(f"{mpath}: not valid JSON ({e}); rebuild or re-download the bundle") from None
-        validate_manifest(manifest, where=str(mpath))
-        _check_files_present(root, manifest)
-        b = cls(root, manifest, source)
-        if verify:
-            b.verify()
-        return b
-
-    # -- manifest views
-    @property
-    def format_version(self) -> int:
-        return self.manifest["format_version"]
-
-    @property
-    def name(self) -> str:
-        return self.manifest.get("name", self.root.name)
-
-    @property
-    def task(self) -> str:
-        return self.manifest["task"]
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.manifest.get("labels") or [])
-
-    @property
-    def input_spec(self) -> dict:
-        return self.manifest["input"]
-
-    @property
-    def outputs(self) -> str:
-        return self.manifest.get("outputs", "logits")
-
-    @property
-    def exits(self) -> list[dict]:
-        return list(self.manifest.get("exits") or [])
-
-    @property
-    def targets(self) -> list[str]:
-        return list(self.manifest["files"])
-
-    def file_info(self, target: str) -> dict:
-        files = self.manifest["files"]
-        if target not in files:
-            raise BundleError(
-                f"{self.source}: the bundle has no target {target!r}; it has: {', '.join(files)}"
-            )
-        return files[target]
-
-    def runtime_of(self, target: str) -> str:
-        return self.file_info(target)["runtime"]
-
-    def input_form(self, target: str) -> str:
-        return self.file_info(target).get("input_form", "float-nchw")
-
-    def input_spec_of(self, target: str) -> dict:
-        """The input contract of one file: the manifest's, with the file's own overrides (channels, colour)."""
-        over = self.file_info(target).get("input")
-        return {**self.input_spec, **over} if over else self.input_spec
-
-    def outputs_of(self, target: str) -> str:
-        """What one file outputs: its own 'outputs' (a drop-in file gives probabilities), else the manifest's."""
-        return self.file_info(target).get("outputs", self.outputs)
-
-    # -- integrity
-    def _verify_one(self, rel: str, expected: str) -> Path:
-        full = self.root / rel
-        if rel in self._verified:
-            return full
-        if not full.exists():
-            raise BundleError(f"{full}: missing from the bundle; rebuild or re-download the bundle")
-        actual = sha256_file(full)
-        if actual != expected:
-            raise BundleError(
-                f"{rel}: sha256 mismatch — the file is damaged or was modified; rebuild or re-download "
-                f"the bundle (expected {expected[:12]}…, got {actual[:12]}…)"
-            )
-        self._verified.add(rel)
-        return full
-
-    def model_path(self, target: str) -> Path:
-        """Path of ``target``'s model file, sha256-verified."""
-        e = self.file_info(target)
-        return self._verify_one(e["path"], e["sha256"])
-
-    def segment_paths(self, target: str) -> dict[str, Path]:
-        """{method: path} of ``target``'s early-exit program (files[target]["segments"]), sha256-verified;
-        several methods may share one file (ExecuTorch methods, LiteRT signatures)."""
-        return {g["method"]: self._verify_one(g["path"], g["sha256"])
-                for g in self.file_info(target).get("segments") or []}
-
-    def verified_path(self, rel: str, sha256: str) -> Path:
-        """``root/rel`` once its sha256 matches (checked once per file): for files outside ``files``."""
-        return self._verify_one(rel, sha256)
-
-    def text_embeddings_path(self) -> Path | None:
-        """Path of text_embeddings.npy (zero-shot), sha256-verified when the manifest records one."""
-        rel = self.manifest.get("text_embeddings")
-        if not rel:
-            return None
-        return self._verify_one(rel, self.manifest["text_embeddings_sha256"])
-
-    def verify(self, targets: Iterable[str] | None = None) -> None:
-        """Check sha256 of every listed file (or only ``targets``) and of text_embeddings."""
-        for t in targets if targets is not None else self.targets:
-            self.model_path(t)
-            self.segment_paths(t)
-        if self.manifest.get("text_embeddings"):
-            self.text_embeddings_path()
-        te = self.manifest.get("text_encoder")
-        if te and targets is None:
-            for e in [te["tokenizer"], *te["files"].values()]:
-                self._verify_one(e["path"], e["sha256"])
-
-    def __repr__(self) -> str:
-        return f"Bundle({str(self.root)!r}, task={self.task!r}, targets={self.targets})"
-
-    # -- writing helpers (used by the pipeline)
-    write_manifest = staticmethod(write_manifest)
-    file_entry = staticmethod(file_entry)

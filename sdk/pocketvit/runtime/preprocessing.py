@@ -44,7 +44,7 @@ _PIL_IMAGE: Any = False  # False: not looked up yet; None: not available
 _CV2: Any = False
 
 
-def _pil():
+def pil_image_module():
     global _PIL_IMAGE
     if _PIL_IMAGE is False:
         try:
@@ -84,7 +84,7 @@ def read_image(path: str | os.PathLike, gray: bool = False) -> tuple[np.ndarray,
         if arr is not None:
             rgb = arr[:, :, ::-1]
             return (_luma(rgb), "GRAY") if gray else (rgb.copy(), "RGB")
-    Image = _pil()
+    Image = pil_image_module()
     if Image is not None:
         with Image.open(p) as im:
             im = im.convert("L" if gray else "RGB")
@@ -193,7 +193,7 @@ def resize_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Antialiased bilinear resize (PIL BILINEAR) of an HxWxC uint8 image."""
     if img.shape[0] == out_h and img.shape[1] == out_w:
         return img
-    Image = _pil()
+    Image = pil_image_module()
     if Image is None:
         return resize_bilinear_numpy(img, out_h, out_w)
     c = img.shape[2]

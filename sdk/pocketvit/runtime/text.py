@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from pocketvit.errors import BundleError
+from pocketvit.runtime.targets import TEXT_RUNTIMES
 
 from .backends import open_backend
 from .tokenizer import WordPieceTokenizer
 
-TEXT_RUNTIMES = ("onnx", "litert", "executorch")
 POOLINGS = ("mean", "cls", "max")
 FREE_TEXT_HINT = ("for free-text prompts, rebuild with `clip.text_encoder_in_bundle: teacher` (or `student`) in the "
                   "recipe, or `--set clip.text_encoder_in_bundle=teacher`, so the bundle carries its text encoder")

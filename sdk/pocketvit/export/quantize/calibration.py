@@ -3,16 +3,18 @@
 The test split is what every reported accuracy is measured on; a quantizer that saw it would be tuned
 on the exam. `calibration_images` takes the Splits and draws from `splits.train`; `held_out_images`
 from `splits.val` (held out of training, used to check the accuracy budget); `training_split` hands QAT
-(qat_stage.py) the training split. All three refuse an ImageSet that is the test split.
+(pipeline/stages/qat.py) the training split. All three refuse an ImageSet that is the test split.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pocketvit.errors import DataError
+
+PLAN_FILE = "calibration_indices.npy"  # the quantize plan stage's calibration indices into the training split
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -49,3 +51,9 @@ def training_split(splits: Splits, what: str = "QAT") -> ImageSet:
     """splits.train, to train on (quantization-aware training); refused when it is the test split."""
     _check_not_test(splits, splits.train, what)
     return splits.train
+
+
+def plan_calibration(plan: Any, splits: Any):
+    """The plan's calibration images (normalized float), read back by index from the training split."""
+    idx = np.load(plan.path / PLAN_FILE)
+    return splits.normalize(splits.train.images[idx])

@@ -84,7 +84,7 @@ def int8_exporter(calibration: str | None, *, budget: float = 0.005, sensitivity
 
     def run(resolved: Any, targets: list[str], staging: Path, say: Callable[[str], None]):
         from pocketvit.export._common import file_extension
-        from pocketvit.export.bundle import backend_summary
+        from pocketvit.export.describe import backend_summary
         from pocketvit.export.quantize import config_for, quantize_export
 
         calib, hx, hy = calibration_for(calibration, resolved, n)

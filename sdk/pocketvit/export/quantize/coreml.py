@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from pocketvit.errors import ExportError
 from pocketvit.export._common import ExportedFile, atomic_path, lowering_error
 from pocketvit.export.quantize.configs import CoreMLInt8
+from pocketvit.runtime.io import path_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -27,9 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def quantize_coreml(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor, config: CoreMLInt8,
                     path: Path, *, float_layers: Sequence[str] = (), model_name: str = "model") -> ExportedFile:
-    from pocketvit.export.coreml import _import_coremltools, _quiet, export_coreml, spec_check
+    from pocketvit.export.coreml import export_coreml, import_coremltools, quiet_coremltools, spec_check
 
-    ct = _import_coremltools()
+    ct = import_coremltools()
     if config.mode == "w8a8" and platform.system() != "Darwin":
         raise ExportError(
             f"Could not export '{model_name}' to {config.target} (w8a8): coremltools' "
@@ -44,7 +45,7 @@ def quantize_coreml(model: torch.nn.Module, example: torch.Tensor, calib: torch.
     with tempfile.TemporaryDirectory(prefix="pocketvit-coreml-int8-") as tmpdir:
         fp16 = export_coreml(model, example, Path(tmpdir) / "fp16.mlpackage", model_name=model_name, prepare=False)
         try:
-            with _quiet():
+            with quiet_coremltools():
                 ml = ct.models.MLModel(str(fp16.path), skip_model_load=True)
                 if config.mode == "palettize":
                     ml = _palettize(ml, config.nbits)
@@ -61,10 +62,10 @@ def quantize_coreml(model: torch.nn.Module, example: torch.Tensor, calib: torch.
         except Exception as exc:
             raise lowering_error(model_name, config.target, exc, f"coremltools.optimize ({config.mode})") from exc
         outputs = fp16.info["spec_check"]["outputs"]
-        fp16_bytes = _tree_bytes(fp16.path)
+        fp16_bytes = path_bytes(fp16.path)
         with atomic_path(path) as tmp:
             try:
-                with _quiet():
+                with quiet_coremltools():
                     ml.save(str(tmp))
                 check = spec_check(tmp, example.shape, outputs)
             except Exception as exc:
@@ -76,7 +77,7 @@ def quantize_coreml(model: torch.nn.Module, example: torch.Tensor, calib: torch.
     info = dict(fp16.info)
     info.update(spec_check=check, weights="int8 (linear symmetric, per channel)",
                 int8_weight_ops=int(ops.get("constexpr_affine_dequantize", 0) + ops.get("constexpr_blockwise_shift_scale", 0)),
-                float_layers=[], fp16_bytes=fp16_bytes, bytes=_tree_bytes(path))
+                float_layers=[], fp16_bytes=fp16_bytes, bytes=path_bytes(path))
     if config.mode == "palettize":
         info.update(weights=f"palettized, {config.nbits}-bit k-means lookup table per weight tensor",
                     palettized_weight_ops=int(ops.get("constexpr_lut_to_dense", 0)), nbits=config.nbits)
@@ -91,8 +92,3 @@ def _palettize(ml, nbits: int):
     cfg = OpPalettizerConfig(mode="kmeans", nbits=int(nbits), granularity="per_tensor", weight_threshold=0)
     return palettize_weights(ml, OptimizationConfig(global_config=cfg))
 
-
-def _tree_bytes(path: Path) -> int:
-    """Bytes of a file, or of every file under an .mlpackage folder."""
-    path = Path(path)
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -30,7 +30,7 @@ def slow_int8_depthwise(model: torch.nn.Module) -> list[str]:
 def quantize_executorch(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor,
                         config: ExecuTorchInt8, path: Path, *, float_layers: Sequence[str] = (),
                         model_name: str = "model") -> ExportedFile:
-    from pocketvit.export.executorch import _lower, _torch_export, _write
+    from pocketvit.export.executorch import lower_program, torch_export, write_program
     from pocketvit.export.quantize.pt2e import quantized_graph, xnnpack_quantizer
     from pocketvit.export.rewrites import apply_rewrites
 
@@ -50,9 +50,9 @@ def quantize_executorch(model: torch.nn.Module, example: torch.Tensor, calib: to
                                     float_layers, batched=True)
     except Exception as exc:
         raise lowering_error(model_name, config.target, exc, "PT2E quantization (XNNPACKQuantizer)") from exc
-    ep = _torch_export(converted, (example,), model_name)
-    et, summaries = _lower(ep, model_name)
-    _write(et, path, model_name)
+    ep = torch_export(converted, (example,), model_name)
+    et, summaries = lower_program(ep, model_name)
+    write_program(et, path, model_name)
     info = dict(summaries["forward"])
     info["methods"] = ["forward"]
     info["rewrites"] = rewrites

@@ -22,7 +22,7 @@ def quantize_litert(model: torch.nn.Module, example: torch.Tensor, calib: torch.
                     model_name: str = "model") -> ExportedFile:
     import torch
 
-    from pocketvit.export.litert import DEFAULT_SIGNATURE, _quiet, _written
+    from pocketvit.export.litert import DEFAULT_SIGNATURE, quiet_litert, written_file
     from pocketvit.export.quantize.pt2e import litert_quantizer, quantized_graph
 
     litert_torch = require("litert_torch", "litert", _WHY)
@@ -34,12 +34,12 @@ def quantize_litert(model: torch.nn.Module, example: torch.Tensor, calib: torch.
     make = litert_quantizer(config.mode, config.per_channel)
     try:
         converted = quantized_graph(model, example, calib, make, float_layers, fold=False, batched=True)
-        with _quiet(), torch.no_grad():
+        with quiet_litert(), torch.no_grad():
             edge = litert_torch.convert(converted, (example,),
                                         quant_config=QuantConfig(pt2e_quantizer=make(float_layers)))
     except Exception as exc:
         raise lowering_error(model_name, config.target, exc, "litert_torch.convert (PT2E int8)") from exc
-    f = _written(edge, path, model_name, signature=DEFAULT_SIGNATURE)
+    f = written_file(edge, path, model_name, signature=DEFAULT_SIGNATURE)
     f.target, f.precision = config.target, "int8"
     f.info["rewrites"] = rewrites
     return f

@@ -106,13 +106,13 @@ def ptq_scores(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tenso
     agreement are those of `reference` (default the model itself)."""
     from pocketvit.export.prepare import prepare_for_export
     from pocketvit.export.quantize.pt2e import quantized_graph, xnnpack_quantizer
-    from pocketvit.export.quantize.sensitivity import _logits, logit_error
+    from pocketvit.export.quantize.sensitivity import logit_error, model_logits
 
     model = prepare_for_export(model, unfused_attention=True)
-    ref = _logits(model if reference is None else prepare_for_export(reference, unfused_attention=True), held_x, True)
+    ref = model_logits(model if reference is None else prepare_for_export(reference, unfused_attention=True), held_x, True)
     y = ref.argmax(1) if held_y is None else held_y
     q = quantized_graph(model, example, calib, xnnpack_quantizer(per_channel=per_channel), float_layers, batched=True)
-    out = _logits(q, held_x, True)
+    out = model_logits(q, held_x, True)
     _, agree = logit_error(out, ref)
     return {"fp32_top1": float((ref.argmax(1) == y).float().mean()), "top1": float((out.argmax(1) == y).float().mean()),
             "agreement": agree}

@@ -43,7 +43,7 @@ class SensitivityResult:
         return asdict(self)
 
 
-def _logits(fn, x: torch.Tensor, batched: bool, batch: int = 256) -> torch.Tensor:
+def model_logits(fn, x: torch.Tensor, batched: bool, batch: int = 256) -> torch.Tensor:
     import torch
 
     step = batch if batched else 1
@@ -85,7 +85,7 @@ def choose_float_layers(
     layers = list(layers) if layers is not None else quantizable_layers(model)
     max_float = len(layers) if max_float is None else min(max_float, len(layers))
     graph, batched = export_graph(model, example, dynamic_batch=True)
-    ref = _logits(model if reference is None else prepare_for_export(reference, unfused_attention=True), held_x, True)
+    ref = model_logits(model if reference is None else prepare_for_export(reference, unfused_attention=True), held_x, True)
     if held_y is None:  # unlabelled held-out images: the budget is on top-1 agreement with float
         held_y = ref.argmax(1)
     fp32_top1 = float((ref.argmax(1) == held_y).float().mean())
@@ -93,7 +93,7 @@ def choose_float_layers(
     def trial(float_layers=(), only=None):
         q = quantized_graph(model, example, calib, make_quantizer, float_layers, graph=graph, batched=batched,
                             only=only)
-        return _logits(q, held_x, batched)
+        return model_logits(q, held_x, batched)
 
     ranking = []
     with progress_bar(f"sensitivity ({what}): one layer at a time", len(layers)) as advance:

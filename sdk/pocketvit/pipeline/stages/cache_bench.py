@@ -10,19 +10,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from pocketvit.data.augment import AugmentConfig
-from pocketvit.data.datasets import Splits
-from pocketvit.pipeline.runner import StageResult, StageRunner
+from pocketvit.pipeline.context import BuildContext
+from pocketvit.pipeline.runner import StageResult
 from pocketvit.progress import log
-from pocketvit.recipe import Recipe
 
 
-def cache_bench_stage(recipe: Recipe, runner: StageRunner, splits: Splits, aug: AugmentConfig, data: StageResult,
-                      teacher: StageResult, cache: StageResult,
+def cache_bench_stage(ctx: BuildContext, teacher: StageResult, cache: StageResult,
                       teacher_model: Callable[[], nn.Module]) -> StageResult | None:
     """Run (or reuse) the benchmark; None when the recipe sets distill.cache_bench_steps: 0.
 
     `teacher_model()` loads the teacher the way the cache stage did (student-normalized images in, logits out)."""
+    recipe, runner, splits, aug, data = ctx.recipe, ctx.runner, ctx.splits, ctx.aug, ctx.data
     steps = recipe.distill.cache_bench_steps
     if steps == 0:
         return None

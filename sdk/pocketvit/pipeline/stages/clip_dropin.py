@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pocketvit.errors import RecipeError
+from pocketvit.pipeline.context import BuildContext
 
 
 def zero_shot_dropin_runtimes(recipe: Any) -> list[str]:
@@ -32,15 +33,15 @@ def zero_shot_dropin_runtimes(recipe: Any) -> list[str]:
     return [r for r in dropin_runtimes(recipe) if r != "coreml"]
 
 
-def zero_shot_dropin_stages(recipe: Any, runner: Any, inputs: list, data: Any, text: Any, splits: Any,
-                            spec: dict[str, Any], model_fn: Callable[[], Any], class_emb: np.ndarray,
-                            heldout: Sequence[int], exported: dict, targets: dict) -> None:
+def zero_shot_dropin_stages(ctx: BuildContext, inputs: list, text: Any, model_fn: Callable[[], Any],
+                            class_emb: np.ndarray, heldout: Sequence[int], exported: dict, targets: dict) -> None:
     """Stages export-<runtime>-dropin (task zero-shot: no softmax) and zeroshot-<runtime>-dropin, added to
     `exported` (the bundle) and `targets` (report.json) like the float targets."""
     from pocketvit.clip.zeroshot import runtime_zero_shot_stage_fn
     from pocketvit.export.dropin import dropin_target
     from pocketvit.pipeline.stages.targets import dropin_export_stage_fn
 
+    recipe, runner, data, splits, spec = ctx.recipe, ctx.runner, ctx.data, ctx.splits, ctx.spec
     dtype = getattr(recipe.export, "dropin_input", "uint8")
     for runtime in zero_shot_dropin_runtimes(recipe):
         t = dropin_target(runtime)

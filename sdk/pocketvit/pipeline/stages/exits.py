@@ -1,11 +1,10 @@
-"""The build's early-exit stages (build.py wires them after distill):
+"""The build's early-exit stages (pipeline/classify.py wires them after distill):
 
     exits            LGViT stages 1 + 2 on the distilled student (teacher cache reused); writes the exit
                      model, the fine-tuned student, and every exit's logits on the val and test splits
     exits-calibrate  one threshold per exit on the validation split (accuracy budget), eager test figures
     export-exits-T   the segmented program for target T (exits/export.py)
     exits-T          the program run segment by segment on T's runtime over the whole test split
-                     (exits/measure.py)
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pocketvit.pipeline.context import BuildContext
+from pocketvit.pipeline.runner import StageResult
 from pocketvit.progress import log
 
 
@@ -50,7 +51,8 @@ def segment_costs(model, shape: tuple[int, ...]) -> dict[str, Any]:
             "exit_cost": [round(float(c) / full, 6) for c in cumulative]}
 
 
-def exits_stage_fn(recipe, splits, aug, student_stage, cache_stage, load_student: Callable) -> Callable[[Path], dict]:
+def exits_stage_fn(ctx: BuildContext, student_stage: StageResult, cache_stage: StageResult) -> Callable[[Path], dict]:
+    recipe, splits, aug = ctx.recipe, ctx.splits, ctx.aug
     cfg = recipe.exits
 
     def run(path: Path) -> dict[str, Any]:
@@ -60,7 +62,7 @@ def exits_stage_fn(recipe, splits, aug, student_stage, cache_stage, load_student
         from pocketvit.exits.train import default_weights, exit_logits, train_exits
         from pocketvit.models.weights import model_meta, save_weights
 
-        student = load_student(student_stage, splits)
+        student = ctx.model_fn(student_stage)()
         model = build_exit_model(student, cfg, len(splits.labels))
         reader = TeacherCache(cache_stage.path / "cache", len(splits.train))
         steps = -(-len(splits.train) // cfg.batch_size)
@@ -98,8 +100,8 @@ def exits_stage_fn(recipe, splits, aug, student_stage, cache_stage, load_student
     return run
 
 
-def calibrate_stage_fn(recipe, splits, exits_stage) -> Callable[[Path], dict]:
-    cfg = recipe.exits
+def calibrate_stage_fn(ctx: BuildContext, exits_stage: StageResult) -> Callable[[Path], dict]:
+    splits, cfg = ctx.splits, ctx.recipe.exits
 
     def run(path: Path) -> dict[str, Any]:
         from pocketvit.exits.calibrate import calibrate, evaluate, softmax_np
@@ -127,20 +129,22 @@ def calibrate_stage_fn(recipe, splits, exits_stage) -> Callable[[Path], dict]:
     return run
 
 
-def export_stage_fn(target: str, exits_stage, splits, spec: dict[str, Any], name: str) -> Callable[[Path], dict]:
+def exit_program_stage_fn(ctx: BuildContext, target: str, exits_stage: StageResult) -> Callable[[Path], dict]:
+    splits, spec, name = ctx.splits, ctx.spec, ctx.name
+
     def run(path: Path) -> dict[str, Any]:
         from pocketvit.exits.export import export_segments
-        from pocketvit.models.weights import build_from_meta, load_weights
 
-        model = load_exit_model(exits_stage, splits, build_from_meta, load_weights)
+        model = load_exit_model(exits_stage, splits)
         example = torch.zeros(1, spec["channels"], spec["height"], spec["width"])
         return export_segments(model, example, target, path, model_name=f"{name} exits")
 
     return run
 
 
-def load_exit_model(exits_stage, splits, build_from_meta, load_weights):
+def load_exit_model(exits_stage: StageResult, splits: Any):
     from pocketvit.exits.model import EarlyExitModel
+    from pocketvit.models.weights import build_from_meta, load_weights
 
     meta = exits_stage.meta
     kinds = [e["head"] for e in meta["exits"][:-1]]
@@ -149,12 +153,17 @@ def load_exit_model(exits_stage, splits, build_from_meta, load_weights):
     return load_weights(model, exits_stage.path / "exits.safetensors", "exit model")
 
 
-def measure_stage_fn(target: str, exported, exit_export, calibration, exits_stage, splits, spec: dict[str, Any],
-                     cfg: Any, name: str, source: dict[str, Any]) -> Callable[[Path], dict]:
+def measure_stage_fn(ctx: BuildContext, target: str, exported: StageResult, exit_export: StageResult,
+                     calibration: StageResult, exits_stage: StageResult) -> Callable[[Path], dict]:
     """The exit program on `target`'s runtime (pocketvit.runtime, exactly as an app runs it) over the whole
     test split. Per image, in turn: the unsegmented model, the exit chain, and the chain with exits
     disabled (every segment runs); wall time of each predict call (runtime + exit decisions +
     postprocessing)."""
+    from pocketvit.models import source_block
+
+    splits, spec, cfg, name = ctx.splits, ctx.spec, ctx.recipe.verify, ctx.name
+    c, h, _ = splits.shape
+    source = source_block(ctx.recipe.student.arch, ctx.recipe.student.options, c, len(splits.labels), h)
 
     def run(path: Path) -> dict[str, Any]:
         import platform

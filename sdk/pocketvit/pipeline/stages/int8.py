@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from pocketvit.export.quantize.calibration import PLAN_FILE, plan_calibration
+from pocketvit.pipeline.context import BuildContext
+from pocketvit.pipeline.runner import StageResult
 from pocketvit.runtime.io import atomic_path
 
 ModelFn = Callable[[], Any]
-PLAN_FILE = "calibration_indices.npy"
 
 
 def quant_config(target: str, q: Any):
@@ -63,13 +65,7 @@ def plan_stage_fn(model_fn: ModelFn, splits: Any, spec: dict[str, Any], q: Any, 
     return run
 
 
-def plan_calibration(plan: Any, splits: Any):
-    """The plan's calibration images (normalized float), read back by index from the training split."""
-    idx = np.load(plan.path / PLAN_FILE)
-    return splits.normalize(splits.train.images[idx])
-
-
-def export_stage_fn(target: str, model_fn: ModelFn, plan: Any, splits: Any, spec: dict[str, Any], q: Any,
+def int8_export_stage_fn(target: str, model_fn: ModelFn, plan: Any, splits: Any, spec: dict[str, Any], q: Any,
                     name: str, float_layers: list[str]) -> Callable[[Path], dict]:
     def run(path: Path) -> dict[str, Any]:
         import torch
@@ -86,10 +82,11 @@ def export_stage_fn(target: str, model_fn: ModelFn, plan: Any, splits: Any, spec
     return run
 
 
-def int8_exports(recipe: Any, runner: Any, student: Any, data: Any, splits: Any, spec: dict[str, Any],
-                 model_fn: ModelFn, cache: Any = None) -> dict[str, tuple[Any, Any]]:
+def int8_exports(ctx: BuildContext, student: StageResult, model_fn: ModelFn, cache: StageResult | None = None
+                 ) -> dict[str, tuple[StageResult, Any]]:
     """Run the plan and the export stage of every int8 target in the recipe: {target: (export stage,
     verify settings with the int8 tolerance)}; {} when the recipe lists no int8 target."""
+    recipe, runner, data, splits, spec = ctx.recipe, ctx.runner, ctx.data, ctx.splits, ctx.spec
     q = recipe.quantize
     wanted = [t for t in recipe.export.targets if t.endswith("-int8")]
     if not wanted:
@@ -115,7 +112,7 @@ def int8_exports(recipe: Any, runner: Any, student: Any, data: Any, splits: Any,
         use_qat = qat is not None and qat.meta.get("used") and pt2e  # QAT weights, float layers chosen again on them
         source = qat if use_qat else plan
         exp = runner.run(f"export-{target}", cfg, [student, plan, qat] if use_qat else [student, plan],
-                         export_stage_fn(target, qat_model_fn(qat, model_fn) if use_qat else model_fn, plan, splits,
+                         int8_export_stage_fn(target, qat_model_fn(qat, model_fn) if use_qat else model_fn, plan, splits,
                                          spec, q, recipe.name, source.meta["float_layers"]))
         exp.meta["info"]["plan"] = _plan_summary(plan.meta)
         if qat is not None and pt2e:

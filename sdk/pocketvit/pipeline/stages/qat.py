@@ -100,7 +100,7 @@ def qat_stage_fn(recipe: Any, model_fn: ModelFn, plan: Any, cache: Any, splits: 
 
         import torch
 
-        from pocketvit.export.quantize.calibration import held_out_images
+        from pocketvit.export.quantize.calibration import held_out_images, plan_calibration
         from pocketvit.export.quantize.qat import (
             WEIGHTS_FILE,
             QATSettings,
@@ -110,7 +110,6 @@ def qat_stage_fn(recipe: Any, model_fn: ModelFn, plan: Any, cache: Any, splits: 
             qat_finetune,
         )
         from pocketvit.models.weights import save_weights
-        from pocketvit.pipeline.stages.int8 import plan_calibration
 
         q = recipe.quantize
         per_channel = q.weights == "per-channel"

@@ -17,6 +17,8 @@ from pocketvit.bench.measure import (
     runtime_inputs,
 )
 from pocketvit.data.datasets import Splits
+from pocketvit.pipeline.context import BuildContext
+from pocketvit.pipeline.runner import StageResult
 from pocketvit.progress import log
 from pocketvit.runtime.io import path_bytes
 
@@ -107,18 +109,30 @@ def dropin_runtimes(recipe: Any) -> list[str]:
     return list(chosen) if chosen is not None else [r for r in DEFAULT_DROPIN if r in recipe.export.targets]
 
 
-def dropin_stages(recipe: Any, runner: Any, inputs: list, data: Any, splits: Splits, spec: dict[str, Any],
-                  model_fn: ModelFn, exported: dict, targets: dict) -> None:
+def export_stage(ctx: BuildContext, target: str, model_stage: StageResult, model_fn: ModelFn) -> StageResult:
+    """Stage export-<target>: the float file (with the recipe's export.no_rewrite)."""
+    no_rw = tuple(ctx.recipe.export.no_rewrite)
+    return ctx.run(f"export-{target}", {"target": target} | ({"no_rewrite": list(no_rw)} if no_rw else {}),
+                   [model_stage], export_stage_fn(target, model_fn, ctx.spec, ctx.name, no_rw))
+
+
+def verify_stage(ctx: BuildContext, target: str, exported: StageResult, model_fn: ModelFn, cfg: Any) -> StageResult:
+    """Stage verify-<target>: the exported file on its runtime over the whole test split."""
+    return ctx.run(f"verify-{target}", cfg.model_dump(), [exported, ctx.data],
+                   verify_stage_fn(target, exported, model_fn, ctx.splits, ctx.spec, cfg))
+
+
+def dropin_stages(ctx: BuildContext, inputs: list[StageResult], model_fn: ModelFn, exported: dict,
+                  targets: dict) -> None:
     """Stages export-<runtime>-dropin and verify-<runtime>-dropin (the whole test split, against softmax of eager
     torch), added to `exported` (the bundle) and `targets` (report.json) like any other target."""
     from pocketvit.export.dropin import dropin_target
 
+    recipe = ctx.recipe
     dtype = getattr(recipe.export, "dropin_input", "uint8")
     for runtime in dropin_runtimes(recipe):
         t = dropin_target(runtime)
-        exp = runner.run(f"export-{t}", {"target": t, "input": dtype}, inputs,
-                         dropin_export_stage_fn(runtime, model_fn, spec, recipe.name, dtype, list(splits.labels)))
+        exp = ctx.run(f"export-{t}", {"target": t, "input": dtype}, inputs,
+                      dropin_export_stage_fn(runtime, model_fn, ctx.spec, recipe.name, dtype, list(ctx.splits.labels)))
         exported[t] = exp
-        ver = runner.run(f"verify-{t}", recipe.verify.model_dump(), [exp, data],
-                         verify_stage_fn(t, exp, model_fn, splits, spec, recipe.verify))
-        targets[t] = ver.meta
+        targets[t] = verify_stage(ctx, t, exp, model_fn, recipe.verify).meta

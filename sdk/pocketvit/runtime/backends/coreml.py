@@ -13,7 +13,7 @@ import numpy as np
 
 from pocketvit.errors import BundleError, MissingExtraError
 
-from . import Backend, RuntimeUnavailableError
+from .base import Backend, RuntimeUnavailableError
 
 
 def _class_labels(spec) -> list:

@@ -16,7 +16,7 @@ import numpy as np
 
 from pocketvit.errors import BundleError, MissingExtraError
 
-from . import Backend
+from .base import Backend
 
 # c10::ScalarType codes -> numpy
 _SCALAR_TYPES = {

@@ -15,7 +15,7 @@ import numpy as np
 
 from pocketvit.errors import BundleError, MissingExtraError
 
-from . import Backend
+from .base import Backend
 
 
 def _interpreter_class():

@@ -8,7 +8,7 @@ import numpy as np
 
 from pocketvit.errors import BundleError, MissingExtraError
 
-from . import Backend
+from .base import Backend
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32,

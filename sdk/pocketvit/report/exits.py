@@ -11,9 +11,9 @@ def exit_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     exits = {t: e for t, e in (report.get("exits") or {}).items() if e.get("exit_histogram")}
     if not exits:
         return {}
-    from pocketvit.report.plots import _pyplot, _save
+    from pocketvit.report.plots import pyplot, save_png
 
-    plt = _pyplot()
+    plt = pyplot()
     out: dict[str, Path] = {}
     first = next(iter(exits.values()))
     curve = first.get("curve") or []
@@ -35,7 +35,7 @@ def exit_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
         ax.set_title("Early exits: accuracy vs compute")
-        out["exits_curve"] = _save(fig, out_dir / "plots" / "exits_curve.png")
+        out["exits_curve"] = save_png(fig, out_dir / "plots" / "exits_curve.png")
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     names = list(first["exit_histogram"])
     width = 0.8 / len(exits)
@@ -47,7 +47,7 @@ def exit_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     ax.set_ylabel("test images (%)")
     ax.set_title("Exit taken, whole test split, on each runtime")
     ax.legend(fontsize=8)
-    out["exits_histogram"] = _save(fig, out_dir / "plots" / "exits_histogram.png")
+    out["exits_histogram"] = save_png(fig, out_dir / "plots" / "exits_histogram.png")
     return out
 
 

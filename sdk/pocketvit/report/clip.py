@@ -1,23 +1,20 @@
-"""The zero-shot bundle (task zero-shot, text_embeddings.npy) and the CLIP sections of report.md / the model card."""
+"""The CLIP sections of report.md and the zero-shot bundle's model card."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from pocketvit.report.tables import md_table, pct, targets_table
+
 TEXT_EMBEDDINGS = "text_embeddings.npy"
-
-
-def _pct(x: Any) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
 def zero_shot_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = [["measured on", "all classes", "held-out classes (10-way)", "held-out classes (among held-out)",
              "seen classes"]]
     for name, m in (report.get("zero_shot") or {}).items():
-        rows.append([name, _pct(m.get("test_top1")), _pct(m.get("heldout_top1")),
-                     _pct(m.get("heldout_top1_among_heldout")), _pct(m.get("seen_top1"))])
+        rows.append([name, pct(m.get("test_top1")), pct(m.get("heldout_top1")),
+                     pct(m.get("heldout_top1_among_heldout")), pct(m.get("seen_top1"))])
     return rows
 
 
@@ -56,8 +53,7 @@ def clip_markdown(report: dict[str, Any], table) -> list[str]:
 
 
 def model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
-    from pocketvit.export.bundle import dropin_card_lines
-    from pocketvit.report.text import _md_table, targets_table
+    from pocketvit.report.export_card import dropin_card_lines
 
     t, s, d, c = report["teacher"], report["student"], report["dataset"], report["clip"]
     return "\n".join([
@@ -66,12 +62,12 @@ def model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"prompt embeddings ({TEXT_EMBEDDINGS}, from {c['text_teacher']}); add a class by embedding its prompts "
         "with the same text encoder."), "",
         f"- Student: {s['arch']}, {s['params']:,} parameters, {s['gflops'] * 1e3:.1f} MFLOPs per image.",
-        f"- Image teacher: {t['arch']} (zero-shot test top-1 {_pct(t['test_top1'])}, eager).",
+        f"- Image teacher: {t['arch']} (zero-shot test top-1 {pct(t['test_top1'])}, eager).",
         f"- Data: {d['name']} ({d['train']} training images, held-out classes {c['heldout_classes'] or 'none'}).",
         "- Training: MobileCLIP-style reinforced dataset, CLIP loss + KD on image-text similarity matrices.",
         "- Licence: weights produced by this build" + _text_licence(c["text_teacher"], manifest), "",
-        "## Measured on each runtime (zero-shot top-1 on the whole test split)", "", _md_table(targets_table(report)), "",
-        _md_table(zero_shot_rows(report)), "",
+        "## Measured on each runtime (zero-shot top-1 on the whole test split)", "", md_table(targets_table(report)), "",
+        md_table(zero_shot_rows(report)), "",
         *dropin_card_lines(manifest),
     ])
 
@@ -89,33 +85,3 @@ def _text_licence(teacher: str, manifest: dict[str, Any]) -> str:
     return (f"; the text encoder ({files} + {te['tokenizer']['path']}) is {what}: typed prompts "
             "(`--prompts \"a red dress\"`, `Predictor.use_prompts`) are embedded on the device"
             + ("." if teacher == "minilm" else "; check its own terms."))
-
-
-def write_zero_shot_bundle(out_dir: Path, recipe: Any, report: dict[str, Any], exported: dict, splits: Any,
-                           spec: dict[str, Any], dim: int, weights: Path, text_embeddings: Path,
-                           text_encoders: dict[str, Any] | None = None) -> Path:
-    """bundle/: the exported files, text_embeddings.npy (sha256 in the manifest), task zero-shot, the text encoder
-    when the recipe puts one in (clip.text_encoder_in_bundle); then the report."""
-    from pocketvit.clip.text_bundle import bundle_text_encoder_entry
-    from pocketvit.export import ExportedFile
-    from pocketvit.export.bundle import place, write_bundle_dir
-    from pocketvit.models import source_block
-    from pocketvit.report import write_report
-
-    bundle = out_dir / "bundle"
-    place(text_embeddings, bundle / TEXT_EMBEDDINGS)
-    text_encoder = bundle_text_encoder_entry(bundle, text_encoders or {})
-    files = [ExportedFile(t, st.path / st.meta["file"], st.meta["runtime"], st.meta["precision"],
-                          info=dict(st.meta.get("info") or {})) for t, st in exported.items()]
-    metrics = {t: {k: v for k, v in m.items() if k in ("test_top1", "heldout_top1", "parity", "latency_ms")}
-               for t, m in report["targets"].items()}
-    c, h, _ = splits.shape
-    s = report["student"]
-    source = source_block(s["arch"], {**recipe.student.options, "embed_norm": True}, c, dim, h)
-    write_bundle_dir(bundle, name=recipe.name, files=files, labels=list(splits.labels), input_spec=spec,
-                     source=source, reference_weights=weights, task="zero-shot", outputs="embedding", metrics=metrics,
-                     extra={"text_embeddings": TEXT_EMBEDDINGS, "logit_scale": 100.0}
-                     | ({"text_encoder": text_encoder} if text_encoder else {}),
-                     card=lambda manifest: model_card(report, manifest))
-    write_report(out_dir, report)
-    return bundle
