@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 RECIPE ?= recipes/fashion-mnist.yaml
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-fast test-slow bench bench-zoo data teacher-weights lint clean photos photos-demo
+.PHONY: demo test test-fast test-slow bench bench-zoo data teacher-weights lint clean photos photos-demo docs
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -56,6 +56,10 @@ photos-demo: photos
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sdk tests
+
+# `make docs`: the MkDocs site (mkdocs.yml, docs/) into site/; --strict turns every warning (a broken link) into an error.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict -d site
 
 clean:
 	rm -rf runs .pytest_cache
