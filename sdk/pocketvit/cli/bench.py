@@ -95,6 +95,10 @@ def bench(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart of the latencies (PNG) here.")] = None,
     no_exits: Annotated[bool, typer.Option("--no-exits", help="predict:<target> runs the full model even when the bundle has early exits.")] = False,
     method: MethodOpt = "auto",
+    allow_unrun: Annotated[
+        bool, typer.Option("--allow-unrun", help="Go on (timing eager torch alone) when no target of the bundle can "
+                           "run here; without it that is exit 8.")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
     """Time eager torch and every runtime of a bundle, batch 1, in one run (interleaved, or isolated processes).
@@ -107,7 +111,7 @@ def bench(
     console = table_console(stderr=as_json)
     err_console.print(f"benchmarking {bundle} ({runs} rounds)…", highlight=False)
     result = bench_bundle(bundle, target or None, runs=runs, threads=threads, warmup=warmup, exits=not no_exits,
-                          method=_method(method))
+                          method=_method(method), allow_unrun=allow_unrun)
     if plot is not None:
         from pocketvit.bench.plot import bench_plot
 
