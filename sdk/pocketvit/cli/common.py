@@ -30,7 +30,7 @@ def handle_errors(fn: F) -> F:
         except PocketVitError as e:
             if debug_enabled():
                 raise
-            err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False)
+            err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
             raise SystemExit(e.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("\ninterrupted — finished stages are kept; rerun the same command to continue")
