@@ -319,6 +319,8 @@ def bench_bundle(
         if p is None:
             entries[t] = entry | {"note": note}
             continue
+        entry["runtime_info"] = p.runtime_info()
+        notes += [f"{t}: fallback — {fb}" for fb in p.fallbacks]
         if p.exits:
             notes.append(f"{t}: predict:{t} runs the early-exit chain (the benchmark image decides where it stops), "
                          f"the raw row the unsegmented model; --no-exits times the full model in both")

@@ -68,6 +68,7 @@ class TargetParity:
     tolerance: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
     note: str | None = None
+    runtime_info: dict[str, Any] | None = None  # provider / delegate / threads and the fallbacks taken
 
 
 def parity_failures(figures: dict[str, Any], max_abs_diff: float | None, cosine: float | None,
@@ -138,6 +139,7 @@ def verify_bundle(
                 images = images if images is not None else random_images(spec, n_inputs, seed)
                 x = preprocess_array(crops_of(images, p.input_spec, input_color(spec)), p.input_spec, p.input_form)
             out = np.asarray(p.run(x), dtype=np.float32).reshape(len(x), -1)
+            row.runtime_info = p.runtime_info()
         finally:
             p.close()
         if p.outputs not in refs:  # a drop-in file outputs probabilities where the bundle's files give logits

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import err_console, handle_errors
+from pocketvit.cli.common import DebugOpt, VerboseOpt, err_console, handle_errors
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 MethodOpt = Annotated[
@@ -99,7 +99,8 @@ def bench(
         bool, typer.Option("--allow-unrun", help="Go on (timing eager torch alone) when no target of the bundle can "
                            "run here; without it that is exit 8.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Time eager torch and every runtime of a bundle, batch 1, in one run (interleaved, or isolated processes).
 
@@ -146,7 +147,8 @@ def bench_zoo(
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also export and time ExecuTorch and LiteRT int8.")]
     = True,
     method: MethodOpt = "auto",
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Raw toolchain exports vs pocketvit's on ImageNet-size timm models: eager torch, ONNX Runtime, ExecuTorch
     (raw and with pocketvit's rewrites), LiteRT, ExecuTorch/LiteRT int8, timed in one interleaved run per model.

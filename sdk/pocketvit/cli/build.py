@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pocketvit.cli.common import err_console, handle_errors
+from pocketvit.cli.common import DebugOpt, VerboseOpt, err_console, handle_errors
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/ and the README's recipe reference).")]
 SetOpt = Annotated[
@@ -25,7 +25,8 @@ def build(
     until: Annotated[
         Optional[str], typer.Option("--until", help="Stop after this stage (teacher, teacher_cache, cache_bench, distill, baseline, exits).")
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run a recipe end to end: teacher, cache, distill, export, verify on each runtime, bundle + report.
 
@@ -66,7 +67,8 @@ def build(
 def validate(
     recipes: Annotated[list[Path], typer.Argument(help="One or more recipe files to check.")],
     set_: SetOpt = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Check recipes without running them: every problem is reported at once, with its key path."""
     from pocketvit.errors import RecipeError

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import PROMPTS_HELP, handle_errors
+from pocketvit.cli.common import PROMPTS_HELP, DebugOpt, VerboseOpt, err_console, handle_errors
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 TargetOpt = Annotated[
@@ -25,7 +25,8 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image.")] = False,
     no_exits: Annotated[bool, typer.Option("--no-exits", help="Run the full model even when the bundle has early exits.")] = False,
     prompts: Annotated[str | None, typer.Option("--prompts", help=PROMPTS_HELP)] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Classify image files with a bundle and print the top-k labels and scores."""
     from pocketvit.cli.common import split_prompts
@@ -33,6 +34,8 @@ def predict(
     from pocketvit.runtime import load
 
     predictor = load(bundle, target=target, use_exits=not no_exits)
+    for fb in predictor.fallbacks:  # said once, on stderr (never in the JSON lines)
+        err_console.print(f"[yellow]note[/yellow]: {predictor.target}: fallback — {fb}", highlight=False)
     if prompts:
         predictor.use_prompts(split_prompts(prompts))
     for path in images:

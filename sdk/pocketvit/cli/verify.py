@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import err_console, handle_errors
+from pocketvit.cli.common import DebugOpt, VerboseOpt, err_console, handle_errors
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 TargetsOpt = Annotated[
@@ -49,6 +49,14 @@ def print_table(result: dict) -> None:
         table.add_row(r["target"], r["runtime"], r["precision"], _fmt(r["max_abs_diff"], ".2e"),
                       _fmt(r["cosine"], ".6f"), _fmt(r["top1_agreement"], ".4f"), _tol_text(r["tolerance"]), status)
     table_console().print(table)
+    print_fallbacks(result["targets"])
+
+
+def print_fallbacks(rows: dict) -> None:
+    """Each fallback a runtime took (provider, threads, delegate), said once, on stderr."""
+    for r in rows.values():
+        for fb in (r.get("runtime_info") or {}).get("fallbacks", []):
+            err_console.print(f"[yellow]note[/yellow]: {r['target']}: fallback — {fb}", highlight=False)
 
 
 @handle_errors
@@ -76,7 +84,8 @@ def verify(
         bool, typer.Option("--allow-unrun", help="Exit 0 even when no target could run here (e.g. a Core ML-only bundle "
                            "on Linux); without it that is exit 8, since nothing was verified.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Check every target of a bundle against eager torch on the same preprocessed inputs.
 
@@ -96,6 +105,7 @@ def verify(
                            threads=threads, exits=not no_exits)
     if as_json:
         print(json.dumps(result, indent=2))
+        print_fallbacks(result["targets"])
     else:
         print_table(result)
     raise_on_failure(result, allow_unrun=allow_unrun)

@@ -95,6 +95,9 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
         entry.update(scores)
         entry["eager_test_top1"] = zero_shot_scores(eager, text_emb, labels, heldout)["test_top1"]
         entry["parity"] = parity(out, eager)
+        entry["runtime_info"] = backend.describe()
+        for fb in backend.fallbacks:
+            log(f"  [yellow]{target}: fallback[/yellow] — {fb}")
         backend.close()  # latency: timed as `pocketvit bench` times it (a process of its own at more than 1 thread)
         entry["latency_ms"] = file_latency(exported.meta["runtime"], file, xr[:1], cfg.latency_runs, cfg.threads)
         p, tol = entry["parity"], cfg.tolerance

@@ -52,6 +52,7 @@ def measure_bundle(bundle_dir: Path | str, targets: list[str], n_inputs: int = P
             out[t]["parity"] = {"inputs": n_inputs, "max_abs_diff": row["max_abs_diff"], "cosine": row["cosine"],
                                 "top1_agreement": row["top1_agreement"], "tolerance": row["tolerance"],
                                 "failures": row["failures"]}
+            out[t]["runtime_info"] = row.get("runtime_info")
     ran = [t for t in targets if out[t]["status"] != "not run"]
     if ran:
         for t, lat in time_targets(bundle_dir, ran, runs, threads, warmup=3).items():

@@ -83,6 +83,8 @@ def render_export_card(result: dict[str, Any], manifest: dict[str, Any]) -> str:
             line += f". {r['note']}"
         if r["status"] == "parity failed":
             line += f". **Parity outside tolerance**: {'; '.join(p.get('failures') or [])}"
+        for fb in (r.get("runtime_info") or {}).get("fallbacks", []):
+            line += f". Fallback: {fb}"
         backend.append(line)
     lat = next((r["latency_ms"] for r in result["targets"].values() if r.get("latency_ms")), {})
     first = "; ".join(f'"{x}"' for x in labels[:5]) + ("; ..." if len(labels) > 5 else "")

@@ -22,6 +22,9 @@ def _notes(report: dict[str, Any]) -> list[str]:
                          "outside the delegate")
         for fb in (m.get("runtime_info") or {}).get("fallbacks", []):
             notes.append(f"- {t}: fallback — {fb}")
+        if info.get("fallback_reason"):
+            notes.append(f"- {t}: fallback — exported with {info.get('exporter') or info.get('frontend')} after the "
+                         f"first route failed ({info['fallback_reason']})")
     return notes
 
 

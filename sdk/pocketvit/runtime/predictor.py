@@ -149,6 +149,16 @@ class Predictor:
         self._steps: tuple | None = None  # (chain, [(segment runner, threshold, exit name)]), see _infer
         self._row_shape = (1, self._num_labels)
 
+    @property
+    def fallbacks(self) -> list[str]:
+        """Every fallback the runtime took in place of what was asked (a provider, a thread count, a delegate); the
+        runtime API never prints them, the CLI says them once."""
+        return list(self.backend.fallbacks)
+
+    def runtime_info(self) -> dict:
+        """How this target runs here: runtime, threads, provider / delegate / thread pool, fallbacks."""
+        return self.backend.describe()
+
     def use_prompts(self, prompts: list[str], num_threads: int | None = None) -> None:
         """Zero-shot only: score an image against these prompts. A bundle that carries a text encoder
         embeds them as typed, on its runtime (free text: "a red dress"); otherwise they must name some of

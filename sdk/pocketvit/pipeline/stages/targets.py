@@ -63,6 +63,11 @@ def verify_stage_fn(
             "file": exported.meta["file"], "bytes": path_bytes(file), "runtime": exported.meta["runtime"],
             "precision": exported.meta["precision"], "export_info": exported.meta["info"],
         }
+        reason = (exported.meta.get("info") or {}).get("fallback_reason")
+        if reason:  # the exporter took its second route (ONNX: TorchScript, Core ML: torch.jit.trace)
+            info = exported.meta["info"]
+            log(f"  [yellow]{target}: fallback[/yellow] — exported with {info.get('exporter') or info.get('frontend')} "
+                f"after the first route failed ({reason})")
         if exported.meta["runtime"] == "coreml" and platform.system() != "Darwin":
             log(f"  {target}: converted and spec-checked; Core ML models execute only on macOS/iOS — not run here")
             entry.update(test_top1=None, parity=None, latency_ms=None,
@@ -85,6 +90,9 @@ def verify_stage_fn(
         entry["eager_test_top1"] = float((eager.argmax(1) == labels).mean()) if splits.labeled else None
         agreement_with_teacher(entry, out, eager, splits)
         entry["parity"] = parity(out, eager)
+        entry["runtime_info"] = backend.describe()
+        for fb in backend.fallbacks:
+            log(f"  [yellow]{target}: fallback[/yellow] — {fb}")
         backend.close()  # latency: timed as `pocketvit bench` times it (a process of its own at more than 1 thread)
         entry["latency_ms"] = file_latency(exported.meta["runtime"], file, xr[:1], cfg.latency_runs, cfg.threads)
         tol = cfg.tolerance
