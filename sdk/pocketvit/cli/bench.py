@@ -109,6 +109,11 @@ def bench(
     from pocketvit.bench._common import table_console
     from pocketvit.bench.latency import bench_bundle
 
+    from pocketvit.runtime.io import writable_file
+
+    for path, flag in ((out, "--out"), (plot, "--plot")):  # before minutes of timing
+        if path is not None:
+            writable_file(path, flag)
     console = table_console(stderr=as_json)
     err_console.print(f"benchmarking {bundle} ({runs} rounds)…", highlight=False)
     result = bench_bundle(bundle, target or None, runs=runs, threads=threads, warmup=warmup, exits=not no_exits,

@@ -36,7 +36,9 @@ def distill_text(
     cfg = TextDistillConfig(teacher=teacher, layers=layers, heads=heads, intermediate=intermediate, epochs=epochs,
                             batch_size=batch_size, lr=lr, random_baseline=not no_random_baseline,
                             train_limit=train_limit, heldout_limit=heldout_limit, seed=seed)
-    report = run(cfg, out)
+    from pocketvit.runtime.io import writable_dir
+
+    report = run(cfg, writable_dir(out, "--out"))
     for init in ("inherited", "random"):
         if init in report:
             m = report[init]

@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
-from pocketvit.errors import PocketVitError
+from pocketvit.errors import OutputError, PocketVitError
 from pocketvit.runtime.quiet import VERBOSE_ENV
 
 F = TypeVar("F", bound=Callable)
@@ -76,6 +76,13 @@ def handle_errors(fn: F) -> F:
                 raise
             err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
             raise SystemExit(e.exit_code) from None
+        except OSError as e:  # the file system said no (permissions, a full disk, a path that vanished)
+            if debug_enabled():
+                raise
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            err_console.print(f"[bold red]error:[/bold red] {where}{e.strerror or e} — check the path, its permissions "
+                              "and the free space (--debug shows where it happened)", highlight=False, soft_wrap=True)
+            raise SystemExit(OutputError.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("\ninterrupted — finished stages are kept; rerun the same command to continue")
             raise SystemExit(130) from None

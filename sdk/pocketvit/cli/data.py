@@ -22,6 +22,9 @@ def photos(
     """Write the real photos shipped with scikit-image, scikit-learn and matplotlib as JPEG files: a flat
     image folder for label-free distillation (recipes/photos-lite0.yaml: --set data.root=FOLDER)."""
     from pocketvit.data.photos import write_photos
+    from pocketvit.runtime.io import writable_dir
+
+    writable_dir(folder, "FOLDER")
 
     files = write_photos(folder)
     err_console.print(f"wrote {len(files)} photos to {folder}: {', '.join(f.stem for f in files)}")

@@ -78,6 +78,10 @@ def demo(
         raise DemoError("--bench runs with --headless --out DIR on a video file or image folder")
     if bench and loop:
         raise DemoError("--bench and --loop do not go together: the benchmark needs a source that ends")
+    if out is not None:
+        from pocketvit.runtime.io import writable_dir
+
+        writable_dir(out, "--out")
     try:
         signal.signal(signal.SIGTERM, _sigterm)
     except ValueError:  # not the main thread (called from Python code): leave signals alone

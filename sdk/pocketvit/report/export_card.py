@@ -37,14 +37,12 @@ def dropin_card_lines(manifest: dict[str, Any]) -> list[str]:
         if e.get("runtime") == "litert":
             if e.get("outputs", manifest.get("outputs")) == "embedding":
                 lines.append("  MediaPipe Tasks `ImageEmbedder` / the TFLite Task Library load it as it is (image "
-                             "embedder TFLite metadata: name, version, normalization, RGB colour space, when the "
-                             "bundle was written with the tflite-support tool environment, `make tools-venv`); "
-                             "compare its embedding by cosine with the rows of the bundle's text embeddings.")
+                             "embedder TFLite metadata: name, version, normalization, RGB colour space); compare its "
+                             "embedding by cosine with the rows of the bundle's text embeddings.")
             else:
                 lines.append("  MediaPipe Tasks `ImageClassifier` / the TFLite Task Library load it as it is; label "
                              "names come from its TFLite metadata (name, version, labels, normalization, RGB colour "
-                             "space) when the bundle was written with the tflite-support tool environment "
-                             "(`make tools-venv`).")
+                             "space).")
     if onnx:
         lines.append(f"- **{', '.join(onnx)}**: the .onnx carries `metadata_props` `labels` (JSON list), "
                      "`preprocessing` (this input contract as JSON), `input_form` and `outputs`.")
