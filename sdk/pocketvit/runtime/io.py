@@ -136,5 +136,8 @@ def writable_file(path: str | os.PathLike, flag: str) -> Path:
     p = Path(path)
     if p.is_dir():
         raise OutputError(f"{flag} {p} is a folder; pass a file name (e.g. {p / 'result.json'})")
-    writable_dir(p.parent if str(p.parent) else Path("."), flag=f"{flag} {p}: its folder")
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"{flag} {p}: {parent} is a file, not a folder; pass a path in a folder")
+    writable_dir(p.parent, flag=f"{flag} {p}: its folder")
     return p
