@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pocketvit.runtime as rt
 import pytest
 from PIL import Image
+from pocketvit import runtime as rt
 
 from tests.conftest import FMNIST, TINY
 
@@ -99,7 +99,7 @@ def f(tmp_path_factory) -> dict[str, Path]:
         data = (d / name).read_bytes()
         (d / f"truncated{Path(name).suffix}").write_bytes(data[: len(data) // 2])
     (d / "huge.png").write_bytes(_png(40000, 40000))
-    Image.fromarray((rgb[:, :, 0].astype(np.uint16) * 257)).save(d / "gray16.png")
+    Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257).save(d / "gray16.png")
     Image.fromarray(rgb).convert("CMYK").save(d / "cmyk.jpg")
     frames = [Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)) for _ in range(3)]
     frames[0].save(d / "animated.gif", save_all=True, append_images=frames[1:])
@@ -225,9 +225,8 @@ CLI_CASES = [
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
 def test_cli_bad_input(case: Cli, f):
-    from typer.testing import CliRunner
-
     from pocketvit.cli.main import app
+    from typer.testing import CliRunner
 
     r = CliRunner().invoke(app, [str(a) for a in case.args(f)])
     assert r.exit_code == case.code, (r.exit_code, r.stderr, r.exception)
@@ -247,9 +246,8 @@ def test_cli_bad_input(case: Cli, f):
 
 def test_predict_goes_on_past_a_bad_image(f):
     """Two images, one bad: the good one's line on stdout, one error line, exit 7."""
-    from typer.testing import CliRunner
-
     from pocketvit.cli.main import app
+    from typer.testing import CliRunner
 
     r = CliRunner().invoke(app, ["predict", str(f["bundle"]), str(f["text.png"]), str(f["ok.png"]), "--json"])
     assert r.exit_code == 7
@@ -322,7 +320,7 @@ def predictor(f):
 
 @pytest.mark.parametrize("case", API_CASES, ids=[c.id for c in API_CASES])
 def test_runtime_api_bad_input(case: Api, predictor, f):
-    import pocketvit.errors as errors
+    from pocketvit import errors
 
     with pytest.raises(getattr(errors, case.error)) as e:
         case.call(predictor, f)
@@ -365,5 +363,5 @@ def test_predict_on_a_non_image_prints_one_line(f):
     assert r.returncode == 7
     assert r.stdout == ""
     assert [line for line in r.stderr.splitlines() if line.strip()] == [
-        f"error: {f['text.png']}: not an image file (Pillow does not recognise its format); pass a PNG, JPEG, BMP, "
-        "GIF, WebP or TIFF image"]
+        (f"error: {f['text.png']}: not an image file (Pillow does not recognise its format); pass a PNG, JPEG, BMP, "
+        "GIF, WebP or TIFF image")]

@@ -8,7 +8,6 @@ Core ML image-classifier spec are read back from the files written. MediaPipe it
 from __future__ import annotations
 
 import json
-import zipfile
 
 import numpy as np
 import pytest
@@ -219,7 +218,12 @@ def test_tflite_metadata_is_written_without_a_tool_venv(tmp_path, monkeypatch):
 
 
 def test_tflite_metadata_reads_back(gray_bundle):
-    from pocketvit.export.metadata import read_tflite_metadata, read_with_tflite_support, tflite_labels, tools_python
+    from pocketvit.export.metadata import (
+        read_tflite_metadata,
+        read_with_tflite_support,
+        tflite_labels,
+        tools_python,
+    )
 
     _, bundle, _ = gray_bundle
     path = bundle / "model-dropin.tflite"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pocketvit.errors import BundleError, OutputError
+from pocketvit.errors import OutputError
 from pocketvit.export import ExportedFile
 from pocketvit.export.bundle import bundle_file_name, check_out_dir, write_bundle_dir
 from pocketvit.export.describe import backend_summary

@@ -25,7 +25,6 @@ def _damage_onnx_export(out: Path) -> str:
     import numpy as np
     import onnx
     from onnx import numpy_helper
-
     from pocketvit.runtime import sha256_file
 
     (stage,) = (out / "stages").glob("export-onnx-*")

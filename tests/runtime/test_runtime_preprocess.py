@@ -4,10 +4,9 @@ and against torchvision's Resize -> CenterCrop -> ToTensor -> Normalize on a PIL
 from __future__ import annotations
 
 import numpy as np
-import pocketvit.runtime.images as images
 import pocketvit.runtime.preprocessing as P
 import pytest
-from pocketvit.runtime import preprocess, preprocess_array, preprocess_batch
+from pocketvit.runtime import images, preprocess, preprocess_array, preprocess_batch
 
 RGB_SPEC = {
     "height": 4,

@@ -108,7 +108,6 @@ def bench(
     """
     from pocketvit.bench._common import table_console
     from pocketvit.bench.latency import bench_bundle
-
     from pocketvit.runtime.io import writable_file
 
     for path, flag in ((out, "--out"), (plot, "--plot")):  # before minutes of timing

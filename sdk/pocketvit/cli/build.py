@@ -36,7 +36,6 @@ def build(
 
     r = load_recipe(recipe, set_ or [])  # validate before importing torch: bad recipes fail instantly
     from pocketvit.pipeline.classify import default_out_dir, run_build
-
     from pocketvit.runtime.io import writable_dir
 
     out_dir = writable_dir(out or default_out_dir(r), "--out")  # a file or a read-only place: one message, exit 9

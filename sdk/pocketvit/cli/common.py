@@ -56,7 +56,7 @@ def quiet_terminal() -> None:
     sys.stderr.flush()
     sys.stderr = io.TextIOWrapper(io.FileIO(terminal, "w"), encoding=encoding, errors="backslashreplace",
                                   line_buffering=True)
-    sink = tempfile.TemporaryFile(prefix="pocketvit-stderr-")
+    sink = tempfile.TemporaryFile(prefix="pocketvit-stderr-")  # noqa: SIM115 - open for the life of the process
     os.dup2(sink.fileno(), 2)
     _KEEP.append(sink)  # open for the life of the process
 

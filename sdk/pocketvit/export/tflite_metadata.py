@@ -169,7 +169,7 @@ def _aligned_buffer(schema):
     import numpy as np
 
     class AlignedBufferT(schema.BufferT):
-        def Pack(self, builder):  # noqa: N802 - the generated bindings' name
+        def Pack(self, builder):
             data = None
             if self.data is not None and len(self.data):
                 payload = np.ascontiguousarray(self.data, dtype=np.uint8).tobytes()

@@ -37,7 +37,7 @@ import numpy as np
 
 from pocketvit.errors import InputError
 
-from .images import as_image_array, luma, pil_image_module, read_image  # noqa: F401 - read_image: its old home
+from .images import as_image_array, luma, pil_image_module, read_image
 
 COLOR_INPUTS = ("BGR", "RGB", "GRAY")
 
