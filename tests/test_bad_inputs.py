@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 from pocketvit import runtime as rt
 
-from tests.conftest import FMNIST, TINY
+from tests.conftest import FMNIST, TINY, onnx_classifier
 
 LABELS = ["circle", "square", "star"]
 SPEC = {"height": 8, "width": 8, "channels": 1, "layout": "NCHW", "dtype": "float32", "color_order": "GRAY",
@@ -32,25 +32,6 @@ FM_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-i
 
 
 # --------------------------------------------------------------------------- inputs, made once
-
-
-def _onnx_classifier(path: Path) -> None:
-    """8x8 gray image -> 3 logits (flatten, matmul, add): a real ONNX graph, made without torch."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((64, 3)).astype(np.float32), "w")
-    b = numpy_helper.from_array(np.zeros(3, np.float32), "b")
-    shape = numpy_helper.from_array(np.array([1, 64], np.int64), "shape")
-    nodes = [helper.make_node("Reshape", ["input", "shape"], ["flat"]),
-             helper.make_node("MatMul", ["flat", "w"], ["mm"]),
-             helper.make_node("Add", ["mm", "b"], ["logits"])]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])], [w, b, shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(path))
 
 
 def _png(w: int, h: int) -> bytes:
@@ -85,7 +66,7 @@ def f(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("bad-inputs")
     bundle = d / "bundle"
     bundle.mkdir()
-    _onnx_classifier(bundle / "model.onnx")
+    onnx_classifier(bundle / "model.onnx")
     write_manifest(bundle, {"name": "tiny", "task": "classify", "labels": LABELS, "input": SPEC, "outputs": "logits",
                             "files": {"onnx": file_entry(bundle, "onnx", "model.onnx", "onnx", "fp32")},
                             "created_with": "pocketvit tests"})
