@@ -61,6 +61,25 @@ def verify_notes(report: dict[str, Any]) -> list[str]:
     return out
 
 
+def fallback_notes(report: dict[str, Any]) -> list[str]:
+    """One line per fallback a target took: the runtime's (provider, threads, delegate) and the exporter's (its
+    second route)."""
+    out = []
+    for t, m in report["targets"].items():
+        out += [f"{t}: fallback — {fb}" for fb in (m.get("runtime_info") or {}).get("fallbacks", [])]
+        info = m.get("export_info") or {}
+        if info.get("fallback_reason"):
+            out.append(f"{t}: fallback — exported with {info.get('exporter') or info.get('frontend')} after the first "
+                       f"route failed ({info['fallback_reason']})")
+    return out
+
+
+def card_notes(report: dict[str, Any]) -> list[str]:
+    """A model card's lines on files that missed their tolerance (and shipped anyway) and on fallbacks."""
+    lines = [f"- {line}" for line in verify_notes(report) + fallback_notes(report)]
+    return [*lines, ""] if lines else []
+
+
 def latency_text(report: dict[str, Any]) -> str:
     """How the targets' latency was timed (method, threads, runs), one sentence."""
     seen = []

@@ -8,7 +8,16 @@ from typing import Any
 from pocketvit.report.clip import clip_markdown
 from pocketvit.report.exits import exits_markdown
 from pocketvit.report.int8 import quantization_markdown
-from pocketvit.report.tables import latency_text, md_table, models_table, pct, targets_table, verify_notes
+from pocketvit.report.tables import (
+    card_notes,
+    fallback_notes,
+    latency_text,
+    md_table,
+    models_table,
+    pct,
+    targets_table,
+    verify_notes,
+)
 
 
 def _notes(report: dict[str, Any]) -> list[str]:
@@ -20,12 +29,7 @@ def _notes(report: dict[str, Any]) -> list[str]:
         if "delegate_calls" in info:
             notes.append(f"- {t}: {info['delegate_calls']} delegate call(s), {info.get('nodes_outside', 0)} node(s) "
                          "outside the delegate")
-        for fb in (m.get("runtime_info") or {}).get("fallbacks", []):
-            notes.append(f"- {t}: fallback — {fb}")
-        if info.get("fallback_reason"):
-            notes.append(f"- {t}: fallback — exported with {info.get('exporter') or info.get('frontend')} after the "
-                         f"first route failed ({info['fallback_reason']})")
-    return notes
+    return notes + [f"- {line}" for line in fallback_notes(report)]
 
 
 def failed_banner(report: dict[str, Any]) -> list[str]:
@@ -159,7 +163,7 @@ def render_model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
         *_licence_lines(report), "",
         "## Measured on each runtime", "", md_table(targets_table(report)), "",
         "Accuracy is the exported file run on its own runtime over the whole test split. " + latency_text(report), "",
-        *[f"- {line}" for line in verify_notes(report)], *([""] if verify_notes(report) else []),
+        *card_notes(report),
         *dropin_card_lines(manifest),
         "## Input contract", "", "```json", _json(manifest["input"]), "```", "",
         "Load it with `pocketvit.runtime.load(<bundle>, target=...)`; see manifest.json for the files.", "",
