@@ -55,6 +55,12 @@ def build(
         return
     err_console.print(f"\n[bold green]done[/bold green]: bundle {out_dir / 'bundle'}, report {out_dir / 'report.md'}")
     for target, m in report["targets"].items():
+        v = m.get("verify") or {}
+        if v.get("status") == "fail":  # verify.on_mismatch: drop or keep (fail stopped the build)
+            err_console.print(f"  {target}: [bold red]verify failed[/bold red] ({'; '.join(v['failures'])}) — "
+                              f"{v.get('action')}", highlight=False)
+            if "dropped" in (v.get("action") or ""):
+                continue
         top1 = m.get("test_top1")
         if top1 is None and m.get("teacher_agreement") is not None:  # label-free data (distill/pretrained.py)
             err_console.print(f"  {target}: teacher agreement {m['teacher_agreement']:.4f}")
