@@ -62,9 +62,16 @@ def failed(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {t: e for t, e in entries.items() if (e.get("verify") or {}).get("status") == "fail"}
 
 
-def mismatch_lines(bad: dict[str, dict[str, Any]], label: str = "") -> list[str]:
-    return [f"{t}{label} ({e.get('runtime', '?')}, {e.get('precision', 'fp32')}): " + "; ".join(e["verify"]["failures"])
-            for t, e in bad.items()]
+def mismatch_lines(bad: dict[str, dict[str, Any]], label: str = "", files: dict[str, dict[str, Any]] | None = None
+                   ) -> list[str]:
+    """`pocketvit verify`'s shape: target (runtime, precision): figure value op tolerance; ... (an exit program
+    takes its target's runtime and precision from `files`)."""
+    out = []
+    for t, e in bad.items():
+        f = {**(files or {}).get(t, {}), **e}
+        out.append(f"{t}{label} ({f.get('runtime', '?')}, {f.get('precision', 'fp32')}): "
+                   + "; ".join(e["verify"]["failures"]))
+    return out
 
 
 def enforce(policy: str, out_dir: Path, targets: dict[str, dict[str, Any]], exits: dict[str, dict[str, Any]],
@@ -73,7 +80,7 @@ def enforce(policy: str, out_dir: Path, targets: dict[str, dict[str, Any]], exit
     passed, failed, dropped, kept, not_run}, the VerifyError the build must stop with or None). It stops under `fail`
     (the bundle an earlier build left in `out_dir` is removed) and when `drop` would leave nothing to ship."""
     bad, bad_exits = failed(targets), failed(exits)
-    lines = mismatch_lines(bad) + mismatch_lines(bad_exits, " exits")
+    lines = mismatch_lines(bad) + mismatch_lines(bad_exits, " exits", targets)
     summary = {"on_mismatch": policy, "passed": not lines, "failed": lines, "dropped": [], "kept": [],
                "not_run": sorted(t for t, e in targets.items() if e.get("verify", {}).get("status") == "not run")}
     action = ACTIONS[policy]
