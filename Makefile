@@ -82,8 +82,9 @@ DEVICE_BUNDLE ?= runs/fashion-mnist/bundle
 test-device: $(STAMP)
 	MAIN_PY=$(PY) PYTHON=$(PYTHON) bash tests/device/run.sh $(DEVICE_BUNDLE)
 
-# `make tools-venv`: tflite-support 0.4.4 for TFLite metadata in drop-in files (pins protobuf<4, so not in .venv;
-# needs Debian's libusb-1.0-0). pocketvit finds .venv-tools/bin/python by itself (or $POCKETVIT_TFLITE_TOOLS_PYTHON).
+# `make tools-venv`: tflite-support 0.4.4 (pins protobuf<4, so not in .venv; needs Debian's libusb-1.0-0), optional:
+# pocketvit writes TFLite metadata itself; tests use tflite-support as a second reader of it when this venv exists
+# (found as .venv-tools/bin/python, or $POCKETVIT_TFLITE_TOOLS_PYTHON).
 TOOLS_VENV := .venv-tools
 .PHONY: tools-venv mediapipe-venv test-mediapipe
 $(TOOLS_VENV)/.installed:
@@ -107,5 +108,5 @@ $(MEDIAPIPE_VENV)/.installed:
 	$(MEDIAPIPE_VENV)/bin/python -m pip install -q "mediapipe==1.2.2"
 	touch $@
 mediapipe-venv: $(MEDIAPIPE_VENV)/.installed
-test-mediapipe: $(STAMP) data tools-venv mediapipe-venv
+test-mediapipe: $(STAMP) data mediapipe-venv
 	$(PY) -m pytest -q -m slow tests/export/test_dropin_mediapipe.py tests/clip/test_dropin_mediapipe.py

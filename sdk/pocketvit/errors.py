@@ -1,6 +1,7 @@
 """Errors a user can cause. Library code raises these; only the CLI turns them into exit codes.
 
-This module imports nothing, so the torch-free runtime can use it too.
+This module imports nothing, so the torch-free runtime can use it too. The exit codes are documented in
+docs/commands.md ("Errors and exit codes"); keep the two in step.
 """
 
 
@@ -50,3 +51,24 @@ class VerifyError(PocketVitError):
     """An exported model missed its parity or accuracy tolerance."""
 
     exit_code = 6
+
+
+class InputError(PocketVitError, ValueError, TypeError):
+    """An input cannot be used: an image file that is not an image (empty, truncated, too large), an array of the
+    wrong dtype, rank or shape, NaN values. A ValueError (and a TypeError, for a wrong dtype) to code that catches
+    those."""
+
+    exit_code = 7
+
+
+class NotRunError(PocketVitError):
+    """Nothing could be checked or timed here: no target of the bundle can execute on this machine (Core ML off
+    macOS, a runtime that is not installed). `--allow-unrun` accepts that."""
+
+    exit_code = 8
+
+
+class OutputError(PocketVitError):
+    """An output path cannot be written: it is a file where a folder is needed, or not writable."""
+
+    exit_code = 9

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from tests.bench.testkit import ALL_TARGETS, all_targets_build, copy_bundle, perturb_onnx_weights
@@ -110,3 +111,36 @@ def test_inspect_prints_the_card_targets_and_contract(tiny_all):
 def test_inspect_names_a_missing_bundle(tmp_path):
     r = run_cli("inspect", str(tmp_path / "nope"))
     assert r.returncode == 3 and "no such bundle" in _flat(r.stderr) and "Traceback" not in r.stderr
+
+
+def test_predict_json_is_quiet_on_every_target(tiny_all, tmp_path):
+    """No toolchain chatter (ExecuTorch's cpuinfo lines, LiteRT's delegate line, torch's deprecation log) on the
+    terminal: one JSON line per image on stdout, nothing on stderr; --verbose lets the runtimes talk."""
+    from PIL import Image
+
+    images = []
+    for i in range(2):
+        images.append(tmp_path / f"{i}.png")
+        Image.fromarray((np.arange(28 * 28).reshape(28, 28) * (i + 1) % 256).astype(np.uint8)).save(images[-1])
+    for target in ALL_TARGETS:
+        r = run_cli("predict", str(tiny_all / "bundle"), *map(str, images), "--json", "--target", target,
+                    env={"POCKETVIT_QUIET": "0"})
+        assert r.returncode == 0, r.stderr[-2000:]
+        lines = r.stdout.splitlines()
+        assert [json.loads(line)["image"] for line in lines] == list(map(str, images)), (target, r.stdout)
+        assert r.stderr == "", (target, r.stderr)
+    loud = run_cli("predict", str(tiny_all / "bundle"), str(images[0]), "--json", "--target", "litert", "--verbose")
+    assert "XNNPACK delegate" in loud.stderr and len(loud.stdout.splitlines()) == 1
+
+
+def test_verify_records_how_each_target_ran(tiny_all):
+    r = run_cli("verify", str(tiny_all / "bundle"), "--inputs", "4", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(r.stdout)["targets"]
+    assert rows["onnx"]["runtime_info"]["providers"] == ["CPUExecutionProvider"]
+    assert rows["litert"]["runtime_info"]["delegates"] == ["XNNPACK"]
+    assert "threadpool" in rows["executorch"]["runtime_info"]
+    assert all(row["runtime_info"]["fallbacks"] == [] for row in rows.values())
+    report = json.loads((tiny_all / "report.json").read_text())
+    lat = report["targets"]["onnx"]["latency_ms"]  # the build times as `pocketvit bench` does, and says how
+    assert lat["method"] == "interleaved" and lat["threads"] == 1 and lat["runs"] == 5

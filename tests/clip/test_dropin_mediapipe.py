@@ -4,7 +4,7 @@ pocketvit.runtime's and the zero-shot top-1 from them equals `pocketvit predict`
 MediaPipe runs in its own venv (PyPI mediapipe 1.2.2, no pocketvit on its path: tests/clip/mediapipe_embed.py). Slow;
 run it with
 
-    make test-mediapipe          # creates .venv-tools and .venv-mediapipe, then runs the MediaPipe tests
+    make test-mediapipe          # creates .venv-mediapipe, then runs the MediaPipe tests
 
 Bundle: POCKETVIT_CLIP_BUNDLE (default runs/fashion-mnist-clip/bundle, `pocketvit build recipes/fashion-mnist-clip.yaml`)
 when it has a litert-dropin file; else the tiny CLIP recipe built with litert (its random text encoder's class

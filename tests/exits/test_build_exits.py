@@ -33,6 +33,7 @@ def test_tiny_build_with_exits(tmp_path, fmnist_root):
         assert e[key] is not None
     assert sum(e["exit_histogram"].values()) == report["dataset"]["test"]
     assert e["decision_agreement"] == 1.0
+    assert e["verify"]["status"] == "pass" and report["verify"]["passed"]  # the exit program was judged too
     assert json.loads((out / "report.json").read_text())["exits"]["onnx"]["thresholds"] == e["thresholds"]
     assert "Early exits" in (out / "report.md").read_text() and (out / "plots" / "exits_histogram.png").is_file()
     with load(out / "bundle", target="onnx") as p:

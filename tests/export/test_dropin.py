@@ -8,7 +8,6 @@ Core ML image-classifier spec are read back from the files written. MediaPipe it
 from __future__ import annotations
 
 import json
-import zipfile
 
 import numpy as np
 import pytest
@@ -199,8 +198,10 @@ def test_onnx_metadata_props_carry_labels_and_contract(gray_bundle):
     assert json.loads(meta.custom_metadata_map["labels"]) == LABELS
 
 
-def test_tflite_metadata_missing_tool_still_writes_a_working_file(tmp_path, monkeypatch):
+def test_tflite_metadata_is_written_without_a_tool_venv(tmp_path, monkeypatch):
+    """pocketvit's own environment writes the metadata (no tflite-support venv): labels packed, the file still runs."""
     from pocketvit.export.dropin import export_dropin
+    from pocketvit.export.metadata import tflite_labels
     from pocketvit.runtime import load
 
     monkeypatch.setenv("POCKETVIT_TFLITE_TOOLS_PYTHON", str(tmp_path / "no-such-python"))
@@ -208,27 +209,41 @@ def test_tflite_metadata_missing_tool_still_writes_a_working_file(tmp_path, monk
     f = export_dropin(model, RGB, "litert", tmp_path / "x")
     bundle = _bundle_of(tmp_path, f, RGB, model)
     meta = f.info["metadata"]
-    assert meta["written"] is False and "make tools-venv" in meta["reason"]
-    assert not zipfile.is_zipfile(bundle / "model-dropin.tflite")  # no metadata, no packed label file
+    assert meta["written"] is True and meta["labels"] == len(LABELS) and "flatbuffers" in meta["writer"]
+    assert tflite_labels(bundle / "model-dropin.tflite") == LABELS
+    entry = json.loads((bundle / "manifest.json").read_text())["files"]["litert-dropin"]
+    assert entry["metadata"]["written"] is True
     with load(bundle, target="litert-dropin") as p:
         assert p.predict(np.zeros((16, 16, 3), np.uint8), input_color="RGB").label in LABELS
 
 
-def test_tflite_metadata_written_with_the_tool_venv(gray_bundle):
-    from pocketvit.export.metadata import read_tflite_metadata, tflite_labels, tools_python
+def test_tflite_metadata_reads_back(gray_bundle):
+    from pocketvit.export.metadata import (
+        read_tflite_metadata,
+        read_with_tflite_support,
+        tflite_labels,
+        tools_python,
+    )
 
-    if tools_python() is None:
-        pytest.skip("no tflite-support tool environment: run `make tools-venv`")
     _, bundle, _ = gray_bundle
     path = bundle / "model-dropin.tflite"
     assert tflite_labels(path) == LABELS  # torch- and tool-free read: the packed labels file
     md = read_tflite_metadata(path)
     assert md["labels"] == LABELS and md["metadata"]["name"] == "tiny"
+    assert md["metadata"]["min_parser_version"] == "1.0.0"
     inp = md["metadata"]["subgraph_metadata"][0]["input_tensor_metadata"][0]
     assert inp["content"]["content_properties"]["color_space"] == "RGB"
     norm = inp["process_units"][0]["options"]
     assert norm["mean"] == [0.0] and norm["std"] == [1.0]  # normalization is inside the graph
     assert "mean [0.286]" in inp["description"] and "luma" in inp["description"]
+    out = md["metadata"]["subgraph_metadata"][0]["output_tensor_metadata"][0]
+    assert out["associated_files"] == [{"name": "labels.txt", "type": "TENSOR_AXIS_LABELS",
+                                        "description": "Labels for categories that the model can recognize."}]
+    if tools_python() is not None:  # a second reader, tflite-support's own, when its venv exists
+        theirs = read_with_tflite_support(path)
+        assert theirs["labels"] == LABELS and theirs["metadata"]["name"] == "tiny"
+        assert theirs["metadata"]["subgraph_metadata"][0]["input_tensor_metadata"][0]["process_units"] == \
+            inp["process_units"]
 
 
 @pytest.mark.parametrize("spec", [GRAY, RGB], ids=["gray", "rgb-per-channel-std"])

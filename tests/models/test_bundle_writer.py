@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pocketvit.errors import BundleError
+from pocketvit.errors import OutputError
 from pocketvit.export import ExportedFile
 from pocketvit.export.bundle import bundle_file_name, check_out_dir, write_bundle_dir
 from pocketvit.export.describe import backend_summary
@@ -52,10 +52,10 @@ def test_out_dir_checks(tmp_path):
     check_out_dir(tmp_path / "new")  # fine: created later
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(BundleError, match="not a pocketvit bundle"):
+    with pytest.raises(OutputError, match="not a pocketvit bundle"):
         check_out_dir(tmp_path / "other")
     (tmp_path / "f").write_text("x")
-    with pytest.raises(BundleError, match="is a file"):
+    with pytest.raises(OutputError, match="is a file"):
         check_out_dir(tmp_path / "f")
 
 

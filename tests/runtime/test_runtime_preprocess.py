@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pocketvit.runtime.preprocessing as P
 import pytest
-from pocketvit.runtime import preprocess, preprocess_array, preprocess_batch
+from pocketvit.runtime import images, preprocess, preprocess_array, preprocess_batch
 
 RGB_SPEC = {
     "height": 4,
@@ -116,7 +116,7 @@ def test_numpy_resize_matches_pil(monkeypatch):
         b = P.resize_bilinear_numpy(img, oh, ow)
         assert a.shape == b.shape == (oh, ow, 3)
         assert np.abs(a.astype(int) - b).max() <= 1
-    monkeypatch.setattr(P, "_PIL_IMAGE", None)  # a device without Pillow
+    monkeypatch.setattr(images, "_PIL_IMAGE", None)  # a device without Pillow
     assert P.resize_bilinear(img, 5, 6).shape == (5, 6, 3)
 
 
@@ -153,7 +153,7 @@ def test_bgr_input_resized_before_the_channel_swap_gives_the_same_pixels(monkeyp
     """prepare_image resizes a BGR frame for an RGB model before swapping channels (cheaper): same bits as
     converting first, with PIL and with the numpy resize, for 3- and 4-channel frames."""
     if not pil:
-        monkeypatch.setattr(P, "_PIL_IMAGE", None)
+        monkeypatch.setattr(images, "_PIL_IMAGE", None)
     spec = {**RGB_SPEC, "height": 24, "width": 20, "resize": 26, "crop": [24, 20]}
     rng = np.random.default_rng(1)
     for shape in [(61, 47, 3), (40, 90, 4), (24, 20, 3)]:

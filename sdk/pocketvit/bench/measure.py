@@ -1,9 +1,9 @@
-"""Measuring an exported file against eager torch: parity, a sequential latency loop, the test split
-through the bundle's own preprocessing, batch-1 runs. Shared by the build's verify stages, exits and zero-shot."""
+"""Measuring an exported file against eager torch: parity, the test split through the bundle's own preprocessing,
+batch-1 runs (latency: bench/latency.py's file_latency, the method `pocketvit bench` uses). Shared by the build's
+verify stages, exits and zero-shot."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -20,17 +20,6 @@ def parity(runtime_out: np.ndarray, eager_out: np.ndarray) -> dict[str, float]:
         "cosine": float(cos.min()),
         "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
     }
-
-
-def latency(run: Callable[[], Any], runs: int, warmup: int = 5) -> dict[str, float]:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t) * 1e3)
-    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "runs": runs}
 
 
 def runtime_inputs(splits: Splits, spec: dict[str, Any], form: str = "float-nchw") -> np.ndarray:

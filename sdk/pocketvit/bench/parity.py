@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from pocketvit.bench._common import (
-    COREML_NOTE,
     crops_of,
     eager_inputs,
     eager_model,
@@ -28,7 +27,7 @@ from pocketvit.bench._common import (
     precision_class,
     random_images,
 )
-from pocketvit.errors import VerifyError
+from pocketvit.errors import NotRunError, VerifyError
 
 
 @dataclass
@@ -69,20 +68,31 @@ class TargetParity:
     tolerance: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
     note: str | None = None
+    runtime_info: dict[str, Any] | None = None  # provider / delegate / threads and the fallbacks taken
+
+
+def parity_failures(figures: dict[str, Any], max_abs_diff: float | None, cosine: float | None,
+                    top1: float | None) -> list[str]:
+    """Each figure outside its tolerance, as `pocketvit verify` prints it ("cosine 0.93 < 0.999"); a None
+    tolerance (or a figure the check does not have) is not checked. The build's verify stages use it too."""
+    fails = []
+    v = figures.get("max_abs_diff")
+    if max_abs_diff is not None and v is not None and not v <= max_abs_diff:
+        fails.append(f"max abs diff {v:.3g} > {max_abs_diff:g}")
+    v = figures.get("cosine")
+    if cosine is not None and v is not None and not v >= cosine:
+        fails.append(f"cosine {v:.6f} < {cosine:g}")
+    v = figures.get("top1_agreement")
+    if top1 is not None and v is not None and not v >= top1:
+        fails.append(f"top-1 agreement {v:.4f} < {top1:g}")
+    return fails
 
 
 def check(row: TargetParity, tol: Tolerance) -> None:
     """Fill row.status / row.failures from its figures and ``tol``."""
     row.tolerance = asdict(tol)
-    fails = []
-    if tol.max_abs_diff is not None and not row.max_abs_diff <= tol.max_abs_diff:
-        fails.append(f"max abs diff {row.max_abs_diff:.3g} > {tol.max_abs_diff:g}")
-    if not row.cosine >= tol.cosine:
-        fails.append(f"cosine {row.cosine:.6f} < {tol.cosine:g}")
-    if not row.top1_agreement >= tol.top1:
-        fails.append(f"top-1 agreement {row.top1_agreement:.4f} < {tol.top1:g}")
-    row.failures = fails
-    row.status = "fail" if fails else "pass"
+    row.failures = parity_failures(asdict(row), tol.max_abs_diff, tol.cosine, tol.top1)
+    row.status = "fail" if row.failures else "pass"
 
 
 def verify_bundle(
@@ -129,6 +139,7 @@ def verify_bundle(
                 images = images if images is not None else random_images(spec, n_inputs, seed)
                 x = preprocess_array(crops_of(images, p.input_spec, input_color(spec)), p.input_spec, p.input_form)
             out = np.asarray(p.run(x), dtype=np.float32).reshape(len(x), -1)
+            row.runtime_info = p.runtime_info()
         finally:
             p.close()
         if p.outputs not in refs:  # a drop-in file outputs probabilities where the bundle's files give logits
@@ -157,16 +168,25 @@ def verify_bundle(
     }
 
 
-def raise_on_failure(result: dict[str, Any]) -> None:
-    """VerifyError (exit code 6) naming every target that missed its tolerance and the figure."""
-    bad = [r for r in result["targets"].values() if r["status"] == "fail"]
-    if not bad:
-        ran = [r for r in result["targets"].values() if r["status"] == "pass"]
-        if not ran and not any(r["note"] == COREML_NOTE for r in result["targets"].values()):
-            raise VerifyError(f"{result['bundle']}: no target could be run here, so nothing was verified")
-        return
-    lines = [f"{r['target']} ({r['runtime']}, {r['precision']}): " + "; ".join(r["failures"]) for r in bad]
-    raise VerifyError(
-        f"{result['bundle']}: {len(bad)} target(s) do not match eager torch over {result['inputs']} inputs — "
-        + " | ".join(lines)
-    )
+def raise_on_failure(result: dict[str, Any], allow_unrun: bool = False) -> None:
+    """VerifyError (exit code 6) naming every target that missed its tolerance and the figure; NotRunError (exit
+    code 8) when no target could run here (Core ML off macOS, a runtime that is not installed), so nothing was
+    verified, unless ``allow_unrun``."""
+    rows = list(result["targets"].values())
+    bad = [r for r in rows if r["status"] == "fail"]
+    if bad:
+        lines = [f"{r['target']} ({r['runtime']}, {r['precision']}): " + "; ".join(r["failures"]) for r in bad]
+        raise VerifyError(
+            f"{result['bundle']}: {len(bad)} target(s) do not match eager torch over {result['inputs']} inputs — "
+            + " | ".join(lines)
+        )
+    if not allow_unrun and not any(r["status"] == "pass" for r in rows):
+        raise NotRunError(nothing_ran_message(result["bundle"], {r["target"]: r["note"] for r in rows}, "verified"))
+
+
+def nothing_ran_message(bundle: str, notes: dict[str, str | None], what: str) -> str:
+    """`pocketvit verify` / `bench` when no target could run: which targets, why, and what to do."""
+    why = " | ".join(f"{t}: {note or 'not run'}" for t, note in notes.items()) or "the bundle lists no target"
+    return (f"{bundle}: no target could run on this machine, so nothing was {what} — {why}. Run it where a runtime "
+            "of the bundle executes (Core ML: macOS or iOS), install the missing runtime, or pass --allow-unrun to "
+            "accept a run that checks nothing")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import err_console, handle_errors
+from pocketvit.cli.common import DebugOpt, VerboseOpt, err_console, handle_errors
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 MethodOpt = Annotated[
@@ -95,7 +95,12 @@ def bench(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart of the latencies (PNG) here.")] = None,
     no_exits: Annotated[bool, typer.Option("--no-exits", help="predict:<target> runs the full model even when the bundle has early exits.")] = False,
     method: MethodOpt = "auto",
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    allow_unrun: Annotated[
+        bool, typer.Option("--allow-unrun", help="Go on (timing eager torch alone) when no target of the bundle can "
+                           "run here; without it that is exit 8.")
+    ] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Time eager torch and every runtime of a bundle, batch 1, in one run (interleaved, or isolated processes).
 
@@ -103,11 +108,15 @@ def bench(
     """
     from pocketvit.bench._common import table_console
     from pocketvit.bench.latency import bench_bundle
+    from pocketvit.runtime.io import writable_file
 
+    for path, flag in ((out, "--out"), (plot, "--plot")):  # before minutes of timing
+        if path is not None:
+            writable_file(path, flag)
     console = table_console(stderr=as_json)
     err_console.print(f"benchmarking {bundle} ({runs} rounds)…", highlight=False)
     result = bench_bundle(bundle, target or None, runs=runs, threads=threads, warmup=warmup, exits=not no_exits,
-                          method=_method(method))
+                          method=_method(method), allow_unrun=allow_unrun)
     if plot is not None:
         from pocketvit.bench.plot import bench_plot
 
@@ -142,7 +151,8 @@ def bench_zoo(
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also export and time ExecuTorch and LiteRT int8.")]
     = True,
     method: MethodOpt = "auto",
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Raw toolchain exports vs pocketvit's on ImageNet-size timm models: eager torch, ONNX Runtime, ExecuTorch
     (raw and with pocketvit's rewrites), LiteRT, ExecuTorch/LiteRT int8, timed in one interleaved run per model.

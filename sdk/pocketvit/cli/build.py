@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pocketvit.cli.common import err_console, handle_errors
+from pocketvit.cli.common import DebugOpt, VerboseOpt, err_console, handle_errors
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/ and the README's recipe reference).")]
 SetOpt = Annotated[
@@ -25,7 +25,8 @@ def build(
     until: Annotated[
         Optional[str], typer.Option("--until", help="Stop after this stage (teacher, teacher_cache, cache_bench, distill, baseline, exits).")
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run a recipe end to end: teacher, cache, distill, export, verify on each runtime, bundle + report.
 
@@ -35,8 +36,9 @@ def build(
 
     r = load_recipe(recipe, set_ or [])  # validate before importing torch: bad recipes fail instantly
     from pocketvit.pipeline.classify import default_out_dir, run_build
+    from pocketvit.runtime.io import writable_dir
 
-    out_dir = out or default_out_dir(r)
+    out_dir = writable_dir(out or default_out_dir(r), "--out")  # a file or a read-only place: one message, exit 9
     report = run_build(r, recipe, out_dir, fresh=fresh, until=until)
     from pocketvit.scale import current
 
@@ -53,6 +55,12 @@ def build(
         return
     err_console.print(f"\n[bold green]done[/bold green]: bundle {out_dir / 'bundle'}, report {out_dir / 'report.md'}")
     for target, m in report["targets"].items():
+        v = m.get("verify") or {}
+        if v.get("status") == "fail":  # verify.on_mismatch: drop or keep (fail stopped the build)
+            err_console.print(f"  {target}: [bold red]verify failed[/bold red] ({'; '.join(v['failures'])}) — "
+                              f"{v.get('action')}", highlight=False)
+            if "dropped" in (v.get("action") or ""):
+                continue
         top1 = m.get("test_top1")
         if top1 is None and m.get("teacher_agreement") is not None:  # label-free data (distill/pretrained.py)
             err_console.print(f"  {target}: teacher agreement {m['teacher_agreement']:.4f}")
@@ -66,7 +74,8 @@ def build(
 def validate(
     recipes: Annotated[list[Path], typer.Argument(help="One or more recipe files to check.")],
     set_: SetOpt = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Check recipes without running them: every problem is reported at once, with its key path."""
     from pocketvit.errors import RecipeError

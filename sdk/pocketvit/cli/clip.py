@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import err_console, handle_errors
+from pocketvit.cli.common import DebugOpt, VerboseOpt, err_console, handle_errors
 
 
 @handle_errors
@@ -24,7 +24,8 @@ def distill_text(
     heldout_limit: Annotated[int | None, typer.Option("--heldout-limit", min=8, help="Use only this many held-out sentences.")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     out: Annotated[Path, typer.Option("--out", help="Output folder: student/ (an hf: folder) and text_student.json.")] = Path("runs/text-student"),
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Inherit a smaller text encoder from the teacher (TinyCLIP: evenly spaced layers, leading heads/channels),
     distil it on real sentences (affinity mimicking + cosine), and report the cosine between student and teacher
@@ -35,7 +36,9 @@ def distill_text(
     cfg = TextDistillConfig(teacher=teacher, layers=layers, heads=heads, intermediate=intermediate, epochs=epochs,
                             batch_size=batch_size, lr=lr, random_baseline=not no_random_baseline,
                             train_limit=train_limit, heldout_limit=heldout_limit, seed=seed)
-    report = run(cfg, out)
+    from pocketvit.runtime.io import writable_dir
+
+    report = run(cfg, writable_dir(out, "--out"))
     for init in ("inherited", "random"):
         if init in report:
             m = report[init]

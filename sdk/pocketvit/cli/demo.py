@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import PROMPTS_HELP, err_console, handle_errors, split_prompts
+from pocketvit.cli.common import PROMPTS_HELP, DebugOpt, VerboseOpt, err_console, handle_errors, split_prompts
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 
@@ -67,7 +67,8 @@ def demo(
         bool, typer.Option("--bench", help="After the run, time the runtime alone on the same frames and print demo FPS, runtime FPS and their ratio.")
     ] = False,
     bench_rounds: Annotated[int, typer.Option("--bench-rounds", min=1, help="--bench: interleaved rounds (demo run, runtime alone, predict); medians.")] = 5,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run a bundle on a camera, video or image folder: a window with the label, score, FPS, latency and
     exit taken (keys: q quit, p pause, t switch target, s snapshot), or --headless to --out / --mjpeg."""
@@ -77,6 +78,10 @@ def demo(
         raise DemoError("--bench runs with --headless --out DIR on a video file or image folder")
     if bench and loop:
         raise DemoError("--bench and --loop do not go together: the benchmark needs a source that ends")
+    if out is not None:
+        from pocketvit.runtime.io import writable_dir
+
+        writable_dir(out, "--out")
     try:
         signal.signal(signal.SIGTERM, _sigterm)
     except ValueError:  # not the main thread (called from Python code): leave signals alone

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import err_console, handle_errors
+from pocketvit.cli.common import DebugOpt, VerboseOpt, err_console, handle_errors
 from pocketvit.export.rewrites import rewrite_names
 
 TARGET_CHOICES = ("executorch", "litert", "onnx", "coreml")
@@ -117,6 +117,12 @@ def print_result(result: dict) -> None:
             console.print(f"  {t}: [red]export failed[/red] — {r['error'].splitlines()[0]}", highlight=False)
         else:
             console.print(f"  {t}: {r['summary']}", highlight=False)
+            for fb in (r.get("runtime_info") or {}).get("fallbacks", []):
+                console.print(f"  {t}: [yellow]fallback[/yellow] — {fb}", highlight=False)
+    lat = next((r["latency_ms"] for r in result["targets"].values() if r.get("latency_ms")), None)
+    if lat:
+        console.print(f"latency: batch 1, {lat['method']} method, {lat['threads']} thread(s), median of {lat['runs']} "
+                      "runs (as `pocketvit bench`)", highlight=False)
 
 
 def _f(v, spec: str) -> str:
@@ -186,7 +192,8 @@ def export(
                          "palettized weights of this many bits (4, 6 or 8) instead of int8 weights.",
                          show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Export a model to one bundle with every requested target, checked on each runtime right after export.
 

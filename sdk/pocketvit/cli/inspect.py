@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pocketvit.cli.common import handle_errors
+from pocketvit.cli.common import DebugOpt, VerboseOpt, handle_errors
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 
@@ -84,7 +84,8 @@ def _metric_rows(metrics: dict[str, Any]) -> list[list[str]]:
 def inspect(
     bundle: BundleArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print everything as one JSON object.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Show a bundle: model card, targets (size, precision, input form, sha256), input contract, exits, metrics.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -53,6 +54,12 @@ app.command("distill-text")(clip_cmd.distill_text)
 
 
 def main() -> None:
+    from pocketvit.cli.common import quiet_terminal, verbose_enabled
+
+    if verbose_enabled():
+        os.environ["POCKETVIT_VERBOSE"] = "1"  # the runtime (and child processes) let their output through too
+    else:
+        quiet_terminal()
     app()
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import err_console, handle_errors
+from pocketvit.cli.common import DebugOpt, VerboseOpt, err_console, handle_errors
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 TargetsOpt = Annotated[
@@ -49,6 +49,14 @@ def print_table(result: dict) -> None:
         table.add_row(r["target"], r["runtime"], r["precision"], _fmt(r["max_abs_diff"], ".2e"),
                       _fmt(r["cosine"], ".6f"), _fmt(r["top1_agreement"], ".4f"), _tol_text(r["tolerance"]), status)
     table_console().print(table)
+    print_fallbacks(result["targets"])
+
+
+def print_fallbacks(rows: dict) -> None:
+    """Each fallback a runtime took (provider, threads, delegate), said once, on stderr."""
+    for r in rows.values():
+        for fb in (r.get("runtime_info") or {}).get("fallbacks", []):
+            err_console.print(f"[yellow]note[/yellow]: {r['target']}: fallback — {fb}", highlight=False)
 
 
 @handle_errors
@@ -72,7 +80,12 @@ def verify(
     no_exits: Annotated[
         bool, typer.Option("--no-exits", help="Skip the early-exit program rows ('<target> exits': the segment chain vs the eager exit model).")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    allow_unrun: Annotated[
+        bool, typer.Option("--allow-unrun", help="Exit 0 even when no target could run here (e.g. a Core ML-only bundle "
+                           "on Linux); without it that is exit 8, since nothing was verified.")
+    ] = False,
+    debug: DebugOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Check every target of a bundle against eager torch on the same preprocessed inputs.
 
@@ -80,7 +93,7 @@ def verify(
 
     Exits 6 when a target misses its tolerance (fp32: max |Δ| 1e-3, cosine 0.999, top-1 0.99; int8: cosine 0.98, top-1 0.9).
 
-    Core ML is reported as converted, not run, off macOS.
+    Core ML is reported as converted, not run, off macOS; when no target could run at all the command exits 8 (unless --allow-unrun).
     """
     from pocketvit.bench.parity import raise_on_failure, verify_bundle
 
@@ -92,9 +105,16 @@ def verify(
                            threads=threads, exits=not no_exits)
     if as_json:
         print(json.dumps(result, indent=2))
+        print_fallbacks(result["targets"])
     else:
         print_table(result)
-    raise_on_failure(result)
+    raise_on_failure(result, allow_unrun=allow_unrun)
     if not as_json:
-        ran = sum(r["status"] == "pass" for r in result["targets"].values())
-        err_console.print(f"[bold green]ok[/bold green]: {ran} target(s) match eager torch within tolerance")
+        rows = result["targets"].values()
+        ran = sum(r["status"] == "pass" for r in rows)
+        unrun = [r["target"] for r in rows if r["status"] == "not run"]
+        tail = f"; not run here: {', '.join(unrun)}" if unrun else ""
+        if ran:
+            err_console.print(f"[bold green]ok[/bold green]: {ran} target(s) match eager torch within tolerance{tail}")
+        else:
+            err_console.print(f"[yellow]nothing verified[/yellow] (--allow-unrun){tail}")

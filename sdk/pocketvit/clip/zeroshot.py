@@ -73,7 +73,8 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
     the bundle's preprocessing in the file's input form), zero-shot top-1 from its embeddings, parity and latency
     against eager."""
     def run(path: Path) -> dict[str, Any]:
-        from pocketvit.bench.measure import file_inputs, latency, parity, run_batch1, runtime_inputs
+        from pocketvit.bench.latency import file_latency
+        from pocketvit.bench.measure import file_inputs, parity, run_batch1, runtime_inputs
         from pocketvit.runtime import open_backend
         from pocketvit.runtime.io import path_bytes
 
@@ -94,7 +95,11 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
         entry.update(scores)
         entry["eager_test_top1"] = zero_shot_scores(eager, text_emb, labels, heldout)["test_top1"]
         entry["parity"] = parity(out, eager)
-        entry["latency_ms"] = latency(lambda: backend.run(xr[:1]), cfg.latency_runs) | {"threads": cfg.threads}
+        entry["runtime_info"] = backend.describe()
+        for fb in backend.fallbacks:
+            log(f"  [yellow]{target}: fallback[/yellow] — {fb}")
+        backend.close()  # latency: timed as `pocketvit bench` times it (a process of its own at more than 1 thread)
+        entry["latency_ms"] = file_latency(exported.meta["runtime"], file, xr[:1], cfg.latency_runs, cfg.threads)
         p, tol = entry["parity"], cfg.tolerance
         entry["within_tolerance"] = bool(p["max_abs_diff"] <= tol.max_abs_diff and p["cosine"] >= tol.cosine)
         held = "" if scores["heldout_top1"] is None else f", held-out classes {scores['heldout_top1']:.4f}"

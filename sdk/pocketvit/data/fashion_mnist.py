@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,25 +26,38 @@ MISSING_HINT = (
 )
 
 
-def _open(path: Path):
+def _find(path: Path) -> Path:
     for candidate in (path.with_name(path.name + ".gz"), path):
         if candidate.exists():
-            return gzip.open(candidate, "rb") if candidate.suffix == ".gz" else open(candidate, "rb")
+            return candidate
     raise DataError(f"Fashion-MNIST file {path.name}(.gz) not found in {path.parent}: {MISSING_HINT}")
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read one idx file (magic, dims, big-endian uint8 payload)."""
-    with _open(path) as f:
-        head = f.read(4)
-        if len(head) != 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
-            raise DataError(f"{path}: not an unsigned-byte idx file (bad magic {head!r}); is the download complete?")
-        ndim = head[3]
-        dims = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
-        data = f.read()
-    expected = int(np.prod(dims))
+    """Read one idx file (magic, dims, big-endian uint8 payload), gzipped or raw. A file cut short, or not an idx
+    file at all, is a DataError naming it and the fix."""
+    file = _find(path)
+    fix = ("download it again, or reinstall Debian's package (sudo apt-get install --reinstall dataset-fashion-mnist), "
+           "or point data.root at a complete copy")
+    try:
+        with gzip.open(file, "rb") if file.suffix == ".gz" else open(file, "rb") as f:
+            head = f.read(4)
+            if len(head) != 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08 or not 1 <= head[3] <= 4:
+                raise DataError(f"{file}: not an unsigned-byte idx file (bad magic {head!r}); {fix}")
+            ndim = head[3]
+            raw = f.read(4 * ndim)
+            if len(raw) != 4 * ndim:
+                raise DataError(f"{file}: the header is cut short; {fix}")
+            dims = struct.unpack(">" + "I" * ndim, raw)
+            expected = int(np.prod(dims))
+            data = f.read(expected + 1)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # a .gz cut short or damaged
+        raise DataError(f"{file}: the gzip data is truncated or damaged ({e}); {fix}") from None
+    except OSError as e:
+        raise DataError(f"{file}: cannot be read ({e.strerror or e}); {fix}") from None
     if len(data) != expected:
-        raise DataError(f"{path}: expected {expected} bytes of data, found {len(data)}; the file is truncated")
+        raise DataError(f"{file}: expected {expected} bytes of data, found {len(data)}; the file is "
+                        f"{'truncated' if len(data) < expected else 'longer than its header says'}; {fix}")
     return np.frombuffer(data, dtype=np.uint8).reshape(dims).copy()
 
 

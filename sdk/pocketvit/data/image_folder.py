@@ -79,7 +79,7 @@ def decode(path: Path, size: int) -> np.ndarray | None:
             left, top = (nw - size) // 2, (nh - size) // 2
             im = im.crop((left, top, left + size, top + size))
             return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         log(f"[yellow]warning: skipping {path}: not a readable image ({type(e).__name__}: {e})[/yellow]")
         return None
 

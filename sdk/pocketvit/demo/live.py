@@ -236,6 +236,6 @@ class PicameraSource(Source):
             try:
                 self._cam.stop()
                 self._cam.close()
-            except Exception:  # noqa: BLE001, S110 - closing a camera that already failed
-                pass
+            except Exception as e:  # noqa: BLE001 - libcamera errors share no type; closing a camera that already failed
+                self.warn(f"closing the Pi camera failed ({type(e).__name__}: {e}); it is released anyway")
             self._cam = None

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketvit.runtime import Bundle, load, preprocess
-from pocketvit.runtime.preprocessing import pil_image_module
+from pocketvit.runtime.images import pil_image_module
 
 # (name, input spec, image shape HxWxC, input colour): preprocessing-only cases.
 EXTRA_CASES = [

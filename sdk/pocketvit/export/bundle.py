@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pocketvit.errors import BundleError, MissingExtraError
+from pocketvit.errors import BundleError, ExportError, MissingExtraError, OutputError
 from pocketvit.export._common import ExportedFile
+from pocketvit.progress import log
 
 REFERENCE_WEIGHTS = "reference/weights.safetensors"
 CARD = "README.md"
@@ -136,7 +137,9 @@ def write_bundle_dir(
         own = {k: info[f"file_{k}"] for k in ("outputs", "input") if info.get(f"file_{k}")}
         _embed_metadata(bundle / dst_name, f, info, spec=input_spec, labels=labels, name=name, task=task,
                         license=license, outputs=own.get("outputs", outputs))
-        entries[f.target] = file_entry(bundle, f.target, dst_name, f.runtime, f.precision, input_form=form, **own)
+        written = {"metadata": info["metadata"]} if info.get("metadata") else {}  # labels etc. inside the file
+        entries[f.target] = file_entry(bundle, f.target, dst_name, f.runtime, f.precision, input_form=form, **own,
+                                       **written)
     if not entries:
         raise BundleError(f"{bundle}: no model file to put in the bundle")
     source = {**source, "weights": source.get("weights", REFERENCE_WEIGHTS)}
@@ -171,10 +174,17 @@ def _embed_metadata(path: Path, f: ExportedFile, info: dict[str, Any], *, spec: 
         except MissingExtraError as e:  # onnxruntime without the onnx package: the file works without it
             info["metadata"] = {"written": False, "reason": str(e)}
         except Exception as e:  # noqa: BLE001 - a file onnx cannot parse keeps working as it is (the runtime decides)
-            info["metadata"] = {"written": False, "reason": f"onnx could not read the file: {type(e).__name__}"}
+            info["metadata"] = {"written": False, "reason": f"onnx could not read the file: {type(e).__name__}: {e}"}
     elif f.runtime == "litert" and is_dropin(f.target) and not (info.get("metadata") or {}).get("written"):
-        info["metadata"] = write_tflite_metadata(path, spec=spec, labels=labels, name=name, license=license,
-                                                 input_form=form, task=task)
+        try:
+            info["metadata"] = write_tflite_metadata(path, spec=spec, labels=labels, name=name, license=license,
+                                                     input_form=form, task=task)
+        except (ExportError, MissingExtraError) as e:  # the file works without it; MediaPipe then has no label names
+            info["metadata"] = {"written": False, "reason": str(e)}
+    meta = info.get("metadata") or {}
+    if meta.get("written") is False:
+        log(f"[yellow]warning[/yellow]: {path.name}: metadata not written ({meta['reason']}); the file works "
+            "without it, but apps that read the file alone see no label names")
 
 
 def refresh_manifest(bundle_dir: Path | str, manifest: dict[str, Any], card: str | None = None) -> None:
@@ -194,14 +204,16 @@ _BUNDLE_NAMES = {MANIFEST, CARD, "reference"}
 
 
 def check_out_dir(out: Path) -> None:
-    """Refuse to write into a folder that holds something other than a pocketvit bundle."""
-    if out.exists() and not out.is_dir():
-        raise BundleError(f"--out {out} is a file; pass a folder for the bundle")
+    """Refuse to write into a file, a read-only place, or a folder that holds something other than a pocketvit
+    bundle (OutputError, exit 9)."""
+    from pocketvit.runtime.io import writable_dir
+
+    writable_dir(out, "--out")
     if not out.is_dir() or (out / MANIFEST).is_file():
         return
     foreign = [p.name for p in out.iterdir()
                if not p.name.startswith(".") and p.name not in _BUNDLE_NAMES and not p.name.startswith("model")]
     if foreign:
         shown = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise BundleError(f"--out {out} is not empty and is not a pocketvit bundle (it holds {shown}); choose an "
+        raise OutputError(f"--out {out} is not empty and is not a pocketvit bundle (it holds {shown}); choose an "
                           "empty or new folder")

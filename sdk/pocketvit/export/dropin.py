@@ -16,7 +16,7 @@ form what it takes, so every target gives the same predictions.
 Drop-in targets are named ``<runtime>-dropin`` (``litert-dropin`` -> model-dropin.tflite) and sit beside
 the float files, which keep the float NCHW contract that verify, bench, early exits and int8 work with.
 LiteRT drop-in files also get TFLite metadata (name, description, version, labels, normalization, colour
-space) through the separate tflite-support tool environment (pocketvit.export.metadata).
+space), written in pocketvit's own environment (pocketvit.export.metadata).
 
 Importing this module is instant: torch and the toolchains are imported inside the functions.
 """
@@ -155,8 +155,7 @@ def export_dropin(
     (file_outputs / file_input become the manifest entry's own "outputs" / "input").
 
     metadata: embed TFLite metadata (litert) / ONNX metadata_props (onnx) now (the bundle writer does it
-    otherwise, with the bundle's labels and licence). A LiteRT file whose metadata
-    cannot be written (the tool environment is missing) is kept without it and info["metadata"] says why.
+    otherwise, with the bundle's labels and licence); info["metadata"] records what was written.
     """
     from pocketvit.export import export_model
     from pocketvit.export.prepare import prepare_for_export

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from pocketvit.errors import ExportError
+from pocketvit.errors import ExportError, MissingExtraError
 from pocketvit.export._common import ExportedFile, atomic_path, env_override, lowering_error, require
 from pocketvit.export.litert_graph import DELEGATION_KEYS, delegation
 
@@ -39,8 +39,8 @@ def describe_tflite(path: Path | str) -> dict:
     """Op counts and signatures of a .tflite file, read with ai_edge_litert's Interpreter."""
     try:
         interp_mod = require("ai_edge_litert.interpreter", "litert", "needed to read .tflite files")
-    except Exception:
-        return {}
+    except MissingExtraError as e:  # the file is written; only its facts are not read
+        return {"describe_error": str(e)}
     info: dict = {}
     try:
         interp = interp_mod.Interpreter(model_path=str(path))

@@ -1,11 +1,10 @@
 """Model-file metadata that ecosystem apps read: TFLite metadata (MediaPipe Tasks, TFLite Task Library) and
 ONNX ``metadata_props``.
 
-TFLite metadata is written by tflite-support 0.4.4, which cannot live in pocketvit's environment (it pins
-protobuf<4 and needs Debian's libusb-1.0-0). `make tools-venv` creates .venv-tools for it; this module runs
-pocketvit/tools/tflite_metadata.py with that interpreter (or the one POCKETVIT_TFLITE_TOOLS_PYTHON names).
-Without it the drop-in file is written anyway, without metadata: MediaPipe still runs it (uint8 input) but
-returns no category names, and the export says how to get them.
+TFLite metadata is written in pocketvit's own environment (export/tflite_metadata.py: the flatbuffers runtime and
+ai-edge-litert's TFLite schema bindings), so a drop-in file carries its labels, normalization, name and licence by
+default. tflite-support 0.4.4 (which pins protobuf<4, so it lives in its own venv: `make tools-venv`) is only a
+second reader that tests use to cross-check the files when that venv exists (`read_with_tflite_support`).
 
 ONNX metadata is written with the onnx package (already a pocketvit dependency of the onnx target):
 ``labels`` (JSON list), ``preprocessing`` (the manifest's input contract, JSON), ``input_form``, ``outputs``,
@@ -18,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +25,9 @@ from pocketvit.export._common import atomic_path, require
 TOOLS_ENV = "POCKETVIT_TFLITE_TOOLS_PYTHON"
 TOOL_SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "tflite_metadata.py"
 REPO_TOOLS_VENV = Path(__file__).resolve().parents[3] / ".venv-tools"
-MISSING_TOOLS = ("TFLite metadata not written: the tflite-support tool environment is missing (run `make tools-venv`, "
-                 f"or set {TOOLS_ENV} to a Python with tflite-support 0.4.4 and protobuf<4); the drop-in file works "
-                 "without it, but MediaPipe shows no label names")
+MISSING_TOOLS = (f"no tflite-support tool environment (`make tools-venv`, or {TOOLS_ENV}): it is only needed to "
+                 "cross-check TFLite metadata with tflite-support's own reader")
+WRITER = "pocketvit (flatbuffers + ai-edge-litert's TFLite schema)"
 
 
 def tools_python() -> Path | None:
@@ -76,36 +74,40 @@ def tflite_metadata_spec(spec: dict[str, Any], labels: list[str], *, name: str, 
 def write_tflite_metadata(path: Path | str, *, spec: dict[str, Any], labels: list[str], name: str,
                           description: str | None = None, version: str | None = None, license: str | None = None,
                           input_form: str = "uint8-nhwc", task: str = "classify") -> dict[str, Any]:
-    """Embed TFLite metadata into `path` in place (atomically). Returns {written: bool, ...}; never raises for a
-    missing tool environment (the file stays valid without metadata) but does for a tool that fails."""
-    from pocketvit.errors import ExportError
-    from pocketvit.progress import log
+    """Embed TFLite metadata into `path` in place (atomically): image input (RGB, the identity normalization: the
+    drop-in graph normalizes inside), class labels (classify) or an embedding output. Returns {written: True, ...}."""
+    from pocketvit.export.tflite_metadata import image_metadata, populate
 
-    py = tools_python()
-    if py is None:
-        log(f"warning: {MISSING_TOOLS}")
-        return {"written": False, "reason": MISSING_TOOLS}
     md = tflite_metadata_spec(spec, labels, name=name, description=description, version=version,
                               license=license, input_form=input_form, task=task)
+    data, files = image_metadata(
+        name=md["name"], description=md["description"], version=md["version"], author=md["author"],
+        license=md["license"], labels=md["labels"], norm_mean=md["norm_mean"], norm_std=md["norm_std"],
+        color_space=md["color_space"], input_description=md["input_description"],
+        output_description=md["output_description"], uint8_input=input_form == "uint8-nhwc", task=task)
     path = Path(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_file = Path(tmp) / "spec.json"
-        spec_file.write_text(json.dumps(md), encoding="utf-8")
-        with atomic_path(path) as out:
-            proc = subprocess.run([str(py), str(TOOL_SCRIPT), "write", str(path), str(out), str(spec_file)],
-                                  capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""}, check=False)
-            if proc.returncode != 0:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-                raise ExportError(f"{path}: writing TFLite metadata with {py} failed: {' | '.join(tail)}. Recreate "
-                                  "the tool environment (rm -rf .venv-tools; make tools-venv) or export with "
-                                  "--no-dropin-metadata.")
-    return {"written": True, "tool": "tflite-support 0.4.4", "labels": len(labels),
+    out = populate(path.read_bytes(), data, files)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(out)
+    return {"written": True, "writer": WRITER, "labels": len(labels) if task == "classify" else 0,
             "color_space": md["color_space"], "norm_mean": md["norm_mean"], "norm_std": md["norm_std"]}
 
 
 def read_tflite_metadata(path: Path | str) -> dict[str, Any]:
-    """The metadata as tflite-support reads it back (needs the tool environment)."""
-    from pocketvit.errors import MissingExtraError
+    """{metadata, associated_files, labels} of a .tflite (the metadata as tflite-support's displayer shows it);
+    BundleError when the file carries none."""
+    from pocketvit.errors import BundleError
+    from pocketvit.export.tflite_metadata import read
+
+    md = read(Path(path).read_bytes())
+    if md is None:
+        raise BundleError(f"{path}: the file carries no TFLite metadata")
+    return md
+
+
+def read_with_tflite_support(path: Path | str) -> dict[str, Any]:
+    """The same, read by tflite-support itself in the tool environment (a second, independent reader for tests)."""
+    from pocketvit.errors import BundleError, MissingExtraError
 
     py = tools_python()
     if py is None:
@@ -113,9 +115,8 @@ def read_tflite_metadata(path: Path | str) -> dict[str, Any]:
     proc = subprocess.run([str(py), str(TOOL_SCRIPT), "read", str(path)], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": ""}, check=False)
     if proc.returncode != 0:
-        from pocketvit.errors import BundleError
-
-        raise BundleError(f"{path}: cannot read TFLite metadata: {proc.stderr.strip().splitlines()[-1:]}")
+        raise BundleError(f"{path}: tflite-support cannot read its TFLite metadata: "
+                          f"{proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout)
 
 

@@ -85,7 +85,7 @@ def unfuse_attention(model: "torch.nn.Module") -> int:
         if isinstance(getattr(m, "fused_attn", None), bool) and m.fused_attn:
             try:
                 m.fused_attn = False
-            except Exception:  # a read-only / scripted attribute: leave it
+            except (AttributeError, TypeError, RuntimeError):  # a read-only / scripted attribute: leave it
                 continue
             changed += 1
     return changed

@@ -312,8 +312,9 @@ def _from_timm(spec: str, checkpoint: Path | None, input_size, num_classes, in_c
     subset = None
     try:
         subset = timm.data.infer_imagenet_subset(model)
-    except Exception:
-        pass
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # no pretrained config to read it from
+        notes.append(f"timm cannot tell which ImageNet label set this model uses ({type(e).__name__}); class names "
+                     "follow its class count")
     labels = labels_for(classes, subset)
     timm_license = getattr(cfg, "license", None) if cfg is not None else None
     hub = getattr(cfg, "hf_hub_id", None) if cfg is not None else None

@@ -78,10 +78,17 @@ class ClassifyBuild:
 
         if not leave():  # training is over: rank 0 exports, verifies and reports alone
             return {"recipe": self.recipe.name, "rank": self.dist.rank, "stages": ctx.runner.summary(), "targets": {}}
-        targets, exported = self.targets(student, cache)
-        exit_exports, exits_report = self.exit_programs(exits, calibration, exported) if exits else ({}, {})
+        exports = self.exports(student, cache)
+        exit_exports = self.exit_exports(exits, exports) if exits else {}
+        if until == "export":
+            return ctx.partial(student=student.meta, exported=sorted([*exports, *(f"{t} exits" for t in exit_exports)]))
+        targets = self.verify(student, exports)
+        exits_report = self.exit_programs(exit_exports, calibration, exports, exits) if exits else {}
         report = self.report(teacher, student, baseline, cache, bench, targets, exits_report)
-        self.write_bundle(report, student, exported, exit_exports, exits, calibration)
+        shipped, shipped_exits = self.check(report, exports, exit_exports)
+        if until == "verify":
+            return report
+        self.write_bundle(report, student, shipped, shipped_exits, exits, calibration)
         return report
 
     # ------------------------------------------------------------------ teacher
@@ -225,45 +232,83 @@ class ClassifyBuild:
                               [exits], calibrate_stage_fn(ctx, exits))
         return exits, calibration
 
-    # ------------------------------------------------------------------ export + verify per target, on its own runtime
-    def targets(self, student: StageResult, cache: StageResult) -> tuple[dict[str, Any], dict[str, StageResult]]:
+    # ------------------------------------------------------------------ export, then verify per target on its own runtime
+    def exports(self, student: StageResult, cache: StageResult) -> dict[str, tuple[StageResult, Any]]:
+        """Every file the bundle may hold: {target: (its export stage, the verify settings it is checked with)}
+        (int8 targets get quantize.tolerance); the drop-in files after the export targets."""
         from pocketvit.pipeline.stages.int8 import int8_exports
-        from pocketvit.pipeline.stages.targets import dropin_stages, export_stage, verify_stage
+        from pocketvit.pipeline.stages.targets import dropin_exports, export_stage
 
         ctx = self.ctx
         model_fn = ctx.model_fn(student)
-        targets: dict[str, Any] = {}
-        exported: dict[str, StageResult] = {}
         int8 = int8_exports(ctx, student, model_fn, cache=cache)
-        for target in self.recipe.export.targets:
-            exp, vcfg = int8[target] if target in int8 else (None, self.recipe.verify)
-            if exp is None:
-                exp = export_stage(ctx, target, student, model_fn)
-            exported[target] = exp
-            targets[target] = verify_stage(ctx, target, exp, model_fn, vcfg).meta
-            if target in int8:  # plan and QAT notes join the export info after its stage: a cached verify lacks them
-                targets[target]["export_info"] = exp.meta["info"]
+        out = {t: int8[t] if t in int8 else (export_stage(ctx, t, student, model_fn), self.recipe.verify)
+               for t in self.recipe.export.targets}
         # drop-in files: the image contract inside the graph, beside the float files
-        dropin_stages(ctx, [student], model_fn, exported, targets)
-        return targets, exported
+        out |= {t: (exp, self.recipe.verify) for t, exp in dropin_exports(ctx, [student], model_fn).items()}
+        return out
 
-    def exit_programs(self, exits: StageResult, calibration: StageResult, exported: dict[str, StageResult]
-                      ) -> tuple[dict[str, StageResult], dict[str, Any]]:
-        """The segmented exit program per target, run segment by segment on its runtime."""
-        from pocketvit.pipeline.stages.exits import exit_program_stage_fn, measure_stage_fn
+    def verify(self, student: StageResult, exports: dict[str, tuple[StageResult, Any]]) -> dict[str, Any]:
+        """report.json's targets: each file on its own runtime over the whole test split."""
+        from pocketvit.pipeline.stages.targets import verify_stage
+
+        model_fn = self.ctx.model_fn(student)
+        targets: dict[str, Any] = {}
+        for t, (exp, vcfg) in exports.items():
+            targets[t] = verify_stage(self.ctx, t, exp, model_fn, vcfg).meta
+            # plan and QAT notes join an int8 export's info after its stage: a cached verify lacks them
+            targets[t]["export_info"] = exp.meta["info"]
+        return targets
+
+    def exit_exports(self, exits: StageResult, exports: dict[str, tuple[StageResult, Any]]) -> dict[str, StageResult]:
+        """The segmented exit program per target (export-exits-<target>)."""
+        from pocketvit.pipeline.stages.exits import exit_program_stage_fn
 
         ctx, recipe = self.ctx, self.recipe
-        exit_exports: dict[str, StageResult] = {}
-        report: dict[str, Any] = {}
+        out: dict[str, StageResult] = {}
         for target in recipe.exits.targets or [t for t in recipe.export.targets if "-" not in t]:
-            if target not in exported:
+            if target not in exports:
                 raise PocketVitError(f"exits.targets lists {target!r}, which export.targets lacks; add it there")
-            ee = ctx.run(f"export-exits-{target}", {"target": target}, [exits], exit_program_stage_fn(ctx, target, exits))
-            exit_exports[target] = ee
-            m = ctx.run(f"exits-{target}", recipe.verify.model_dump(), [ee, exported[target], calibration, ctx.data],
-                        measure_stage_fn(ctx, target, exported[target], ee, calibration, exits))
+            out[target] = ctx.run(f"export-exits-{target}", {"target": target}, [exits],
+                                  exit_program_stage_fn(ctx, target, exits))
+        return out
+
+    def exit_programs(self, exit_exports: dict[str, StageResult], calibration: StageResult,
+                      exports: dict[str, tuple[StageResult, Any]], exits: StageResult) -> dict[str, Any]:
+        """report.json's exits: each exit program run segment by segment on its runtime (exits-<target>)."""
+        from pocketvit.pipeline.stages.exits import measure_stage_fn
+        from pocketvit.pipeline.stages.targets import verify_config
+
+        ctx = self.ctx
+        report: dict[str, Any] = {}
+        for target, ee in exit_exports.items():
+            exported = exports[target][0]
+            m = ctx.run(f"exits-{target}", verify_config(self.recipe.verify), [ee, exported, calibration, ctx.data],
+                        measure_stage_fn(ctx, target, exported, ee, calibration, exits))
             report[target] = m.meta
-        return exit_exports, report
+        return report
+
+    def check(self, report: dict[str, Any], exports: dict[str, tuple[StageResult, Any]],
+              exit_exports: dict[str, StageResult]) -> tuple[dict[str, StageResult], dict[str, StageResult]]:
+        """Each target's and exit program's verdict, and `verify.on_mismatch` applied: the files that ship. Under
+        `fail` a mismatch stops the build here (exit 6) with the report written and no bundle."""
+        from pocketvit.pipeline.stages.verdicts import enforce, judge_exit_program, judge_target
+
+        for t, e in report["targets"].items():
+            judge_target(e, exports[t][1].tolerance)
+        for e in report["exits"].values():
+            judge_exit_program(e, self.recipe.verify.tolerance)
+        summary, error = enforce(self.recipe.verify.on_mismatch, self.ctx.out_dir, report["targets"], report["exits"],
+                                 len(self.ctx.splits.test))
+        report["verify"] = summary
+        if error is not None:
+            from pocketvit.report import write_report
+
+            write_report(self.ctx.out_dir, report)
+            raise error
+        dropped = set(summary["dropped"])
+        shipped = {t: exp for t, (exp, _) in exports.items() if t not in dropped}
+        return shipped, {t: e for t, e in exit_exports.items() if t in shipped and f"{t} exits" not in dropped}
 
     # ------------------------------------------------------------------ report + bundle
     def report(self, teacher: StageResult, student: StageResult, baseline: StageResult | None, cache: StageResult,

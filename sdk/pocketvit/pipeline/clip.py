@@ -190,7 +190,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         return {"recipe": recipe.name, "student": student.meta, "stages": runner.summary()}
 
     from pocketvit.clip.zeroshot import runtime_zero_shot_stage_fn
-    from pocketvit.pipeline.stages.targets import export_stage, verify_stage
+    from pocketvit.pipeline.stages.targets import export_stage, verify_config, verify_stage
 
     spec = ctx.spec
 
@@ -204,7 +204,7 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         if exp.meta["runtime"] == "coreml":  # conversion + spec check only off macOS
             targets[target] = verify_stage(ctx, target, exp, model_fn, recipe.verify).meta
             continue
-        targets[target] = runner.run(f"zeroshot-{target}", recipe.verify.model_dump(), [exp, data, text],
+        targets[target] = runner.run(f"zeroshot-{target}", verify_config(recipe.verify), [exp, data, text],
                                      runtime_zero_shot_stage_fn(target, exp, model_fn, splits, spec, class_emb,
                                                                 heldout, recipe.verify)).meta
     from pocketvit.pipeline.stages.clip_dropin import zero_shot_dropin_stages
@@ -231,9 +231,17 @@ def run_clip_build(recipe: Any, recipe_path: Path, out_dir: Path, fresh: bool = 
         "exits": {},
         "stages": runner.summary(),
     }
-    from pocketvit.report import write_zero_shot_bundle
+    from pocketvit.pipeline.stages.verdicts import enforce, judge_target
+    from pocketvit.report import write_report, write_zero_shot_bundle
 
-    write_zero_shot_bundle(out_dir, recipe, report, exported, splits, spec, dim, student.path / "student.safetensors",
+    for m in targets.values():  # an embedding: max |Δ| and cosine against eager (its argmax means nothing)
+        judge_target(m, recipe.verify.tolerance, zero_shot=True)
+    report["verify"], error = enforce(recipe.verify.on_mismatch, out_dir, targets, {}, len(splits.test))
+    if error is not None:
+        write_report(out_dir, report)
+        raise error
+    shipped = {t: e for t, e in exported.items() if t not in report["verify"]["dropped"]}
+    write_zero_shot_bundle(out_dir, recipe, report, shipped, splits, spec, dim, student.path / "student.safetensors",
                            text.path / "text_embeddings.npy", text_encoders)
     return report
 

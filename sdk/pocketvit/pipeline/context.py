@@ -44,9 +44,9 @@ class BuildContext:
         from pocketvit.data import load_dataset
 
         torch.manual_seed(recipe.seed)
+        splits = load_dataset(recipe.data, recipe.seed)  # bad data fails before anything is written in out_dir
         runner = StageRunner(out_dir, fresh=fresh, seed=recipe.seed)
         aug = AugmentConfig(**recipe.data.augment.model_dump())
-        splits = load_dataset(recipe.data, recipe.seed)
         key = {"data": stable_dump(recipe.data), "seed": recipe.seed, "n": [len(splits.train), len(splits.test)]}
         if fingerprint and splits.fingerprint:
             key |= {"files": splits.fingerprint}

@@ -37,42 +37,26 @@ COREML_NOTE = "converted and spec-checked; Core ML runs on macOS/iOS only, not r
 
 def measure_bundle(bundle_dir: Path | str, targets: list[str], n_inputs: int = PARITY_INPUTS,
                    runs: int = LATENCY_RUNS, threads: int | None = None) -> dict[str, dict[str, Any]]:
-    """Parity vs eager torch (n_inputs seeded random images) and batch-1 latency for each target."""
-    import numpy as np
-
-    from pocketvit.bench.latency import default_threads, interleaved
+    """Parity vs eager torch (n_inputs seeded random images) and batch-1 latency for each target, timed as
+    `pocketvit bench` times them (bench/latency.py: isolated processes with more than one thread)."""
+    from pocketvit.bench.latency import default_threads, time_targets
     from pocketvit.bench.parity import verify_bundle
-    from pocketvit.runtime import load
 
     threads = int(threads or default_threads())
     ver = verify_bundle(bundle_dir, targets, n_inputs=n_inputs, seed=0, threads=threads)
     out: dict[str, dict[str, Any]] = {}
-    runners: dict[str, Callable[[], Any]] = {}
-    opened = []
-    rng = np.random.default_rng(0)
-    try:
-        for t in targets:
-            row = ver["targets"][t]
-            entry: dict[str, Any] = {"status": row["status"], "note": row.get("note")}
-            if row["status"] != "not run":
-                entry["parity"] = {"inputs": n_inputs, "max_abs_diff": row["max_abs_diff"], "cosine": row["cosine"],
-                                   "top1_agreement": row["top1_agreement"], "tolerance": row["tolerance"],
-                                   "failures": row["failures"]}
-                p = load(bundle_dir, target=t, num_threads=threads, warmup=0, use_exits=False)
-                opened.append(p)
-                spec = p.input_spec
-                image = rng.integers(0, 256, (spec["height"], spec["width"], spec["channels"]), dtype=np.uint8)
-                x = p.preprocess(image, input_color="GRAY" if spec["channels"] == 1 else "RGB")
-                runners[t] = lambda p=p, x=x: p.run(x)
-            out[t] = entry
-        if runners:
-            times = interleaved(runners, runs, warmup=3)
-            for t, ms in times.items():
-                out[t]["latency_ms"] = {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)),
-                                        "runs": runs, "threads": threads, "batch": 1}
-    finally:
-        for p in opened:
-            p.close()
+    for t in targets:
+        row = ver["targets"][t]
+        out[t] = {"status": row["status"], "note": row.get("note")}
+        if row["status"] != "not run":
+            out[t]["parity"] = {"inputs": n_inputs, "max_abs_diff": row["max_abs_diff"], "cosine": row["cosine"],
+                                "top1_agreement": row["top1_agreement"], "tolerance": row["tolerance"],
+                                "failures": row["failures"]}
+            out[t]["runtime_info"] = row.get("runtime_info")
+    ran = [t for t in targets if out[t]["status"] != "not run"]
+    if ran:
+        for t, lat in time_targets(bundle_dir, ran, runs, threads, warmup=3).items():
+            out[t]["latency_ms"] = lat
     return out
 
 

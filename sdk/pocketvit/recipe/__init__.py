@@ -81,12 +81,17 @@ def resolve(path: str, base: Path) -> Path:
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:
     path = Path(path)
+    if path.is_dir():
+        raise RecipeError(f"recipe {path} is a folder; pass a recipe file (the shipped ones are in recipes/)")
     if not path.is_file():
         raise RecipeError(f"recipe {path} not found; the shipped ones are in recipes/")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: not valid YAML: {e}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a text file (a recipe is YAML); pass a recipe such as recipes/fashion-mnist.yaml"
+                          ) from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: expected a mapping of sections at the top level")
     data = apply_overrides(data, overrides or [])

@@ -178,9 +178,13 @@ class Tolerance(Section):
 
 
 class VerifySection(Section):
+    added_fields = ("on_mismatch",)
     latency_runs: int = Field(50, ge=5, description="timed batch-1 runs per target")
     threads: int = Field(2, ge=1, description="runtime threads for latency")
     tolerance: Tolerance = Tolerance()
+    on_mismatch: Literal["fail", "drop", "keep"] = Field(
+        "fail", description="a file outside its tolerance: fail the build (exit 6, no bundle), drop it from the "
+        "bundle, or keep it marked as failed in the manifest, report and model card; changing it reruns no stage")
 
 
 class QuantizeSection(Section):

@@ -22,13 +22,26 @@ def write_bundle(out_dir: Path, name: str, report: dict[str, Any], exported: dic
     files = [ExportedFile(target, stage.path / stage.meta["file"], stage.meta["runtime"], stage.meta["precision"],
                           info=dict(stage.meta.get("info") or {}))  # input_form etc. of drop-in files
              for target, stage in exported.items()]
-    metrics = {t: {k: v for k, v in m.items() if k in ("test_top1", "teacher_agreement", "parity", "latency_ms")}
-               for t, m in report["targets"].items()}
+    metrics = bundle_metrics(report, exported, ("test_top1", "teacher_agreement", "parity", "latency_ms"))
     bundle = out_dir / "bundle"
     write_bundle_dir(bundle, name=name, files=files, labels=labels, input_spec=spec, source=source,
-                     reference_weights=reference_weights, metrics=metrics,
+                     reference_weights=reference_weights, metrics=metrics, extra=unverified(report, exported),
                      card=lambda manifest: render_model_card(report, manifest))
     return bundle
+
+
+def bundle_metrics(report: dict[str, Any], exported: dict, keys: tuple[str, ...]) -> dict[str, Any]:
+    """manifest.json's metrics: the shipped targets' figures and their verify verdict (pass, or a failure kept by
+    verify.on_mismatch: keep)."""
+    return {t: {k: v for k, v in m.items() if k in (*keys, "verify")}
+            for t, m in report["targets"].items() if t in exported}
+
+
+def unverified(report: dict[str, Any], exported: dict) -> dict[str, Any]:
+    """manifest.json's `unverified`: shipped files (and exit programs, "<target> exits") that missed their tolerance,
+    kept by verify.on_mismatch: keep."""
+    kept = [t for t in (report.get("verify") or {}).get("kept", []) if t.split(" ")[0] in exported]
+    return {"unverified": kept} if kept else {}
 
 
 def write_bundle_and_report(out_dir: Path, recipe: Any, report: dict[str, Any], exported: dict, splits: Any,
@@ -69,15 +82,14 @@ def write_zero_shot_bundle(out_dir: Path, recipe: Any, report: dict[str, Any], e
     text_encoder = bundle_text_encoder_entry(bundle, text_encoders or {})
     files = [ExportedFile(t, st.path / st.meta["file"], st.meta["runtime"], st.meta["precision"],
                           info=dict(st.meta.get("info") or {})) for t, st in exported.items()]
-    metrics = {t: {k: v for k, v in m.items() if k in ("test_top1", "heldout_top1", "parity", "latency_ms")}
-               for t, m in report["targets"].items()}
+    metrics = bundle_metrics(report, exported, ("test_top1", "heldout_top1", "parity", "latency_ms"))
     c, h, _ = splits.shape
     s = report["student"]
     source = source_block(s["arch"], {**recipe.student.options, "embed_norm": True}, c, dim, h)
     write_bundle_dir(bundle, name=recipe.name, files=files, labels=list(splits.labels), input_spec=spec,
                      source=source, reference_weights=weights, task="zero-shot", outputs="embedding", metrics=metrics,
                      extra={"text_embeddings": TEXT_EMBEDDINGS, "logit_scale": 100.0}
-                     | ({"text_encoder": text_encoder} if text_encoder else {}),
+                     | ({"text_encoder": text_encoder} if text_encoder else {}) | unverified(report, exported),
                      card=lambda manifest: zero_shot_model_card(report, manifest))
     write_report(out_dir, report)
     return bundle

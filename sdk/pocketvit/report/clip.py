@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pocketvit.report.tables import md_table, pct, targets_table
+from pocketvit.report.tables import card_notes, latency_text, md_table, pct, targets_table
 
 TEXT_EMBEDDINGS = "text_embeddings.npy"
 
@@ -67,6 +67,7 @@ def model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
         "- Training: MobileCLIP-style reinforced dataset, CLIP loss + KD on image-text similarity matrices.",
         "- Licence: weights produced by this build" + _text_licence(c["text_teacher"], manifest), "",
         "## Measured on each runtime (zero-shot top-1 on the whole test split)", "", md_table(targets_table(report)), "",
+        latency_text(report), "", *card_notes(report),
         md_table(zero_shot_rows(report)), "",
         *dropin_card_lines(manifest),
     ])

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pocketvit.report.tables import verdict
+
 
 def exit_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     exits = {t: e for t, e in (report.get("exits") or {}).items() if e.get("exit_histogram")}
@@ -53,18 +55,18 @@ def exit_plots(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
 def exits_table(report: dict[str, Any]) -> list[list[str]]:
     rows = [["target", "thresholds", "top-1 exits", "top-1 full", "drop (pt)", "mean ms exits", "mean ms full",
-             "ratio", "segmented, exits off", "exits taken", "eager decisions"]]
+             "ratio", "segmented, exits off", "exits taken", "eager decisions", "verify"]]
     for t, e in (report.get("exits") or {}).items():
         if e.get("test_top1") is None:
             rows.append([t, ", ".join(f"{v:.3f}" for v in e["thresholds"]), "-", "-", "-", "-", "-", "-", "-", "-",
-                         e.get("note", "not run")])
+                         e.get("note", "not run"), verdict(e.get("verify"))])
             continue
         hist = ", ".join(f"{n} {c}" for n, c in e["exit_histogram"].items())
         rows.append([
             t, ", ".join(f"{v:.3f}" for v in e["thresholds"]), f"{e['test_top1']:.4f}", f"{e['full_test_top1']:.4f}",
             f"{100 * e['top1_drop']:.2f}", f"{e['mean_latency_ms']:.3f}", f"{e['full_latency_ms']:.3f}",
             f"{e['latency_ratio']:.2f}x", f"{e['segmented_full_latency_ms']:.3f} ms ({100 * e['segmenting_overhead']:+.1f}%)",
-            hist, f"{e['decision_agreement']:.4f}",
+            hist, f"{e['decision_agreement']:.4f}", verdict(e.get("verify")),
         ])
     return rows
 

@@ -37,14 +37,12 @@ def dropin_card_lines(manifest: dict[str, Any]) -> list[str]:
         if e.get("runtime") == "litert":
             if e.get("outputs", manifest.get("outputs")) == "embedding":
                 lines.append("  MediaPipe Tasks `ImageEmbedder` / the TFLite Task Library load it as it is (image "
-                             "embedder TFLite metadata: name, version, normalization, RGB colour space, when the "
-                             "bundle was written with the tflite-support tool environment, `make tools-venv`); "
-                             "compare its embedding by cosine with the rows of the bundle's text embeddings.")
+                             "embedder TFLite metadata: name, version, normalization, RGB colour space); compare its "
+                             "embedding by cosine with the rows of the bundle's text embeddings.")
             else:
                 lines.append("  MediaPipe Tasks `ImageClassifier` / the TFLite Task Library load it as it is; label "
                              "names come from its TFLite metadata (name, version, labels, normalization, RGB colour "
-                             "space) when the bundle was written with the tflite-support tool environment "
-                             "(`make tools-venv`).")
+                             "space).")
     if onnx:
         lines.append(f"- **{', '.join(onnx)}**: the .onnx carries `metadata_props` `labels` (JSON list), "
                      "`preprocessing` (this input contract as JSON), `input_form` and `outputs`.")
@@ -83,8 +81,10 @@ def render_export_card(result: dict[str, Any], manifest: dict[str, Any]) -> str:
             line += f". {r['note']}"
         if r["status"] == "parity failed":
             line += f". **Parity outside tolerance**: {'; '.join(p.get('failures') or [])}"
+        for fb in (r.get("runtime_info") or {}).get("fallbacks", []):
+            line += f". Fallback: {fb}"
         backend.append(line)
-    threads = next((r["latency_ms"]["threads"] for r in result["targets"].values() if r.get("latency_ms")), None)
+    lat = next((r["latency_ms"] for r in result["targets"].values() if r.get("latency_ms")), {})
     first = "; ".join(f'"{x}"' for x in labels[:5]) + ("; ..." if len(labels) > 5 else "")
     lines = [
         f"# {manifest['name']} (pocketvit bundle)", "",
@@ -102,9 +102,10 @@ def render_export_card(result: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"Parity: each file run on its own runtime through pocketvit.runtime against eager torch (rebuilt from "
         f"this bundle's `source` block and `{REFERENCE_WEIGHTS}`), on {result['parity_inputs']} seeded "
         "random images through the bundle's preprocessing; max abs diff over all logits, the smallest per-image "
-        f"cosine, top-1 agreement. Latency: batch 1, {threads or '?'} thread(s), median and p90 of "
-        f"{result['latency_runs']} interleaved runs after warm-up, on the machine that exported it. Re-check any time with "
-        "`pocketvit verify <bundle>` and `pocketvit bench <bundle>`.", "",
+        f"cosine, top-1 agreement. Latency: batch 1, {lat.get('threads', '?')} thread(s), median and p90 of "
+        f"{lat.get('runs', result['latency_runs'])} runs after {lat.get('warmup', '?')} warm-up calls, "
+        f"{lat.get('method', '?')} method (as `pocketvit bench` times), on the machine that exported it. Re-check any "
+        "time with `pocketvit verify <bundle>` and `pocketvit bench <bundle>`.", "",
         "## What each backend took", "", *backend, "",
         *dropin_card_lines(manifest),
         "## Input contract", "",

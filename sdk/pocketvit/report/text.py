@@ -8,11 +8,20 @@ from typing import Any
 from pocketvit.report.clip import clip_markdown
 from pocketvit.report.exits import exits_markdown
 from pocketvit.report.int8 import quantization_markdown
-from pocketvit.report.tables import md_table, models_table, pct, targets_table
+from pocketvit.report.tables import (
+    card_notes,
+    fallback_notes,
+    latency_text,
+    md_table,
+    models_table,
+    pct,
+    targets_table,
+    verify_notes,
+)
 
 
 def _notes(report: dict[str, Any]) -> list[str]:
-    notes = []
+    notes = [f"- {line}" for line in verify_notes(report)]
     for t, m in report["targets"].items():
         if m.get("note"):
             notes.append(f"- {t}: {m['note']}")
@@ -20,7 +29,15 @@ def _notes(report: dict[str, Any]) -> list[str]:
         if "delegate_calls" in info:
             notes.append(f"- {t}: {info['delegate_calls']} delegate call(s), {info.get('nodes_outside', 0)} node(s) "
                          "outside the delegate")
-    return notes
+    return notes + [f"- {line}" for line in fallback_notes(report)]
+
+
+def failed_banner(report: dict[str, Any]) -> list[str]:
+    """The first lines of a report whose build stopped on a verify failure (verify.on_mismatch: fail)."""
+    v = report.get("verify") or {}
+    if v.get("passed", True) or v.get("bundle", True) is not None:
+        return []
+    return ["**Verification failed: no bundle was written.** " + " | ".join(v["failed"]), ""]
 
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
@@ -29,8 +46,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         f"# {report['recipe']}: pocketvit {report['version']} report", "",
         f"Data: {d['name']} — {d['train']} train / {d['val']} val / {d['test']} test images.", "",
         "## Models", "", md_table(models_table(report)), "",
+        *failed_banner(report),
         "## Targets (every figure measured by running the exported file on its runtime, whole test split)", "",
-        md_table(targets_table(report)), "",
+        md_table(targets_table(report)), "", latency_text(report), "",
     ]
     notes = _notes(report)
     if notes:
@@ -104,8 +122,9 @@ def render_html(report: dict[str, Any], plots: dict[str, str]) -> str:
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}</style></head><body>
 <h1>{html.escape(report['recipe'])}: pocketvit {html.escape(report['version'])} report</h1>
 <h2>Models</h2>{_html_table(models_table(report))}
+{"".join(f"<p>{html.escape(b)}</p>" for b in failed_banner(report) if b)}
 <h2>Targets</h2><p>Every figure measured by running the exported file on its runtime, whole test split.</p>
-{_html_table(targets_table(report))}<ul>{notes}</ul>{_agreement_html(report)}{imgs}</body></html>
+{_html_table(targets_table(report))}<p>{html.escape(latency_text(report))}</p><ul>{notes}</ul>{_agreement_html(report)}{imgs}</body></html>
 """
 
 
@@ -143,8 +162,8 @@ def render_model_card(report: dict[str, Any], manifest: dict[str, Any]) -> str:
         "- Licence of the weights: produced by this build from the data above; no third-party weights.",
         *_licence_lines(report), "",
         "## Measured on each runtime", "", md_table(targets_table(report)), "",
-        "Accuracy is the exported file run on its own runtime over the whole test split; latency is batch 1, "
-        "median and p90 of timed runs after warm-up, on the machine that ran the build.", "",
+        "Accuracy is the exported file run on its own runtime over the whole test split. " + latency_text(report), "",
+        *card_notes(report),
         *dropin_card_lines(manifest),
         "## Input contract", "", "```json", _json(manifest["input"]), "```", "",
         "Load it with `pocketvit.runtime.load(<bundle>, target=...)`; see manifest.json for the files.", "",

@@ -12,10 +12,11 @@ gets it through the executorch package, which needs it.
 
 from .backends import Backend, RuntimeUnavailableError, open_backend
 from .bundle import Bundle, extract_zip
+from .images import read_image
 from .io import atomic_write_bytes, sha256_file
 from .manifest import FORMAT_VERSION, file_entry, validate_manifest, write_manifest
 from .predictor import Prediction, Predictor, choose_target, l2_normalize, load, softmax
-from .preprocessing import prepare_image, preprocess, preprocess_array, preprocess_batch, read_image
+from .preprocessing import prepare_image, preprocess, preprocess_array, preprocess_batch
 from .targets import TARGETS
 
 __all__ = [

@@ -45,6 +45,11 @@ def _check_zip_member(info: zipfile.ZipInfo, zpath: Path) -> None:
             f"{zpath}: zip entry {name!r} is a symbolic link; a bundle zip may hold only plain files "
             "and folders (refusing to extract)"
         )
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise BundleError(f"{zpath}: zip entry {name!r} is not a plain file or folder (a device, pipe or socket); "
+                          "a bundle zip may hold only plain files and folders (refusing to extract)")
+    if info.flag_bits & 0x1:
+        raise BundleError(f"{zpath}: zip entry {name!r} is encrypted; zip the bundle folder again without a password")
     bad = (
         not name
         or "\x00" in name
@@ -73,13 +78,26 @@ def extract_zip(zpath: str | os.PathLike, dest: str | os.PathLike | None = None)
         raise BundleError(f"{zpath}: not a readable zip archive ({e}); re-download the bundle") from None
     with zf:
         infos = zf.infolist()
+        if not infos:
+            raise BundleError(f"{zpath}: the zip is empty, so it is not a pocketvit bundle; zip the bundle folder")
+        seen: set[str] = set()
         for info in infos:
             _check_zip_member(info, zpath)
+            key = info.filename.rstrip("/")
+            if key in seen:
+                raise BundleError(f"{zpath}: the zip holds two entries named {info.filename!r}; which one is the "
+                                  "bundle's is ambiguous (refusing to extract); zip the bundle folder again")
+            seen.add(key)
         if dest is None:
             dest = tempfile.mkdtemp(prefix="pocketvit-bundle-")
             _extracted_dirs.append(dest)
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
+        need = sum(i.file_size for i in infos)
+        free = shutil.disk_usage(dest).free
+        if need > free:
+            raise BundleError(f"{zpath}: extracting it needs {need / 1e9:.1f} GB, {free / 1e9:.1f} GB are free in "
+                              f"{dest}; free some space (or it is not a real bundle: a zip bomb)")
         destr = dest.resolve()
         for info in infos:
             target = (dest / info.filename).resolve()
@@ -87,7 +105,7 @@ def extract_zip(zpath: str | os.PathLike, dest: str | os.PathLike | None = None)
                 raise BundleError(f"{zpath}: zip entry {info.filename!r} escapes the extraction folder")
             try:
                 zf.extract(info, dest)
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as e:
                 raise BundleError(
                     f"{zpath}: zip entry {info.filename!r} is damaged ({e}); re-download the bundle"
                 ) from None

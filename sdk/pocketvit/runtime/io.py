@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from pocketvit.errors import BundleError
+from pocketvit.errors import BundleError, OutputError
 
 
 @contextmanager
@@ -108,3 +108,36 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+def writable_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """``path`` as a folder this process can write into (it may not exist yet: its nearest existing parent is probed,
+    nothing is created), or OutputError naming ``flag`` and the fix: a file where a folder is needed, a read-only
+    place."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"{flag} {p} is a file; pass a folder (it is created when missing)")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"{flag} {p}: {probe} is a file, not a folder; pass a folder path")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise OutputError(f"{flag} {p}: cannot write in {probe} ({e.strerror or e}); choose a folder you can write "
+                          "to") from None
+    return p
+
+
+def writable_file(path: str | os.PathLike, flag: str) -> Path:
+    """``path`` as a file this process can write (its folder is probed as by writable_dir)."""
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{flag} {p} is a folder; pass a file name (e.g. {p / 'result.json'})")
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"{flag} {p}: {parent} is a file, not a folder; pass a path in a folder")
+    writable_dir(p.parent, flag=f"{flag} {p}: its folder")
+    return p

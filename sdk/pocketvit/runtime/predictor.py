@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from pocketvit.errors import BundleError, MissingExtraError
+from pocketvit.errors import BundleError, InputError, MissingExtraError
 
 from .backends import Backend, open_backend, open_segments
 from .bundle import Bundle
@@ -148,6 +148,16 @@ class Predictor:
         )
         self._steps: tuple | None = None  # (chain, [(segment runner, threshold, exit name)]), see _infer
         self._row_shape = (1, self._num_labels)
+
+    @property
+    def fallbacks(self) -> list[str]:
+        """Every fallback the runtime took in place of what was asked (a provider, a thread count, a delegate); the
+        runtime API never prints them, the CLI says them once."""
+        return list(self.backend.fallbacks)
+
+    def runtime_info(self) -> dict:
+        """How this target runs here: runtime, threads, provider / delegate / thread pool, fallbacks."""
+        return self.backend.describe()
 
     def use_prompts(self, prompts: list[str], num_threads: int | None = None) -> None:
         """Zero-shot only: score an image against these prompts. A bundle that carries a text encoder
@@ -340,8 +350,43 @@ class Predictor:
 
     def predict_array(self, x: np.ndarray, topk: int = 5, stop_early: bool = True) -> list[Prediction]:
         """Predictions for an already preprocessed batch (``Predictor.preprocess`` output, stacked).
-        ``stop_early=False`` runs every segment of an exit chain (the final head answers)."""
-        x = np.asarray(x)
+        ``stop_early=False`` runs every segment of an exit chain (the final head answers).
+
+        Raises InputError for a batch this target cannot take (rank, shape, dtype, NaN or infinite values)."""
+        return self._predict_batch(self.check_batch(x), topk, stop_early)
+
+    def batch_shape(self) -> tuple[str | int, ...]:
+        """The shape ``preprocess`` gives a batch of N images for this target: (N, C, H, W) or (N, H, W, C)."""
+        spec = self.input_spec
+        h, w = (spec.get("crop") or [spec["height"], spec["width"]])[:2]
+        c = int(spec["channels"])
+        nchw = self.input_form == "float-nchw" and spec.get("layout", "NCHW") == "NCHW"
+        return ("N", c, int(h), int(w)) if nchw else ("N", int(h), int(w), c)
+
+    def check_batch(self, x: Any) -> np.ndarray:
+        """``x`` as a numpy batch this target takes, or InputError naming what is wrong and the fix."""
+        try:
+            a = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise InputError(f"predict_array takes a numpy batch, got {type(x).__name__} ({e})") from None
+        want = self.batch_shape()
+        shown = "[" + ", ".join(map(str, want)) + "]"
+        how = "Predictor.preprocess(image) gives one image's batch; predict(image) takes the image itself"
+        if a.ndim != 4 or tuple(a.shape[1:]) != tuple(want[1:]):
+            raise InputError(f"target {self.target!r} takes a batch of shape {shown}, got {a.shape}; {how}")
+        if a.shape[0] == 0:
+            raise InputError(f"the batch is empty (shape {a.shape}); pass at least one preprocessed image")
+        if self.input_form == "uint8-nhwc":
+            if a.dtype != np.uint8:
+                raise InputError(f"target {self.target!r} takes uint8 pixels (0..255), got dtype {a.dtype}; {how}")
+        elif a.dtype.kind != "f":
+            raise InputError(f"target {self.target!r} takes preprocessed float32 input, got dtype {a.dtype} "
+                             f"(raw pixels?); {how}")
+        elif not np.isfinite(a).all():
+            raise InputError(f"the batch holds NaN or infinite values; preprocessing gives finite values — {how}")
+        return a
+
+    def _predict_batch(self, x: np.ndarray, topk: int, stop_early: bool = True) -> list[Prediction]:
         if self.exits or self._full_chain:
             preds = []
             total = 0.0
@@ -376,13 +421,13 @@ class Predictor:
             if x is not None:
                 self.last_preprocess_ms = (_clock() - t0) * 1e3
                 return self.predict_tensor(x, topk)
-        return self.predict_array(self._preprocess_many([image], input_color), topk)[0]
+        return self._predict_batch(self._preprocess_many([image], input_color), topk)[0]
 
     def predict_tensor(self, x: np.ndarray, topk: int = 5) -> Prediction:
         """``predict`` for one image already through ``preprocess`` (the demo preprocesses the next frame on
         its capture thread while this one runs): the same Prediction. ``last_preprocess_ms`` is not touched."""
         if not self._fast_post:
-            return self.predict_array(x, topk)[0]
+            return self._predict_batch(x, topk)[0]
         t1 = _clock()
         y = self.backend.run(x)
         ms = (_clock() - t1) * 1e3
@@ -433,7 +478,7 @@ class Predictor:
         with early exits). Each Prediction's latency_ms is its share of the batch's runtime time."""
         if len(images) == 0:
             return []
-        return self.predict_array(self._preprocess_many(list(images), input_color), topk)
+        return self._predict_batch(self._preprocess_many(list(images), input_color), topk)
 
     def warmup(self, n: int = 1) -> None:
         """Run ``n`` inferences on a blank image (every exit segment included)."""

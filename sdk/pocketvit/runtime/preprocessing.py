@@ -20,8 +20,8 @@ ToTensor() -> Normalize(mean, std)`` on a PIL image):
    ``form="uint8-nhwc"``: stop after the crop; NHWC uint8 (the model normalizes inside).
    ``form="float-nhwc"``: the same pixels as float32 0..255 (a drop-in file with float input).
 
-Image files are read with OpenCV when importable, else PIL (for a gray model: decoded as colour,
-then PIL's luma, whichever reads them).
+Image files are read by images.py (Pillow when installed, else OpenCV; for a gray model decoded as colour,
+then PIL's luma, whichever reads them); a file or array that cannot be used is an InputError.
 
 ``fast_preprocessor``: the same output bits for a uint8 array that already has the input size
 (the camera loop), by table lookup; ``Predictor.predict`` uses it when it applies.
@@ -35,83 +35,21 @@ from typing import Any
 
 import numpy as np
 
+from pocketvit.errors import InputError
+
+from .images import as_image_array, luma, pil_image_module, read_image
+
 COLOR_INPUTS = ("BGR", "RGB", "GRAY")
 
 
-# --------------------------------------------------------------------------- optional libraries
-
-_PIL_IMAGE: Any = False  # False: not looked up yet; None: not available
-_CV2: Any = False
-
-
-def pil_image_module():
-    global _PIL_IMAGE
-    if _PIL_IMAGE is False:
-        try:
-            from PIL import Image
-
-            _PIL_IMAGE = Image
-        except ImportError:
-            _PIL_IMAGE = None
-    return _PIL_IMAGE
-
-
-def _cv2():
-    global _CV2
-    if _CV2 is False:
-        try:
-            import cv2
-
-            _CV2 = cv2
-        except ImportError:
-            _CV2 = None
-    return _CV2
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def read_image(path: str | os.PathLike, gray: bool = False) -> tuple[np.ndarray, str]:
-    """Read an image file as uint8. Returns (array, color): (HxW, "GRAY") or (HxWx3, "RGB")."""
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise FileNotFoundError(f"{p}: no such image file")
-    cv2 = _cv2()
-    if cv2 is not None:
-        # colour, even for gray: IMREAD_GRAYSCALE uses OpenCV's own luma weights and rounding,
-        # not PIL's (module docstring), so gray models would see other pixels with OpenCV
-        arr = cv2.imread(p, cv2.IMREAD_COLOR)
-        if arr is not None:
-            rgb = arr[:, :, ::-1]
-            return (_luma(rgb), "GRAY") if gray else (rgb.copy(), "RGB")
-    Image = pil_image_module()
-    if Image is not None:
-        with Image.open(p) as im:
-            im = im.convert("L" if gray else "RGB")
-            return np.asarray(im, dtype=np.uint8).copy(), ("GRAY" if gray else "RGB")
-    if cv2 is not None:
-        raise ValueError(f"{p}: OpenCV could not decode this image")
-    raise ImportError(
-        f"{p}: reading image files needs OpenCV or Pillow (pip install opencv-python-headless "
-        "or pip install pillow); or pass the decoded image as a numpy array"
-    )
-
-
 # --------------------------------------------------------------------------- colour
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    r = rgb[..., 0].astype(np.uint32)
-    g = rgb[..., 1].astype(np.uint32)
-    b = rgb[..., 2].astype(np.uint32)
-    return ((r * 19595 + g * 38470 + b * 7471 + 32768) >> 16).astype(np.uint8)
 
 
 def to_color(image: np.ndarray, input_color: str, color_order: str) -> np.ndarray:
     """Convert a uint8 image in ``input_color`` to HxWxC in ``color_order`` (GRAY gives HxWx1)."""
     input_color = input_color.upper()
     if input_color not in COLOR_INPUTS:
-        raise ValueError(f"input_color must be one of {COLOR_INPUTS}, got {input_color!r}")
+        raise InputError(f"input_color must be one of {', '.join(COLOR_INPUTS)}, got {input_color!r}")
     a = image
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
@@ -119,16 +57,16 @@ def to_color(image: np.ndarray, input_color: str, color_order: str) -> np.ndarra
         src = "GRAY"
     elif a.ndim == 3 and a.shape[2] in (3, 4):
         if input_color == "GRAY":
-            raise ValueError("input_color='GRAY' but the image has 3 or 4 channels")
+            raise InputError("input_color='GRAY' but the image has 3 or 4 channels; pass input_color='BGR' or 'RGB'")
         a = a[:, :, :3]
         src = input_color
     else:
-        raise ValueError(f"expected an HxW or HxWxC (C in 1, 3, 4) image, got shape {image.shape}")
+        raise InputError(f"expected an HxW or HxWxC (C in 1, 3, 4) image, got shape {image.shape}")
     if color_order == "GRAY":
         if src == "GRAY":
             return a[:, :, None]
         rgb = a if src == "RGB" else a[:, :, ::-1]
-        return _luma(rgb)[:, :, None]
+        return luma(rgb)[:, :, None]
     if src == "GRAY":
         return np.repeat(a[:, :, None], 3, axis=2)
     if src == color_order:
@@ -228,14 +166,11 @@ def _as_uint8_image(image: Any, input_color: str, color_order: str) -> tuple[np.
         return read_image(image, gray=(color_order == "GRAY"))
     if type(image).__module__.startswith("PIL."):
         im = image.convert("L" if color_order == "GRAY" else "RGB")
-        return np.asarray(im, dtype=np.uint8), ("GRAY" if color_order == "GRAY" else "RGB")
-    a = np.asarray(image)
-    if a.dtype != np.uint8:
-        raise TypeError(
-            f"expected a uint8 image (HxWxC or HxW, as from OpenCV or PIL), got dtype {a.dtype}; "
-            "convert it with (x * 255).clip(0, 255).astype(np.uint8) if it is float in [0, 1]"
-        )
-    return a, input_color
+        a = np.asarray(im, dtype=np.uint8)
+        if a.size == 0:
+            raise InputError(f"the PIL image is empty ({image.size[0]} x {image.size[1]})")
+        return a, ("GRAY" if color_order == "GRAY" else "RGB")
+    return as_image_array(image), input_color
 
 
 def prepare_image(image: Any, input_spec: dict, input_color: str = "BGR") -> np.ndarray:
@@ -268,7 +203,9 @@ def preprocess_array(cropped: np.ndarray, input_spec: dict, form: str = "float-n
     if a.ndim == 3:
         a = a[None]
     if a.ndim != 4:
-        raise ValueError(f"expected HxWxC or NxHxWxC, got shape {np.asarray(cropped).shape}")
+        raise InputError(f"expected HxWxC or NxHxWxC, got shape {np.asarray(cropped).shape}")
+    if a.size == 0:
+        raise InputError(f"the images are empty (shape {np.asarray(cropped).shape}); pass images with pixels")
     if form == "uint8-nhwc":
         return np.ascontiguousarray(a.astype(np.uint8, copy=False))
     if form == "float-nhwc":
@@ -417,6 +354,6 @@ def preprocess_batch(
 ) -> np.ndarray:
     """A list of images -> one batch (N first)."""
     if len(images) == 0:
-        raise ValueError("preprocess_batch needs at least one image")
+        raise InputError("preprocess_batch needs at least one image")
     crops = np.stack([prepare_image(im, input_spec, input_color) for im in images])
     return preprocess_array(crops, input_spec, form)

@@ -11,6 +11,8 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from pocketvit.progress import log
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -106,8 +108,10 @@ def export_graph(model: torch.nn.Module, example: torch.Tensor, dynamic_batch: b
                 with torch.no_grad():
                     graph(example.repeat(3, *([1] * (example.dim() - 1))))  # really dynamic?
                 return graph, True
-            except Exception:  # noqa: BLE001, S110 - a model whose code pins the batch: one image at a time
-                pass
+            except Exception as exc:  # noqa: BLE001 - torch.export raises many types; a model whose code pins the batch
+                log(f"[dim]  int8: the model does not export with a symbolic batch ({type(exc).__name__}: "
+                    f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ''}); calibrating one image at "
+                    "a time (slower, the same result)[/dim]")
         return torch.export.export(model, (example,)).module(), False
 
 

@@ -39,7 +39,7 @@ def zero_shot_dropin_stages(ctx: BuildContext, inputs: list, text: Any, model_fn
     `exported` (the bundle) and `targets` (report.json) like the float targets."""
     from pocketvit.clip.zeroshot import runtime_zero_shot_stage_fn
     from pocketvit.export.dropin import dropin_target
-    from pocketvit.pipeline.stages.targets import dropin_export_stage_fn
+    from pocketvit.pipeline.stages.targets import dropin_export_stage_fn, verify_config
 
     recipe, runner, data, splits, spec = ctx.recipe, ctx.runner, ctx.data, ctx.splits, ctx.spec
     dtype = getattr(recipe.export, "dropin_input", "uint8")
@@ -49,7 +49,7 @@ def zero_shot_dropin_stages(ctx: BuildContext, inputs: list, text: Any, model_fn
                          dropin_export_stage_fn(runtime, model_fn, spec, recipe.name, dtype, list(splits.labels),
                                                 task="zero-shot"))
         exported[t] = exp
-        targets[t] = runner.run(f"zeroshot-{t}", recipe.verify.model_dump(), [exp, data, text],
+        targets[t] = runner.run(f"zeroshot-{t}", verify_config(recipe.verify), [exp, data, text],
                                 runtime_zero_shot_stage_fn(t, exp, model_fn, splits, spec, class_emb, heldout,
                                                            recipe.verify)).meta
 

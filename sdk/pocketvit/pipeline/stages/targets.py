@@ -8,10 +8,10 @@ from typing import Any, Callable
 
 import torch
 
+from pocketvit.bench.latency import file_latency
 from pocketvit.bench.measure import (
     agreement_with_teacher,
     file_inputs,
-    latency,
     parity,
     run_batch1,
     runtime_inputs,
@@ -20,6 +20,7 @@ from pocketvit.data.datasets import Splits
 from pocketvit.pipeline.context import BuildContext
 from pocketvit.pipeline.runner import StageResult
 from pocketvit.progress import log
+from pocketvit.recipe.schema import stable_dump
 from pocketvit.runtime.io import path_bytes
 
 ModelFn = Callable[[], torch.nn.Module]
@@ -62,6 +63,11 @@ def verify_stage_fn(
             "file": exported.meta["file"], "bytes": path_bytes(file), "runtime": exported.meta["runtime"],
             "precision": exported.meta["precision"], "export_info": exported.meta["info"],
         }
+        reason = (exported.meta.get("info") or {}).get("fallback_reason")
+        if reason:  # the exporter took its second route (ONNX: TorchScript, Core ML: torch.jit.trace)
+            info = exported.meta["info"]
+            log(f"  [yellow]{target}: fallback[/yellow] — exported with {info.get('exporter') or info.get('frontend')} "
+                f"after the first route failed ({reason})")
         if exported.meta["runtime"] == "coreml" and platform.system() != "Darwin":
             log(f"  {target}: converted and spec-checked; Core ML models execute only on macOS/iOS — not run here")
             entry.update(test_top1=None, parity=None, latency_ms=None,
@@ -84,7 +90,11 @@ def verify_stage_fn(
         entry["eager_test_top1"] = float((eager.argmax(1) == labels).mean()) if splits.labeled else None
         agreement_with_teacher(entry, out, eager, splits)
         entry["parity"] = parity(out, eager)
-        entry["latency_ms"] = latency(lambda: backend.run(xr[:1]), cfg.latency_runs) | {"threads": cfg.threads}
+        entry["runtime_info"] = backend.describe()
+        for fb in backend.fallbacks:
+            log(f"  [yellow]{target}: fallback[/yellow] — {fb}")
+        backend.close()  # latency: timed as `pocketvit bench` times it (a process of its own at more than 1 thread)
+        entry["latency_ms"] = file_latency(exported.meta["runtime"], file, xr[:1], cfg.latency_runs, cfg.threads)
         tol = cfg.tolerance
         p = entry["parity"]
         entry["within_tolerance"] = bool(
@@ -109,6 +119,13 @@ def dropin_runtimes(recipe: Any) -> list[str]:
     return list(chosen) if chosen is not None else [r for r in DEFAULT_DROPIN if r in recipe.export.targets]
 
 
+def verify_config(cfg: Any) -> dict[str, Any]:
+    """The config a measuring stage (verify-, exits-, zeroshot-) hashes: what it measures with. `on_mismatch` is
+    left out: it decides what the build does with the figures afterwards (pipeline/stages/verdicts.py), so changing
+    it reruns nothing."""
+    return {k: v for k, v in stable_dump(cfg).items() if k != "on_mismatch"}
+
+
 def export_stage(ctx: BuildContext, target: str, model_stage: StageResult, model_fn: ModelFn) -> StageResult:
     """Stage export-<target>: the float file (with the recipe's export.no_rewrite)."""
     no_rw = tuple(ctx.recipe.export.no_rewrite)
@@ -118,21 +135,20 @@ def export_stage(ctx: BuildContext, target: str, model_stage: StageResult, model
 
 def verify_stage(ctx: BuildContext, target: str, exported: StageResult, model_fn: ModelFn, cfg: Any) -> StageResult:
     """Stage verify-<target>: the exported file on its runtime over the whole test split."""
-    return ctx.run(f"verify-{target}", cfg.model_dump(), [exported, ctx.data],
+    return ctx.run(f"verify-{target}", verify_config(cfg), [exported, ctx.data],
                    verify_stage_fn(target, exported, model_fn, ctx.splits, ctx.spec, cfg))
 
 
-def dropin_stages(ctx: BuildContext, inputs: list[StageResult], model_fn: ModelFn, exported: dict,
-                  targets: dict) -> None:
-    """Stages export-<runtime>-dropin and verify-<runtime>-dropin (the whole test split, against softmax of eager
-    torch), added to `exported` (the bundle) and `targets` (report.json) like any other target."""
+def dropin_exports(ctx: BuildContext, inputs: list[StageResult], model_fn: ModelFn) -> dict[str, StageResult]:
+    """Stages export-<runtime>-dropin: the image contract inside the graph, beside the float files; each is then
+    verified like any other target (against softmax of eager torch, over the whole test split)."""
     from pocketvit.export.dropin import dropin_target
 
     recipe = ctx.recipe
     dtype = getattr(recipe.export, "dropin_input", "uint8")
+    out = {}
     for runtime in dropin_runtimes(recipe):
         t = dropin_target(runtime)
-        exp = ctx.run(f"export-{t}", {"target": t, "input": dtype}, inputs,
-                      dropin_export_stage_fn(runtime, model_fn, ctx.spec, recipe.name, dtype, list(ctx.splits.labels)))
-        exported[t] = exp
-        targets[t] = verify_stage(ctx, t, exp, model_fn, recipe.verify).meta
+        out[t] = ctx.run(f"export-{t}", {"target": t, "input": dtype}, inputs,
+                         dropin_export_stage_fn(runtime, model_fn, ctx.spec, recipe.name, dtype, list(ctx.splits.labels)))
+    return out

@@ -29,6 +29,19 @@ class Backend:
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
         self.path = os.fspath(path)
         self.num_threads = num_threads
+        # what the runtime printed while loading (captured, see runtime/quiet.py), and every fallback taken instead of
+        # what was asked (a provider, a thread count, a delegate): recorded, never silent
+        self.load_log: list[str] = []
+        self.fallbacks: list[str] = []
+
+    def describe(self) -> dict:
+        """How the file runs here: runtime, threads asked for, runtime-specific facts (provider, delegate, thread
+        pool) and the fallbacks taken. report.json, bench JSON and the model card record it."""
+        return {"runtime": self.runtime, "threads": self.num_threads, **self.details(),
+                "fallbacks": list(self.fallbacks)}
+
+    def details(self) -> dict:
+        return {}
 
     # -- public
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -100,6 +113,8 @@ class SegmentedBackend(Backend):
     def __init__(self, main: Backend, parts: dict[str, Backend]):
         self.main, self.parts = main, parts
         self.runtime, self.path, self.num_threads = main.runtime, main.path, main.num_threads
+        self.load_log = [line for b in (main, *parts.values()) for line in b.load_log]
+        self.fallbacks = list(dict.fromkeys(f for b in (main, *parts.values()) for f in b.fallbacks))
         self.input_shape, self.input_dtype = main.input_shape, main.input_dtype
         self.has_forward = main.has_forward
         self.outputs_alias = main.outputs_alias or any(b.outputs_alias for b in parts.values())
@@ -108,6 +123,9 @@ class SegmentedBackend(Backend):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.main.run(x)
+
+    def details(self) -> dict:
+        return self.main.details()
 
     def _run_forward(self, x: np.ndarray) -> np.ndarray:
         return self.main._run_forward(x)

@@ -13,6 +13,7 @@ import numpy as np
 
 from pocketvit.errors import BundleError, MissingExtraError
 
+from ..quiet import quiet
 from .base import Backend, RuntimeUnavailableError
 
 
@@ -47,11 +48,15 @@ class CoreMLBackend(Backend):
             raise MissingExtraError(
                 "coremltools", "coreml", "needed to run Core ML models on macOS"
             ) from None
+        units = getattr(ct.ComputeUnit, compute_units, None)
+        if units is None:
+            self.fallbacks.append(f"compute_units={compute_units!r} is not a Core ML ComputeUnit; ran with ALL")
+            units = ct.ComputeUnit.ALL
+        self.compute_units = units.name
         try:
-            self.model = ct.models.MLModel(
-                self.path, compute_units=getattr(ct.ComputeUnit, compute_units, ct.ComputeUnit.ALL)
-            )
-        except Exception as e:
+            with quiet(self.load_log):
+                self.model = ct.models.MLModel(self.path, compute_units=units)
+        except Exception as e:  # noqa: BLE001 - coremltools raises several types for a file it cannot load
             raise BundleError(f"{self.path}: Core ML cannot load this model ({e})") from None
         spec = self.model.get_spec()
         self._inputs = [i.name for i in spec.description.input]
@@ -64,15 +69,18 @@ class CoreMLBackend(Backend):
         self._probs = spec.description.predictedProbabilitiesName or None
         self._classes = _class_labels(spec) if self._probs else []
         shape = None
-        try:
-            arr = spec.description.input[0].type.multiArrayType
-            shape = tuple(int(d) for d in arr.shape) or None
-        except Exception:
-            pass
+        first = spec.description.input[0].type
+        if first.WhichOneof("Type") == "multiArrayType":
+            shape = tuple(int(d) for d in first.multiArrayType.shape) or None
+            if shape is None:
+                self.fallbacks.append("the Core ML model does not state its input shape; inputs are passed as given")
         self.input_shape = shape
         self.input_dtype = np.dtype(np.float32)
         self.method_names = ("forward",)
         self._function_models: dict = {}
+
+    def details(self) -> dict:
+        return {"compute_units": self.compute_units}
 
     def _predict(self, model, inputs: Sequence[np.ndarray], in_names, out_names) -> list[np.ndarray]:
         if len(inputs) != len(in_names):

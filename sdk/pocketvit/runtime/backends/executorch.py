@@ -16,6 +16,7 @@ import numpy as np
 
 from pocketvit.errors import BundleError, MissingExtraError
 
+from ..quiet import quiet
 from .base import Backend
 
 # c10::ScalarType codes -> numpy
@@ -36,6 +37,11 @@ class ExecuTorchBackend(Backend):
 
     def __init__(self, path, num_threads: int | None = None):
         super().__init__(path, num_threads)
+        self.threadpool: str | None = None
+        with quiet(self.load_log):  # torch's import-time deprecation log, cpuinfo lines from the thread pool
+            self._load(num_threads)
+
+    def _load(self, num_threads: int | None) -> None:
         try:
             self._torch = importlib.import_module("torch")
         except ImportError:
@@ -50,14 +56,10 @@ class ExecuTorchBackend(Backend):
         except ImportError as e:
             raise MissingExtraError("executorch", "executorch", f"needed to run .pte models ({e})") from None
         if num_threads:
-            try:
-                portable = importlib.import_module("executorch.extension.pybindings.portable_lib")
-                portable._unsafe_reset_threadpool(int(num_threads))  # process-wide thread pool
-            except (ImportError, AttributeError):
-                pass
+            self._set_threads(int(num_threads))
         try:
             self.program = et_runtime.Runtime.get().load_program(self.path)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the pybind loader raises RuntimeError or ValueError
             raise BundleError(f"{self.path}: ExecuTorch cannot load this program ({e})") from None
         self.method_names = tuple(sorted(self.program.method_names))
         self._methods: dict = {}
@@ -73,14 +75,30 @@ class ExecuTorchBackend(Backend):
             self.input_shape = tuple(int(d) for d in ti.sizes())
             self.input_dtype = np.dtype(_SCALAR_TYPES.get(int(ti.dtype()), np.float32))
 
+    def _set_threads(self, n: int) -> None:
+        """ExecuTorch's thread pool is process-wide and set through a private hook of its pybindings; when that hook
+        is missing (another executorch build) the runtime keeps its own default, and that is recorded."""
+        try:
+            portable = importlib.import_module("executorch.extension.pybindings.portable_lib")
+            portable._unsafe_reset_threadpool(n)
+            self.threadpool = f"reset to {n} thread(s)"
+        except (ImportError, AttributeError) as e:
+            self.threadpool = "the runtime's default"
+            self.fallbacks.append(f"ExecuTorch's thread pool could not be set to {n} thread(s) ({type(e).__name__}: "
+                                  f"{e}); it ran with the runtime's default thread count")
+
+    def details(self) -> dict:
+        return {"threadpool": self.threadpool or "the runtime's default"}
+
     def _method(self, name: str):
         """(method handle, numpy dtype of each input or None), loaded once per name."""
         if name not in self._methods:
             if name not in self.method_names:
                 raise self._unknown_method(name)
             try:
-                method = self.program.load_method(name)
-            except Exception as e:
+                with quiet(self.load_log):  # the first method load starts the thread pool (cpuinfo lines)
+                    method = self.program.load_method(name)
+            except Exception as e:  # noqa: BLE001 - the pybind loader raises RuntimeError or ValueError
                 raise BundleError(f"{self.path}: ExecuTorch cannot load method {name!r} ({e})") from None
             meta = method.metadata
             wants = []

@@ -8,6 +8,7 @@ tensor's own (scale, zero_point). A uint8 model input without quantization param
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 
@@ -15,7 +16,10 @@ import numpy as np
 
 from pocketvit.errors import BundleError, MissingExtraError
 
+from ..quiet import quiet, warnings_in
 from .base import Backend
+
+_DELEGATE = re.compile(r"Created TensorFlow Lite (\w+) delegate")
 
 
 def _interpreter_class():
@@ -69,6 +73,25 @@ class LiteRTBackend(Backend):
         super().__init__(path, num_threads)
         Interpreter = _interpreter_class()
         self.interpreter_module = Interpreter.__module__
+        self._quieted: set = set()
+        # the delegate line (`INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`) is printed when tensors are
+        # first allocated: captured with the rest of loading, and read back into details() and fallbacks
+        with quiet(self.load_log):
+            self._load(Interpreter, num_threads)
+        self.fallbacks += [f"LiteRT: {line}" for line in warnings_in(self.load_log)]
+
+    def _quiet_once(self, key: tuple):
+        """quiet() the first time a runner is made or a shape allocated (where LiteRT prints), not on every call."""
+        if key in self._quieted:
+            return contextlib.nullcontext()
+        self._quieted.add(key)
+        return quiet(self.load_log)
+
+    def details(self) -> dict:
+        delegates = sorted({m.group(1) for m in map(_DELEGATE.search, self.load_log) if m})
+        return {"interpreter": self.interpreter_module.split(".")[0], "delegates": delegates}
+
+    def _load(self, Interpreter, num_threads: int | None) -> None:
         try:
             kwargs = {"model_path": self.path}
             if num_threads:
@@ -142,7 +165,8 @@ class LiteRTBackend(Backend):
     # -- signatures (runners and their sorted input/output details looked up once per name)
     def _runner(self, name: str):
         if name not in self._runners:
-            self._runners[name] = self.interp.get_signature_runner(name)
+            with self._quiet_once(("runner", name)):  # a signature's first runner allocates its subgraph
+                self._runners[name] = self.interp.get_signature_runner(name)
         return self._runners[name]
 
     def _sig_inputs(self, name: str) -> list[tuple[str, dict]]:
@@ -180,7 +204,8 @@ class LiteRTBackend(Backend):
                 self.interp.resize_tensor_input(d["index"], list(np.shape(x)))
                 resized = True
         if resized:
-            self.interp.allocate_tensors()
+            with self._quiet_once(("allocate", tuple(np.shape(inputs[0])))):
+                self.interp.allocate_tensors()
             ins = self.interp.get_input_details()
         for d, x in zip(ins, inputs):
             self.interp.set_tensor(d["index"], np.ascontiguousarray(_quantize_in(x, d)))
@@ -202,7 +227,8 @@ class LiteRTBackend(Backend):
             if x.shape != self._direct_shape:
                 # what the signature runner does on every call, here only when the shape changes
                 interp.resize_tensor_input(in_index, list(x.shape))
-                interp.allocate_tensors()
+                with self._quiet_once(("allocate", x.shape)):
+                    interp.allocate_tensors()
                 self._direct_shape = x.shape
             if x.dtype != in_dtype:
                 x = np.ascontiguousarray(_quantize_in(x, din))

@@ -8,6 +8,7 @@ import numpy as np
 
 from pocketvit.errors import BundleError, MissingExtraError
 
+from ..quiet import quiet
 from .base import Backend
 
 _ORT_DTYPES = {
@@ -41,21 +42,26 @@ class OnnxBackend(Backend):
         if providers is None:
             available = set(ort.get_available_providers())
             providers = [p for p in PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
-        try:
-            self.session = ort.InferenceSession(self.path, sess_options=so, providers=list(providers))
-        except Exception as e:
-            if list(providers) != ["CPUExecutionProvider"]:
-                # An accelerated provider that is compiled in but cannot start (no CUDA/TensorRT
-                # libraries): fall back to the CPU rather than failing.
+        providers = list(providers)
+        with quiet(self.load_log):
+            try:
+                self.session = ort.InferenceSession(self.path, sess_options=so, providers=providers)
+            except Exception as e:  # noqa: BLE001 - onnxruntime's pybind errors share no base class
+                if providers == ["CPUExecutionProvider"]:
+                    raise BundleError(f"{self.path}: ONNX Runtime cannot load this model ({_first(e)})") from None
+                # an accelerated provider that is compiled in but cannot start (no CUDA/TensorRT libraries): the CPU,
+                # recorded as a fallback
                 try:
-                    self.session = ort.InferenceSession(
-                        self.path, sess_options=so, providers=["CPUExecutionProvider"]
-                    )
-                except Exception as e2:
-                    raise BundleError(f"{self.path}: ONNX Runtime cannot load this model ({e2})") from None
-            else:
-                raise BundleError(f"{self.path}: ONNX Runtime cannot load this model ({e})") from None
+                    self.session = ort.InferenceSession(self.path, sess_options=so, providers=["CPUExecutionProvider"])
+                except Exception as e2:  # noqa: BLE001
+                    raise BundleError(f"{self.path}: ONNX Runtime cannot load this model ({_first(e2)})") from None
+                self.fallbacks.append(f"ONNX Runtime could not start {', '.join(providers)} ({_first(e)}); ran on "
+                                      "CPUExecutionProvider")
         self.providers = self.session.get_providers()
+        wanted = [p for p in providers if p != "CPUExecutionProvider"]
+        dropped = [p for p in wanted if p not in self.providers]
+        if dropped and not self.fallbacks:  # the session started but left a provider out
+            self.fallbacks.append(f"ONNX Runtime left out {', '.join(dropped)}; runs on {', '.join(self.providers)}")
         self._inputs = self.session.get_inputs()
         self._outputs = [o.name for o in self.session.get_outputs()]
         self._first_output = self._outputs[:1]
@@ -66,6 +72,9 @@ class OnnxBackend(Backend):
         self.input_shape = tuple(d if isinstance(d, int) else None for d in first.shape)
         self.input_dtype = np.dtype(_ORT_DTYPES.get(first.type, np.float32))
         self.method_names = ("forward",)
+
+    def details(self) -> dict:
+        return {"providers": list(self.providers)}
 
     def _feed(self, inputs: Sequence[np.ndarray]) -> dict:
         if len(inputs) != len(self._input_dtypes):
@@ -106,3 +115,8 @@ class OnnxBackend(Backend):
 
     def close(self) -> None:
         self.session = None
+
+
+def _first(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
