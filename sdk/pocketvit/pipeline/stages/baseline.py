@@ -33,10 +33,14 @@ if TYPE_CHECKING:  # no import cycle at run time
     from pocketvit.recipe import Recipe
 
 
-def baseline_config(recipe: Recipe, distill_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The baseline stage's hash config: what trains the student, minus the KD temperature."""
+def baseline_config(recipe: Recipe, distill_cfg: dict[str, Any], splits: Splits) -> dict[str, Any]:
+    """The baseline stage's hash config: what trains the student, minus the KD temperature, with the epochs that
+    give it distillation's optimizer steps over the labeled images alone (the same epochs without data.unlabeled)."""
+    from pocketvit.pipeline.plan import baseline_plan
+
+    epochs = baseline_plan(recipe, len(splits.train), len(splits.labeled_train)).epochs
     return {"student": recipe.student.model_dump(),
-            "distill": {k: v for k, v in distill_cfg.items() if k != "temperature"},
+            "distill": {k: v for k, v in distill_cfg.items() if k != "temperature"} | {"epochs": epochs},
             "label_smoothing": recipe.distill.baseline_label_smoothing}
 
 
@@ -44,15 +48,20 @@ def baseline_stage_fn(recipe: Recipe, splits: Splits, aug: AugmentConfig) -> Cal
     def stage(path: Path) -> dict[str, Any]:
         from pocketvit.distill.supervised import evaluate, train_on_labels
         from pocketvit.models.weights import build_from_meta, model_meta, save_weights, weights_path
+        from pocketvit.pipeline.plan import baseline_plan
 
         d = recipe.distill
+        epochs = baseline_plan(recipe, len(splits.train), len(splits.labeled_train)).epochs
         model = build_from_meta(recipe.student.model_dump(), splits)
-        train_on_labels(model, splits, aug, recipe.seed, d.epochs, d.batch_size, d.lr, d.weight_decay,
-                        d.baseline_label_smoothing, path, "baseline (labels only)", fast=d.fast_train)
+        summary: dict[str, Any] = {}
+        train_on_labels(model, splits, aug, recipe.seed, epochs, d.batch_size, d.lr, d.weight_decay,
+                        d.baseline_label_smoothing, path, "baseline (labels only)", fast=d.fast_train,
+                        patience=d.patience, summary=summary)
         save_weights(model, weights_path(path, "student"))
         meta = model_meta(model, recipe.student.arch, recipe.student.options, splits)
+        meta["val_top1"] = evaluate(model, splits, splits.val, "baseline val") if len(splits.val) else None
         meta["test_top1"] = evaluate(model, splits, splits.test, "baseline test")
-        return meta
+        return meta | {"train": summary}
 
     return stage
 
