@@ -82,6 +82,8 @@ class PretrainedTeacher:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         loaded.model.to(device)
         precision = resolve_precision(t.train.precision or "auto", device)
+        if precision == "bf16" and (t.train.precision or "auto") == "auto" and device.type == "cpu":
+            precision = "measure"  # bf16 is native here, but not faster for every network: time both
         aug = AugmentConfig(**self.recipe.data.augment.model_dump())
         members = _members(loaded.model)
         records = []
@@ -94,7 +96,7 @@ class PretrainedTeacher:
         loaded.model.eval()
         save_weights(loaded.model, weights_path(path, "teacher"))
         meta = teacher_stage(loaded, self.splits, path)
-        meta |= {"finetuned": True, "init": t.init, "precision": precision,
+        meta |= {"finetuned": True, "init": t.init, "precision": records[0]["precision"],
                  "train": records[0]["train"] if len(records) == 1 else [r["train"] for r in records],
                  "members_finetune": records}
         return meta

@@ -142,8 +142,9 @@ def train(
                 step += 1
                 running, seen = running + loss.item(), seen + 1
                 advance(1, info=f"epoch {epoch + 1}/{settings.epochs} loss {running / seen:.3f}")
-            if validation is not None:
-                _validate(model, validation, state, epoch, best_file, description, dist.is_zero)
+            if validation is not None:  # no early stop before the warm-up is over
+                _validate(model, validation, state, epoch, best_file, description, dist.is_zero,
+                          can_stop=step >= warmup)
                 if state["stopped"]:
                     advance(total - step)
             engine.save(ckpt, net, opt, epoch + 1, state)
@@ -163,7 +164,7 @@ def train(
 
 
 def _validate(model: nn.Module, validation: Validation, state: dict[str, Any], epoch: int, best_file: Path,
-              description: str, write: bool) -> None:
+              description: str, write: bool, can_stop: bool = True) -> None:
     """Score the epoch; keep the best weights; decide whether to stop (state is what the checkpoint carries)."""
     from pocketvit.runtime.io import atomic_path
 
@@ -178,7 +179,7 @@ def _validate(model: nn.Module, validation: Validation, state: dict[str, Any], e
     since = epoch + 1 - state["best_epoch"]
     log(f"[dim]  {description}: epoch {epoch + 1} val {score:.4f} (best {state['best']:.4f} at epoch "
         f"{state['best_epoch']})[/dim]")
-    if validation.patience is not None and since >= validation.patience:
+    if validation.patience is not None and since >= validation.patience and can_stop:
         state["stopped"] = True
         log(f"  {description}: early stop after epoch {epoch + 1}, no better val score for {since} epoch(s); "
             f"keeping epoch {state['best_epoch']} (val {state['best']:.4f})")

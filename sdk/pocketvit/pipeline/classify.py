@@ -60,7 +60,8 @@ class ClassifyBuild:
                 with atomic_path(ctx.out_dir / "teacher.safetensors") as tmp:
                     shutil.copyfile(weights_path(teacher, "teacher"), tmp)
             self.teacher_exports()
-            return ctx.partial(teacher=teacher.meta, teacher_weights=str(ctx.out_dir / "teacher.safetensors"),
+            return ctx.partial(teacher=teacher.meta | _public(teacher.meta),
+                               teacher_weights=str(ctx.out_dir / "teacher.safetensors"),
                                teacher_targets=self.teacher_targets,
                                warnings=plan.training_warnings(teacher.meta, None, None))
         cache = self.teacher_cache(teacher)
@@ -73,7 +74,10 @@ class ClassifyBuild:
             return ctx.partial(distill=bench.meta if bench else {})
         student, baseline = self.distill_and_baseline(cache)
         if until in ("distill", "baseline"):
-            return ctx.partial(student=student.meta)
+            return ctx.partial(teacher=_public(teacher.meta), student=student.meta,
+                               baseline=baseline.meta if baseline else None,
+                               warnings=plan.training_warnings(teacher.meta, student.meta,
+                                                               baseline.meta if baseline else None))
         exits = calibration = None
         if self.recipe.exits is not None:  # the exit-trained student is what every target exports
             exits, calibration = self.exits(student, cache)
@@ -290,7 +294,7 @@ class ClassifyBuild:
         target = floats[0]
         exp = ctx.run(f"export-teacher-{target}", {"target": target}, [self.teacher_stage],
                       export_stage_fn(target, self.load_teacher, ctx.spec, f"{ctx.name}-teacher"))
-        ver = ctx.run(f"verify-teacher-{target}", recipe.verify.model_dump(), [exp, ctx.data],
+        ver = ctx.run(f"verify-teacher-{target}", recipe.verify.model_dump(), [exp, ctx.labeled_data],
                       verify_stage_fn(f"teacher {target}", exp, self.load_teacher, ctx.splits, ctx.spec, recipe.verify))
         self.teacher_targets = {target: ver.meta}
 

@@ -59,11 +59,11 @@ class BuildContext:
             key |= {"files": splits.fingerprint}
         data = StageResult("data", hash_config(key), out_dir, {}, 0.0, True)
         labeled = data
-        if splits.unlabeled:
-            section = {k: v for k, v in stable_dump(recipe.data).items() if k not in ("unlabeled", "unlabeled_limit")}
+        section = {k: v for k, v in stable_dump(recipe.data).items() if k not in ("unlabeled", "unlabeled_limit")}
+        if section != key["data"]:  # data.unlabeled in the recipe: the labeled part's own key, with or without it
             lkey = {"data": section, "seed": recipe.seed, "n": [len(splits.labeled_train), len(splits.test)]}
-            if fingerprint and splits.labeled_fingerprint:
-                lkey |= {"files": splits.labeled_fingerprint}
+            if fingerprint and splits.fingerprint:
+                lkey |= {"files": splits.labeled_fingerprint or splits.fingerprint}
             labeled = StageResult("data", hash_config(lkey), out_dir, {}, 0.0, True)
         return cls(recipe, recipe_path, out_dir, runner, splits, aug, data, labeled)
 

@@ -105,8 +105,9 @@ def training_warnings(teacher: dict[str, Any] | None, student: dict[str, Any] | 
         run = (meta or {}).get("train")
         for i, r in enumerate(run if isinstance(run, list) else [run] if run else []):
             name = who if not isinstance(run, list) else f"{who} member {i + 1}"
-            if r.get("steps", FEW_STEPS) < FEW_STEPS:
-                out.append(f"{name} trained for only {r['steps']} optimizer steps ({r['epochs']} epoch(s) of "
+            planned = r.get("planned_epochs", r.get("epochs", 0)) * r.get("steps_per_epoch", 0)
+            if r and planned < FEW_STEPS:  # planned: a run that early stopping shortened was long enough to try
+                out.append(f"{name} trained for only {planned} optimizer steps ({r['planned_epochs']} epoch(s) of "
                            f"{r['steps_per_epoch']}); it is likely undertrained: raise {_key(who)}.epochs, "
                            f"{_key(who)}.steps or {_key(who)}.min_steps")
     val = (teacher or {}).get("val_top1")

@@ -50,13 +50,19 @@ def baseline_stage_fn(recipe: Recipe, splits: Splits, aug: AugmentConfig) -> Cal
         from pocketvit.models.weights import build_from_meta, model_meta, save_weights, weights_path
         from pocketvit.pipeline.plan import baseline_plan
 
+        from pocketvit.pipeline.plan import distill_plan
+
         d = recipe.distill
-        epochs = baseline_plan(recipe, len(splits.train), len(splits.labeled_train)).epochs
+        mine = baseline_plan(recipe, len(splits.train), len(splits.labeled_train))
+        epochs = mine.epochs
+        patience = None  # distill's patience in its epochs, as the same number of optimizer steps here
+        if d.patience is not None:
+            patience = -(-d.patience * distill_plan(recipe, len(splits.train)).steps_per_epoch // mine.steps_per_epoch)
         model = build_from_meta(recipe.student.model_dump(), splits)
         summary: dict[str, Any] = {}
         train_on_labels(model, splits, aug, recipe.seed, epochs, d.batch_size, d.lr, d.weight_decay,
                         d.baseline_label_smoothing, path, "baseline (labels only)", fast=d.fast_train,
-                        patience=d.patience, summary=summary)
+                        patience=patience, summary=summary)
         save_weights(model, weights_path(path, "student"))
         meta = model_meta(model, recipe.student.arch, recipe.student.options, splits)
         meta["val_top1"] = evaluate(model, splits, splits.val, "baseline val") if len(splits.val) else None
