@@ -45,7 +45,7 @@ def count_images(cfg: Any, seed: int) -> dict[str, int]:
     `pocketvit validate`'s training plan)."""
     if cfg.dataset == "image-folder":
         from pocketvit.data import image_folder
-        from pocketvit.data.photos import resolve_root
+        from pocketvit.data.builtin import resolve_root
 
         _, targets, classes = image_folder.scan(resolve_root(cfg.root), cfg.labels)
         if cfg.holdout == "views":

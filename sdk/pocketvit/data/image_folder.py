@@ -42,7 +42,7 @@ def _images_in(folder: Path, recursive: bool) -> list[Path]:
 
 def scan(root: str | Path, labels: str = "auto") -> tuple[list[Path], list[int], list[str]]:
     """Files, their class indices (UNLABELED when label-free) and the class names (subfolder names)."""
-    from pocketvit.data.photos import resolve_root
+    from pocketvit.data.builtin import resolve_root
 
     root = resolve_root(str(root))
     if not root.is_dir():
@@ -72,7 +72,7 @@ def scan(root: str | Path, labels: str = "auto") -> tuple[list[Path], list[int],
 
 def loose_images(root: str | Path) -> list[Path]:
     """Images directly in a labeled folder's root, outside the class folders (`data.unlabeled: loose`)."""
-    from pocketvit.data.photos import resolve_root
+    from pocketvit.data.builtin import resolve_root
 
     return _images_in(resolve_root(str(root)), recursive=False)
 
@@ -85,7 +85,9 @@ def unlabeled_files(cfg: Any, seed: int) -> list[Path]:
     if cfg.unlabeled == "loose":
         files = loose_images(cfg.root)
     else:
-        folder = Path(cfg.unlabeled).expanduser()
+        from pocketvit.data.builtin import resolve_root
+
+        folder = resolve_root(cfg.unlabeled)
         if not folder.is_dir():
             raise DataError(f"data.unlabeled: {folder} is not a folder; point it at a folder of images without "
                             "labels (or use `loose` for the images directly in data.root)")
@@ -175,7 +177,7 @@ def materialise_views(images: torch.Tensor, labels: torch.Tensor, views: int, au
 
 def load(cfg: Any, seed: int) -> Splits:
     """Splits from a recipe's `data` section with dataset: image-folder."""
-    from pocketvit.data.photos import resolve_root
+    from pocketvit.data.builtin import resolve_root
 
     root = resolve_root(cfg.root)
     files, targets, classes = scan(root, cfg.labels)
@@ -239,7 +241,9 @@ def load(cfg: Any, seed: int) -> Splits:
 def _test_folder(cfg: Any, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """data.test_root: a labeled folder with the same class folders as data.root (at most data.test_limit
     images, a seeded choice that keeps every class)."""
-    root = Path(cfg.test_root).expanduser()
+    from pocketvit.data.builtin import resolve_root
+
+    root = resolve_root(cfg.test_root)
     if not root.is_dir():
         raise DataError(f"data.test_root: {root} is not a folder; point it at a labeled folder with the same class "
                         "folders as data.root")

@@ -96,16 +96,6 @@ def write_photos(folder: str | Path) -> list[Path]:
 
 def builtin_folder() -> Path:
     """Where `pocketvit:photos` lives: $POCKETVIT_DATA/photos (default ~/.cache/pocketvit/photos)."""
-    base = Path(os.environ.get("POCKETVIT_DATA", Path.home() / ".cache" / "pocketvit")).expanduser()
-    return base / "photos"
+    from pocketvit.data.builtin import data_home
 
-
-def resolve_root(root: str) -> Path:
-    """data.root as a folder; `pocketvit:photos` is written on first use."""
-    if root != BUILTIN:
-        return Path(root).expanduser()
-    folder = builtin_folder()
-    if len(list(folder.glob("*.jpg"))) < len(sources()):
-        files = write_photos(folder)
-        log(f"data: wrote {len(files)} sample photos to {folder}")
-    return folder
+    return data_home() / "photos"

@@ -15,6 +15,7 @@ same preprocessing and schedule, from random weights: the control that shows wha
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from pocketvit.data.augment import AugmentConfig
 from pocketvit.data.datasets import Splits, plain_batches
 from pocketvit.errors import RecipeError
 from pocketvit.progress import log, progress_bar
+from pocketvit.runtime.io import write_json
 
 HEAD_STEPS = 2000  # at most this many head steps in the probe (features are cached: cheap)
 
@@ -213,8 +215,12 @@ def finetune_member(adapter: nn.Module, splits: Splits, aug: AugmentConfig, seed
         precision, record["precision_step_seconds"] = measure_precision(adapter, x, y)
     record["precision"] = precision
     probe = cfg.probe_epochs > 0 and init == "pretrained"
+    probe_file = work_dir / "probe.json"
     if probe and not (work_dir / "checkpoint.pt").exists():  # a resumed run already has the probed head
         record["probe_val_top1"] = linear_probe(adapter, network, splits, aug, seed, cfg, precision)
+        write_json(probe_file, {"probe_val_top1": record["probe_val_top1"]})
+    elif probe and probe_file.exists():
+        record |= json.loads(probe_file.read_text())
     lr = cfg.lr if init == "random" else (cfg.finetune_lr or cfg.lr / 10)
     scale = layer_decay_scales(network, head, cfg.layer_decay) if cfg.layer_decay else None
     data = splits.labeled_train

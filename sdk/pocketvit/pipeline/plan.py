@@ -90,9 +90,12 @@ def describe_plan(recipe: Recipe) -> list[str]:
     for p in plans:
         if p is None:
             continue
-        lines.append(p.describe() + ("  [few steps: raise epochs, steps or min_steps]" if p.steps < FEW_STEPS else ""))
-    if teacher_plan(recipe, counts["train"], teacher_trains(recipe)) is None:
-        lines.append("teacher: used as it comes (no training)")
+        lines.append(p.describe() + ("  (few steps: raise epochs, steps or min_steps)" if p.steps < FEW_STEPS else ""))
+    if plans[0] is None:
+        from pocketvit.models.teachers import is_pretrained
+
+        how = "used as it comes" if is_pretrained(recipe.teacher) else "loaded from teacher.checkpoint"
+        lines.insert(1, f"teacher: {how} (no training)")
     return lines
 
 
