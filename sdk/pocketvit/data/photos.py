@@ -92,10 +92,3 @@ def write_photos(folder: str | Path) -> list[Path]:
     if not written:
         raise MissingExtraError("scikit-image", "photos", "it ships the sample photos")
     return written
-
-
-def builtin_folder() -> Path:
-    """Where `pocketvit:photos` lives: $POCKETVIT_DATA/photos (default ~/.cache/pocketvit/photos)."""
-    from pocketvit.data.builtin import data_home
-
-    return data_home() / "photos"

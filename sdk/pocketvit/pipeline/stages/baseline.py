@@ -24,6 +24,7 @@ import torch
 from rich.markup import escape
 
 from pocketvit.errors import PocketVitError
+from pocketvit.pipeline.plan import baseline_plan, distill_plan
 from pocketvit.progress import log
 
 if TYPE_CHECKING:  # no import cycle at run time
@@ -36,8 +37,6 @@ if TYPE_CHECKING:  # no import cycle at run time
 def baseline_config(recipe: Recipe, distill_cfg: dict[str, Any], splits: Splits) -> dict[str, Any]:
     """The baseline stage's hash config: what trains the student, minus the KD temperature, with the epochs that
     give it distillation's optimizer steps over the labeled images alone (the same epochs without data.unlabeled)."""
-    from pocketvit.pipeline.plan import baseline_plan
-
     epochs = baseline_plan(recipe, len(splits.train), len(splits.labeled_train)).epochs
     return {"student": recipe.student.model_dump(),
             "distill": {k: v for k, v in distill_cfg.items() if k != "temperature"} | {"epochs": epochs},
@@ -48,9 +47,6 @@ def baseline_stage_fn(recipe: Recipe, splits: Splits, aug: AugmentConfig) -> Cal
     def stage(path: Path) -> dict[str, Any]:
         from pocketvit.distill.supervised import evaluate, train_on_labels
         from pocketvit.models.weights import build_from_meta, model_meta, save_weights, weights_path
-        from pocketvit.pipeline.plan import baseline_plan
-
-        from pocketvit.pipeline.plan import distill_plan
 
         d = recipe.distill
         mine = baseline_plan(recipe, len(splits.train), len(splits.labeled_train))
