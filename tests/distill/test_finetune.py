@@ -184,3 +184,20 @@ def test_a_kept_head_must_match_the_data(tmp_path, ckpt_file):
     path = _recipe(tmp_path, ckpt_file, **{"teacher.head": "keep"})
     with pytest.raises(RecipeError, match="teacher.head: keep, but teacher timm:test_efficientnet predicts 1000"):
         run_build(load_recipe(path), path, tmp_path / "run", until="teacher")
+
+
+def test_layer_decay_and_trainable_layers_count_layers_from_the_top():
+    import timm
+    from pocketvit.distill.finetune import classifier_slot, freeze_below, layer_decay_scales, layer_of, new_head
+
+    net = timm.create_model("test_efficientnet", pretrained=False)
+    head = new_head(net, 3)
+    assert classifier_slot(net)[2] is head and head.out_features == 3
+    assert layer_of("blocks.1.0.conv_dw.weight") == "blocks.1" and layer_of("conv_stem.weight") == "conv_stem"
+    scale = layer_decay_scales(net, head, 0.5, prefix="model.")  # names as the adapter around it sees them
+    assert scale("model.classifier.weight") == 1.0
+    top, stem = scale("model.bn2.weight"), scale("model.conv_stem.weight")
+    assert top == 0.5 and stem < top and scale("model.blocks.0.0.conv_dw.weight") > stem
+    frozen = freeze_below(net, head, 2)  # bn2 and conv_head train with the head; the rest is frozen
+    trainable = {n.split(".")[0] for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable == {"classifier", "bn2", "conv_head"} and any(isinstance(m, torch.nn.BatchNorm2d) for m in frozen)

@@ -80,17 +80,37 @@ def layer_of(name: str) -> str:
     return m.group(1) if m else name.split(".")[0]
 
 
-def layer_decay_scales(network: nn.Module, head: nn.Module, decay: float) -> Callable[[str], float]:
-    """LR multiplier per parameter name: 1 for the head and the layers after the last block, decay^k for
-    the k-th layer counted back from the top."""
+def layer_depths(network: nn.Module, head: nn.Module) -> dict[str, int]:
+    """Each parameter's layer counted down from the top: -1 for the head, 0 for the layer just below it, ..."""
     head_ids = {id(p) for p in head.parameters()}
     order: list[str] = []
     for name, p in network.named_parameters():
         if id(p) not in head_ids and layer_of(name) not in order:
             order.append(layer_of(name))
     depth = {layer: len(order) - 1 - i for i, layer in enumerate(order)}
-    head_names = {n for n, p in network.named_parameters() if id(p) in head_ids}
-    return lambda name: 1.0 if name in head_names else decay ** depth.get(layer_of(name), 0)
+    return {name: -1 if id(p) in head_ids else depth[layer_of(name)] for name, p in network.named_parameters()}
+
+
+def layer_decay_scales(network: nn.Module, head: nn.Module, decay: float, prefix: str = "") -> Callable[[str], float]:
+    """LR multiplier per parameter name (names as seen from the module `prefix` belongs to): 1 for the head, decay^k
+    for the k-th layer counted back from the top (k = 1 for the layer just below the head)."""
+    depths = {prefix + name: d for name, d in layer_depths(network, head).items()}
+    return lambda name: decay ** (depths.get(name, -1) + 1)
+
+
+def freeze_below(network: nn.Module, head: nn.Module, layers: int) -> list[nn.Module]:
+    """Keep only the top `layers` layers below the head trainable (and the head); returns the frozen modules,
+    whose BatchNorm statistics must stay as they are (eval mode while training)."""
+    depths = layer_depths(network, head)
+    frozen_names = {n for n, d in depths.items() if d >= layers}
+    for name, p in network.named_parameters():
+        p.requires_grad_(name not in frozen_names)
+    frozen = []
+    for name, module in network.named_modules():
+        own = [f"{name}.{n}" if name else n for n, _ in module.named_parameters(recurse=False)]
+        if own and all(n in frozen_names for n in own):
+            frozen.append(module)
+    return frozen
 
 
 @torch.no_grad()
@@ -222,11 +242,22 @@ def finetune_member(adapter: nn.Module, splits: Splits, aug: AugmentConfig, seed
     elif probe and probe_file.exists():
         record |= json.loads(probe_file.read_text())
     lr = cfg.lr if init == "random" else (cfg.finetune_lr or cfg.lr / 10)
-    scale = layer_decay_scales(network, head, cfg.layer_decay) if cfg.layer_decay else None
+    scale = layer_decay_scales(network, head, cfg.layer_decay, "model.") if cfg.layer_decay else None
+    frozen: list[nn.Module] = []
+    if cfg.trainable_layers is not None and init == "pretrained":
+        frozen = freeze_below(network, head, cfg.trainable_layers)
+        trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
+        log(f"  {who}: training the top {cfg.trainable_layers} layer(s) and the head ({trainable:,} of "
+            f"{sum(p.numel() for p in network.parameters()):,} parameters); the layers below stay as pretrained")
+
+    def train_mode(model: nn.Module) -> None:
+        for m in frozen:
+            m.eval()
+
     data = splits.labeled_train
     steps = -(-len(data) // cfg.batch_size)
     settings = TrainSettings(epochs=epochs, lr=lr, weight_decay=cfg.weight_decay, steps_per_epoch=steps,
-                             fast=False, precision=precision, lr_scale=scale)
+                             fast=False, precision=precision, lr_scale=scale, train_mode=train_mode if frozen else None)
     validation = None
     if len(splits.val):
         validation = Validation(lambda m: evaluate(m, splits, splits.val, f"{who} val"), patience=cfg.patience)
@@ -238,7 +269,9 @@ def finetune_member(adapter: nn.Module, splits: Splits, aug: AugmentConfig, seed
     train(adapter, label_batches(splits, aug, seed, cfg.batch_size), loss_fn, settings, work_dir,
           f"{who} fine-tune" if init == "pretrained" else f"{who} from random weights", validation=validation,
           summary=summary)
-    record |= {"lr": lr, "layer_decay": cfg.layer_decay, "train": summary}
+    for p in network.parameters():
+        p.requires_grad_(True)
+    record |= {"lr": lr, "layer_decay": cfg.layer_decay, "trainable_layers": cfg.trainable_layers, "train": summary}
     return record
 
 

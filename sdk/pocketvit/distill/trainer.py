@@ -33,6 +33,7 @@ class TrainSettings:
     fast: bool = True  # training-time model forms (models/train_forms.py) + fused AdamW: same function, faster step
     precision: str = "fp32"  # fp32 | bf16: forward and loss under bf16 autocast (CPUs with AMX-BF16, GPUs)
     lr_scale: Callable[[str], float] | None = None  # LR multiplier per parameter name (layer-wise decay)
+    train_mode: Callable[[nn.Module], None] | None = None  # instead of model.train(): e.g. frozen layers kept in eval
 
 
 @dataclass
@@ -133,6 +134,8 @@ def train(
             if state["stopped"]:
                 break
             net.train()
+            if settings.train_mode is not None:
+                settings.train_mode(model)
             running, seen = 0.0, 0
             for inputs, target in rank_batches(batches, epoch, dist):
                 for g in opt.param_groups:

@@ -89,7 +89,8 @@ MIN_STEPS = 500  # default floor on optimizer steps (teacher training and distil
 
 
 class TrainSection(Section):
-    added_fields = ("steps", "min_steps", "patience", "precision", "probe_epochs", "finetune_lr", "layer_decay")
+    added_fields = ("steps", "min_steps", "patience", "precision", "probe_epochs", "finetune_lr", "layer_decay",
+                    "trainable_layers")
     epochs: int = Field(8, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(2e-3, gt=0, description="peak learning rate (a fine-tuned teacher: of the linear probe's head)")
@@ -112,6 +113,10 @@ class TrainSection(Section):
                                          "network after the probe (default lr / 10)")
     layer_decay: Optional[float] = Field(None, gt=0, le=1, description="fine-tuning: layer-wise LR decay, each "
                                          "layer below the head gets this factor more (e.g. 0.8); null: one LR")
+    trainable_layers: Optional[int] = Field(None, ge=0, description="fine-tuning: train only the top N layers below "
+                                            "the head (blocks, counted as layer_decay counts them) and the head; the "
+                                            "rest stays pretrained, BatchNorm statistics included: a faster step and "
+                                            "less to overfit on few images; null: the whole network")
 
 
 class ModelSection(Section):
