@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 RECIPE ?= recipes/fashion-mnist.yaml
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-fast test-slow bench bench-zoo data teacher-weights lint clean photos photos-demo docs
+.PHONY: demo test test-fast test-slow bench bench-zoo data teacher-weights lint clean photos photos-demo docs \
+	fashion-mnist-small fashion-mnist-50
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -53,6 +54,14 @@ photos: $(STAMP)
 	$(VENV)/bin/pocketvit data photos $(PHOTOS)
 photos-demo: photos
 	$(VENV)/bin/pocketvit build recipes/photos-lite0.yaml --set data.root=$(PHOTOS)
+
+# `make fashion-mnist-small`: 50 labeled Fashion-MNIST images per class as PNG files, the rest of the training split
+# unlabeled, the test split (runs/fashion-mnist-small/{labeled,unlabeled,test}); `make fashion-mnist-50`: Lite0
+# fine-tuned on them and distilled through labeled + unlabeled images (recipes/fashion-mnist-50.yaml).
+fashion-mnist-small: $(STAMP) data
+	$(VENV)/bin/pocketvit data fashion-mnist-small runs/fashion-mnist-small
+fashion-mnist-50: $(STAMP) data
+	$(VENV)/bin/pocketvit build recipes/fashion-mnist-50.yaml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sdk tests

@@ -153,3 +153,69 @@ def test_recipe_validation_names_a_missing_image_folder(tmp_path):
                  "augment: {crop_scale: [0.9, 0.2]}}\n")
     with pytest.raises(RecipeError, match="data.augment.crop_scale"):
         load_recipe(p)
+
+
+def test_unlabeled_images_join_training_and_labeled_train_leaves_them_out(tmp_path):
+    root = _labeled(tmp_path / "imgs")
+    extra = _flat(tmp_path / "extra", 10)
+    plain = load_dataset(_cfg(root, val_fraction=0.2, test_fraction=0.2), seed=0)
+    splits = load_dataset(_cfg(root, val_fraction=0.2, test_fraction=0.2, unlabeled=str(extra), unlabeled_limit=6),
+                          seed=0)
+    assert splits.labeled and splits.unlabeled == 6 and len(splits.train) == 9 + 6
+    assert (splits.train.labels[9:] == image_folder.UNLABELED).all()
+    assert torch.equal(splits.labeled_train.images, plain.train.images)
+    assert torch.equal(splits.val.images, plain.val.images) and torch.equal(splits.test.images, plain.test.images)
+    # the labeled part's fingerprint is the folder's own; the whole one covers the unlabeled images too
+    assert splits.labeled_fingerprint == plain.fingerprint != splits.fingerprint
+    again = load_dataset(_cfg(root, val_fraction=0.2, test_fraction=0.2, unlabeled=str(extra), unlabeled_limit=6),
+                         seed=0)
+    assert torch.equal(again.train.images, splits.train.images)  # the seeded choice of 6 of the 10
+
+
+def test_loose_images_in_the_root_are_the_unlabeled_part(tmp_path):
+    root = _labeled(tmp_path / "imgs")
+    for i in range(4):
+        _photo(root / f"loose{i}.png", (90, 90, 90), i)
+    splits = load_dataset(_cfg(root, unlabeled="loose"), seed=0)
+    assert splits.unlabeled == 4 and int((splits.train.labels < 0).sum()) == 4
+
+
+def test_test_root_is_the_test_split(tmp_path):
+    root = _labeled(tmp_path / "imgs", per_class=6)
+    test = _labeled(tmp_path / "test", per_class=3)
+    splits = load_dataset(_cfg(root, val_fraction=0.2, test_root=str(test), test_limit=7), seed=0)
+    assert len(splits.test) == 7 and len(splits.train) + len(splits.val) == 18  # no test files taken from root
+    other = tmp_path / "other"
+    _photo(other / "purple" / "0.png", (120, 0, 120), 0)
+    with pytest.raises(DataError, match="must be the same"):
+        load_dataset(_cfg(root, test_root=str(other)), seed=0)
+
+
+def test_unlabeled_needs_labeled_data(tmp_path):
+    with pytest.raises(DataError, match="every image is unlabeled already"):
+        load_dataset(_cfg(_flat(tmp_path / "flat"), unlabeled=str(_flat(tmp_path / "more", 3))), seed=0)
+
+
+def test_fashion_mnist_small_folder_and_its_builtin_name(tmp_path, monkeypatch, fmnist_root):
+    from pocketvit.data.builtin import locate, resolve_root
+    from pocketvit.data.fashion_folder import write_fashion_folder
+
+    counts = write_fashion_folder(tmp_path / "fm", per_class=3, unlabeled=20, test_per_class=2)
+    assert counts == {"labeled": 30, "unlabeled": 20, "test": 20}
+    assert min(p.name for p in (tmp_path / "fm" / "labeled").iterdir()) == "Ankle boot"
+    assert (tmp_path / "fm" / "labeled" / "T-shirt-top").is_dir()
+    cfg = DataSection(dataset="image-folder", root=str(tmp_path / "fm" / "labeled"), image_size=28,
+                      unlabeled=str(tmp_path / "fm" / "unlabeled"), test_root=str(tmp_path / "fm" / "test"))
+    splits = load_dataset(cfg, seed=0)
+    assert len(splits.labels) == 10 and splits.unlabeled == 20 and len(splits.test) == 20
+    assert splits.train.images.shape[1:] == (3, 28, 28)
+    # pocketvit:fashion-mnist-small/PART names the folder under $POCKETVIT_DATA, written on first use
+    monkeypatch.setenv("POCKETVIT_DATA", str(tmp_path / "home"))
+    path, ready = locate("pocketvit:fashion-mnist-small/test")
+    assert path == tmp_path / "home" / "fashion-mnist-small" / "test" and not ready
+    (tmp_path / "home").mkdir()
+    (tmp_path / "fm" / ".complete").write_text("done\n")
+    (tmp_path / "home" / "fashion-mnist-small").symlink_to(tmp_path / "fm")
+    assert resolve_root("pocketvit:fashion-mnist-small/labeled") == tmp_path / "home" / "fashion-mnist-small" / "labeled"
+    with pytest.raises(DataError, match="unknown pocketvit folder"):
+        locate("pocketvit:cifar")

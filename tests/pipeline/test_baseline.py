@@ -30,7 +30,8 @@ def test_side_process_baseline_equals_the_inline_stage(tiny_build, tmp_path):
         from pocketvit.pipeline.classify import distill_config
 
         inline = StageRunner(tmp_path, seed=recipe.seed).run(
-            "baseline", baseline_config(recipe, distill_config(recipe)), [data], baseline_stage_fn(recipe, splits, aug))
+            "baseline", baseline_config(recipe, distill_config(recipe, splits), splits), [data],
+            baseline_stage_fn(recipe, splits, aug))
     finally:
         torch.set_num_threads(threads)
     a, b = load_file(str(side / "student.safetensors")), load_file(str(inline.path / "student.safetensors"))
@@ -46,8 +47,9 @@ def test_a_failing_side_process_is_reported_and_leaves_no_finished_stage(tmp_pat
     runner = StageRunner(tmp_path / "run", seed=0)
     from pocketvit.pipeline.classify import distill_config
 
+    splits = load_dataset(load_recipe(TINY).data, 0)  # the config of the tiny data; the side process finds none
     side = SideStage.start(recipe, runner, StageResult("data", "k", tmp_path, {}, 0.0, True),
-                           baseline_config(recipe, distill_config(recipe)), threads=1)
+                           baseline_config(recipe, distill_config(recipe, splits), splits), threads=1)
     assert side.finish() is False
     assert "error:" in side.log_path.read_text()  # the child's message is in its log
     assert not list(runner.stages_dir.glob("baseline-*/done.json"))

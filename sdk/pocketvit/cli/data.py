@@ -1,9 +1,10 @@
-"""`pocketvit data`: make data folders a recipe can read (`data photos DIR`: the real sample photos)."""
+"""`pocketvit data`: make data folders a recipe can read (`data photos DIR`: the real sample photos;
+`data fashion-mnist-small DIR`: a few labeled Fashion-MNIST images per class, the rest unlabeled, the test split)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -28,3 +29,25 @@ def photos(
 
     files = write_photos(folder)
     err_console.print(f"wrote {len(files)} photos to {folder}: {', '.join(f.stem for f in files)}")
+
+
+@app.command("fashion-mnist-small")
+@handle_errors
+def fashion_mnist_small(
+    folder: Annotated[Path, typer.Argument(help="Folder to write labeled/, unlabeled/ and test/ into.")],
+    per_class: Annotated[int, typer.Option(help="Labeled training images per class.", min=1)] = 50,
+    unlabeled: Annotated[Optional[int], typer.Option(help="At most this many unlabeled images (default: the rest "
+                                                     "of the training split).", min=0)] = None,
+    test_per_class: Annotated[Optional[int], typer.Option(help="At most this many test images per class (default: "
+                                                          "all 1,000).", min=1)] = None,
+    root: Annotated[Path, typer.Option(help="Folder of the Fashion-MNIST idx files.")] = Path(
+        "/usr/share/datasets/fashion-mnist"),
+) -> None:
+    """Write a small labeled image folder from Fashion-MNIST as PNG files: FOLDER/labeled/<class>/ (PER_CLASS
+    training images per class), FOLDER/unlabeled/ (the rest of the training split, no labels) and FOLDER/test/<class>/
+    (the test split). recipes/fashion-mnist-50.yaml reads it: --set data.root=FOLDER/labeled ..."""
+    from pocketvit.data.fashion_folder import write_fashion_folder
+
+    counts = write_fashion_folder(folder, per_class, unlabeled, test_per_class, root)
+    err_console.print(f"wrote {folder}: labeled/ {counts['labeled']} images ({per_class} per class), unlabeled/ "
+                      f"{counts['unlabeled']}, test/ {counts['test']}")

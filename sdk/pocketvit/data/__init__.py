@@ -40,6 +40,30 @@ def load_dataset(cfg: Any, seed: int) -> Splits:
     )
 
 
+def count_images(cfg: Any, seed: int) -> dict[str, int]:
+    """Training (labeled), unlabeled and val sample counts of a `data` section without decoding an image (for
+    `pocketvit validate`'s training plan)."""
+    if cfg.dataset == "image-folder":
+        from pocketvit.data import image_folder
+        from pocketvit.data.builtin import resolve_root
+
+        _, targets, classes = image_folder.scan(resolve_root(cfg.root), cfg.labels)
+        if cfg.holdout == "views":
+            train, val = len(targets), len(targets)
+        else:
+            test_fraction = 0.0 if cfg.test_root is not None else cfg.test_fraction
+            tr, va, _ = image_folder.split_files(targets, cfg.val_fraction, test_fraction, seed)
+            train, val = len(tr), len(va)
+        unlabeled = len(image_folder.unlabeled_files(cfg, seed)) if classes else 0
+        held = cfg.held_out_views or cfg.views
+        if not classes:  # label-free: every training sample is unlabeled, and none is labeled
+            return {"train": 0, "unlabeled": train * cfg.views, "val": val * held}
+        return {"train": train * cfg.views, "unlabeled": unlabeled, "val": val * held}
+    total = 60000 if not cfg.train_limit else min(60000, cfg.train_limit + cfg.val_size)
+    val = min(cfg.val_size, total // 2)
+    return {"train": total - val, "unlabeled": 0, "val": val}
+
+
 def input_spec(splits: Splits) -> dict[str, Any]:
     """The manifest's `input` block: everything an app needs to turn a camera frame into model input."""
     c, h, w = splits.shape

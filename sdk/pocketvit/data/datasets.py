@@ -36,11 +36,26 @@ class Splits:
     std: list[float]
     color_order: str  # GRAY | RGB
     fingerprint: str | None = None  # content hash of the images, for data read from user folders
+    # data.unlabeled: images without labels appended to `train` (label -1) for the teacher cache and the student
+    unlabeled: int = 0
+    labeled_fingerprint: str | None = None  # the fingerprint without the unlabeled images (teacher, baseline)
 
     @property
     def labeled(self) -> bool:
-        """False for label-free data (image folders without class folders): labels are -1."""
-        return not len(self.train) or int(self.train.labels.min()) >= 0
+        """False for label-free data (image folders without class folders): every label is -1. Labeled data may
+        carry extra unlabeled training images (data.unlabeled); `labeled_train` is the rest."""
+        return not len(self.train) or bool((self.train.labels >= 0).any())
+
+    @property
+    def labeled_train(self) -> ImageSet:
+        """The training images that have labels (what a teacher or the labels-only baseline trains on)."""
+        if not self.unlabeled:
+            return self.train
+        cached = self.__dict__.get("_labeled_train")
+        if cached is None:
+            cached = self.train.subset((self.train.labels >= 0).nonzero().flatten().numpy())
+            self.__dict__["_labeled_train"] = cached
+        return cached
 
     @property
     def shape(self) -> tuple[int, int, int]:

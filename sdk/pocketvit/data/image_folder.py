@@ -6,6 +6,11 @@ Fashion-MNIST's. With `data.views: R` each training file becomes R samples (R se
 augmented crops per epoch) and each held-out file R fixed augmented crops, materialised once from seeds
 no training epoch uses. `data.holdout: views` keeps every file in training and holds out fresh crops of
 them instead (new views of seen photos rather than unseen photos).
+
+`data.unlabeled: DIR` appends images without labels (label -1) to the training split: the teacher labels them
+softly in the cache and the student learns from them; teachers and the labels-only baseline train on the
+labeled rows only (`Splits.labeled_train`). `data.test_root: DIR` is a separate labeled folder used as the
+test split.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ def _images_in(folder: Path, recursive: bool) -> list[Path]:
 
 def scan(root: str | Path, labels: str = "auto") -> tuple[list[Path], list[int], list[str]]:
     """Files, their class indices (UNLABELED when label-free) and the class names (subfolder names)."""
-    from pocketvit.data.photos import resolve_root
+    from pocketvit.data.builtin import resolve_root
 
     root = resolve_root(str(root))
     if not root.is_dir():
@@ -63,6 +68,52 @@ def scan(root: str | Path, labels: str = "auto") -> tuple[list[Path], list[int],
         raise DataError(f"{root} holds no images ({', '.join(SUFFIXES)}); add some, or make a folder of real "
                         "photos with `pocketvit data photos DIR`")
     return files, [UNLABELED] * len(files), []
+
+
+def loose_images(root: str | Path) -> list[Path]:
+    """Images directly in a labeled folder's root, outside the class folders (`data.unlabeled: loose`)."""
+    from pocketvit.data.builtin import resolve_root
+
+    return _images_in(resolve_root(str(root)), recursive=False)
+
+
+def unlabeled_files(cfg: Any, seed: int) -> list[Path]:
+    """The files `data.unlabeled` names (a folder searched recursively, or `loose`), at most
+    `data.unlabeled_limit` of them (a seeded random choice, in file order)."""
+    if cfg.unlabeled is None:
+        return []
+    if cfg.unlabeled == "loose":
+        files = loose_images(cfg.root)
+    else:
+        from pocketvit.data.builtin import resolve_root
+
+        folder = resolve_root(cfg.unlabeled)
+        if not folder.is_dir():
+            raise DataError(f"data.unlabeled: {folder} is not a folder; point it at a folder of images without "
+                            "labels (or use `loose` for the images directly in data.root)")
+        files = _images_in(folder, recursive=True)
+    if not files:
+        raise DataError(f"data.unlabeled: no images in {cfg.unlabeled}; drop data.unlabeled or add images")
+    if cfg.unlabeled_limit and len(files) > cfg.unlabeled_limit:
+        keep = np.sort(np.random.default_rng([seed, 11]).choice(len(files), cfg.unlabeled_limit, replace=False))
+        files = [files[i] for i in keep]
+    return files
+
+
+def _decode_all(files: list[Path], targets: list[int], size: int, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from pocketvit.progress import progress_bar
+
+    arrays, kept = [], []
+    with progress_bar(f"decode {what}", len(files)) as advance:
+        for path, t in zip(files, targets):
+            a = decode(path, size)
+            if a is not None:
+                arrays.append(a)
+                kept.append(t)
+            advance(1)
+    if not arrays:
+        raise DataError(f"{what}: none of its {len(files)} image file(s) could be read; check the files")
+    return torch.from_numpy(np.stack(arrays)), torch.tensor(kept, dtype=torch.int64)
 
 
 def decode(path: Path, size: int) -> np.ndarray | None:
@@ -126,26 +177,25 @@ def materialise_views(images: torch.Tensor, labels: torch.Tensor, views: int, au
 
 def load(cfg: Any, seed: int) -> Splits:
     """Splits from a recipe's `data` section with dataset: image-folder."""
-    from pocketvit.data.photos import resolve_root
+    from pocketvit.data.builtin import resolve_root
 
     root = resolve_root(cfg.root)
     files, targets, classes = scan(root, cfg.labels)
-    arrays, kept = [], []
-    for path, t in zip(files, targets):
-        a = decode(path, cfg.image_size)
-        if a is not None:
-            arrays.append(a)
-            kept.append(t)
-    if not arrays:
-        raise DataError(f"{root}: none of its {len(files)} image file(s) could be read; check the files")
-    images = torch.from_numpy(np.stack(arrays))
-    labels = torch.tensor(kept, dtype=torch.int64)
+    images, labels = _decode_all(files, targets, cfg.image_size, str(root))
+    kept = labels.tolist()
     aug = AugmentConfig(**cfg.augment.model_dump())
+    test_set = None
+    if cfg.test_root is not None:
+        test_set = _test_folder(cfg, classes)
+        if cfg.holdout == "views":
+            raise DataError("data.test_root gives the test split, data.holdout: views holds out crops of the "
+                            "training files; use one of them")
     if cfg.holdout == "views":
         train_idx = val_idx = test_idx = np.arange(len(kept))
     else:
-        train_idx, val_idx, test_idx = split_files(kept, cfg.val_fraction, cfg.test_fraction, seed)
-        if len(test_idx) == 0:
+        test_fraction = 0.0 if test_set is not None else cfg.test_fraction
+        train_idx, val_idx, test_idx = split_files(kept, cfg.val_fraction, test_fraction, seed)
+        if len(test_idx) == 0 and test_set is None:
             raise DataError(f"{root}: {len(kept)} readable image(s) leave none for the test split; add images, "
                             "raise data.test_fraction, or hold out fresh crops instead with data.holdout: views")
     rep = np.repeat(train_idx, cfg.views)
@@ -153,15 +203,55 @@ def load(cfg: Any, seed: int) -> Splits:
     held, n_held = held_out_augment(aug), cfg.held_out_views or cfg.views
     val = materialise_views(images[torch.from_numpy(val_idx)], labels[torch.from_numpy(val_idx)], n_held, held,
                             seed, "val")
-    test = materialise_views(images[torch.from_numpy(test_idx)], labels[torch.from_numpy(test_idx)], n_held, held,
-                             seed, "test")
+    if test_set is None:
+        test = materialise_views(images[torch.from_numpy(test_idx)], labels[torch.from_numpy(test_idx)], n_held,
+                                 held, seed, "test")
+    else:
+        test = materialise_views(*test_set, n_held, held, seed, "test")
     digest = hashlib.sha256()
     for part in (train, val, test):
         digest.update(part.images.numpy().tobytes())
         digest.update(part.labels.numpy().tobytes())
+    labeled_fingerprint = digest.hexdigest()[:16]
+    n_unlabeled = 0
+    extra = unlabeled_files(cfg, seed)
+    if extra:
+        if not classes:
+            raise DataError("data.unlabeled adds images without labels to labeled data; this folder has no class "
+                            "folders, so every image is unlabeled already: drop data.unlabeled")
+        u_images, u_labels = _decode_all(extra, [UNLABELED] * len(extra), cfg.image_size, "unlabeled images")
+        train = ImageSet(torch.cat([train.images, u_images]), torch.cat([train.labels, u_labels]))
+        n_unlabeled = len(u_labels)
+        digest.update(u_images.numpy().tobytes())
+    elif classes and loose_images(root) and cfg.unlabeled is None:
+        log(f"  data.unlabeled: loose would add the {len(loose_images(root))} image(s) directly in {root} as "
+            "unlabeled images for distillation")
+    test_from = f"test {len(test_idx)}" if test_set is None else f"test {len(test)} from {cfg.test_root}"
     log(f"data: {len(kept)} image(s) from {root} ({len(classes) or 'no'} class folder(s)), files "
-        f"train {len(train_idx)} / val {len(val_idx)} / test {len(test_idx)}, {cfg.views} training view(s) and "
-        f"{n_held} held-out crop(s) each")
+        f"train {len(train_idx)} / val {len(val_idx)} / {test_from}, {cfg.views} training view(s) and "
+        f"{n_held} held-out crop(s) each" + (f"; {n_unlabeled} unlabeled image(s) for distillation"
+                                             if n_unlabeled else ""))
+    fingerprint = digest.hexdigest()[:16]
     return Splits(name=f"image-folder:{root.name}", train=train, val=val, test=test, labels=classes,
                   mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), color_order="RGB",
-                  fingerprint=digest.hexdigest()[:16])
+                  fingerprint=fingerprint, unlabeled=n_unlabeled,
+                  labeled_fingerprint=labeled_fingerprint if n_unlabeled else None)
+
+
+def _test_folder(cfg: Any, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """data.test_root: a labeled folder with the same class folders as data.root (at most data.test_limit
+    images, a seeded choice that keeps every class)."""
+    from pocketvit.data.builtin import resolve_root
+
+    root = resolve_root(cfg.test_root)
+    if not root.is_dir():
+        raise DataError(f"data.test_root: {root} is not a folder; point it at a labeled folder with the same class "
+                        "folders as data.root")
+    files, targets, test_classes = scan(root, "folders")
+    if test_classes != classes:
+        raise DataError(f"data.test_root: {root} has class folders {test_classes}, data.root has {classes}; they "
+                        "must be the same")
+    if cfg.test_limit and len(files) > cfg.test_limit:
+        keep = np.sort(np.random.default_rng([0, 13]).permutation(len(files))[: cfg.test_limit])
+        files, targets = [files[i] for i in keep], [targets[i] for i in keep]
+    return _decode_all(files, targets, cfg.image_size, str(root))

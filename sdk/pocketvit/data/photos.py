@@ -92,20 +92,3 @@ def write_photos(folder: str | Path) -> list[Path]:
     if not written:
         raise MissingExtraError("scikit-image", "photos", "it ships the sample photos")
     return written
-
-
-def builtin_folder() -> Path:
-    """Where `pocketvit:photos` lives: $POCKETVIT_DATA/photos (default ~/.cache/pocketvit/photos)."""
-    base = Path(os.environ.get("POCKETVIT_DATA", Path.home() / ".cache" / "pocketvit")).expanduser()
-    return base / "photos"
-
-
-def resolve_root(root: str) -> Path:
-    """data.root as a folder; `pocketvit:photos` is written on first use."""
-    if root != BUILTIN:
-        return Path(root).expanduser()
-    folder = builtin_folder()
-    if len(list(folder.glob("*.jpg"))) < len(sources()):
-        files = write_photos(folder)
-        log(f"data: wrote {len(files)} sample photos to {folder}")
-    return folder

@@ -27,22 +27,34 @@ def train_on_labels(
     work_dir: Path,
     description: str,
     fast: bool = True,
+    precision: str = "fp32",
+    patience: int | None = None,
+    summary: dict | None = None,
 ) -> nn.Module:
-    data = splits.train
+    """Train on the labeled training images with cross-entropy. `patience`: early stopping on val top-1 (the best
+    epoch kept); `summary` receives what ran (trainer.train)."""
+    from pocketvit.distill.trainer import Validation
+
+    data = splits.labeled_train
     steps = -(-len(data) // batch_size)
 
     def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
-    settings = TrainSettings(epochs=epochs, lr=lr, weight_decay=weight_decay, steps_per_epoch=steps, fast=fast)
-    return train(model, label_batches(splits, aug, seed, batch_size), loss_fn, settings, work_dir, description)
+    settings = TrainSettings(epochs=epochs, lr=lr, weight_decay=weight_decay, steps_per_epoch=steps, fast=fast,
+                             precision=precision)
+    validation = None
+    if patience is not None and len(splits.val):
+        validation = Validation(lambda m: evaluate(m, splits, splits.val, f"{description} val"), patience=patience)
+    return train(model, label_batches(splits, aug, seed, batch_size), loss_fn, settings, work_dir, description,
+                 validation=validation, summary=summary)
 
 
 def label_batches(splits: Splits, aug: AugmentConfig, seed: int, batch_size: int) -> Callable[..., Iterator]:
-    """`batches(epoch, shard=None)`: (normalized augmented images, labels) of the training split, the same
-    global batches as datasets.augmented_batches; with shard=(rank, world) only rows rank::world of each are
-    augmented, so that ranks do not repeat each other's work."""
-    data = splits.train
+    """`batches(epoch, shard=None)`: (normalized augmented images, labels) of the training split's labeled images
+    (all of it unless data.unlabeled added images), the same global batches as datasets.augmented_batches; with
+    shard=(rank, world) only rows rank::world of each are augmented, so that ranks do not repeat each other's work."""
+    data = splits.labeled_train
 
     def batches(epoch: int, shard: tuple[int, int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = epoch_order(len(data), seed, epoch)

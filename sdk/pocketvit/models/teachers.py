@@ -36,6 +36,7 @@ class LoadedTeacher:
     arch: str
     inputs: list[dict[str, Any]]  # each member's own input contract (height, width, mean, std, ...)
     notes: list[str] = field(default_factory=list)
+    member_labels: list[list[str]] = field(default_factory=list)  # an ensemble's members' own classes
 
 
 class TeacherAdapter(nn.Module):
@@ -80,24 +81,26 @@ class EnsembleTeacher(nn.Module):
 
 
 class OpenClipClassifier(nn.Module):
-    """An open_clip image tower with a classification head: zero-shot (class text embeddings) or linear."""
+    """An open_clip image tower with a classification head: zero-shot (the class prompts' text embeddings times
+    the logit scale, over L2-normalized image embeddings) or linear. The head is a plain `nn.Linear`, so
+    fine-tuning (distill/finetune.py) starts from the zero-shot head and trains it like any other."""
 
     def __init__(self, visual: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None, scale: float,
                  normalize: bool):
         super().__init__()
         self.visual = visual
-        self.register_buffer("weight", weight.float())
-        self.register_buffer("bias", bias.float() if bias is not None else torch.zeros(len(weight)))
-        self.scale = float(scale)
+        self.head = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.head.weight.copy_(float(scale) * weight.float())
+            self.head.bias.copy_(bias.float() if bias is not None else torch.zeros(len(weight)))
         self.normalize = normalize
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self.visual(x)
         if isinstance(e, (tuple, list)):
             e = e[0]
-        if self.normalize:
-            e = F.normalize(e.float(), dim=-1)
-        return self.scale * (e.float() @ self.weight.t()) + self.bias
+        e = F.normalize(e.float(), dim=-1) if self.normalize else e.float()
+        return self.head(e)
 
 
 def is_pretrained(teacher: Any) -> bool:
@@ -152,19 +155,22 @@ def _weight_files(spec: dict[str, Any], base_dir: Path) -> list[Path]:
     return files + sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".json"))
 
 
-def load_teacher(teacher: Any, base_dir: Path, splits: Any) -> LoadedTeacher:
-    """The recipe's `teacher` section (or a dict spec) as a LoadedTeacher for the student's data `splits`."""
+def load_teacher(teacher: Any, base_dir: Path, splits: Any, same_classes: bool = True) -> LoadedTeacher:
+    """The recipe's `teacher` section (or a dict spec) as a LoadedTeacher for the student's data `splits`.
+    `same_classes=False`: an ensemble's members may predict different classes (each gets a new head when
+    fine-tuned)."""
     specs = member_specs(teacher) if hasattr(teacher, "arch") else [dict(teacher)]
     members = [load_member(s, base_dir, splits) for s in specs]
     if len(members) == 1:
         return members[0]
     sizes = {len(m.labels) for m in members}
-    if len(sizes) != 1:
+    if len(sizes) != 1 and same_classes:
         raise RecipeError(f"teacher.ensemble: the members have different class counts {sorted(sizes)}; an ensemble "
                           "averages probabilities over the same classes")
     arch = "ensemble(" + " + ".join(m.arch for m in members) + ")"
     return LoadedTeacher(EnsembleTeacher([m.model for m in members]).eval(), members[0].labels, arch,
-                         [i for m in members for i in m.inputs], [n for m in members for n in m.notes])
+                         [i for m in members for i in m.inputs], [n for m in members for n in m.notes],
+                         [list(m.labels) for m in members])
 
 
 def load_member(spec: dict[str, Any], base_dir: Path, splits: Any) -> LoadedTeacher:

@@ -17,6 +17,7 @@ import torch
 from pocketvit import __version__
 from pocketvit.errors import PocketVitError
 from pocketvit.models.weights import build_from_meta, load_weights, model_meta, save_weights, weights_path
+from pocketvit.pipeline import plan
 from pocketvit.pipeline.context import BuildContext
 from pocketvit.pipeline.runner import StageResult
 from pocketvit.progress import log
@@ -47,6 +48,7 @@ class ClassifyBuild:
         self.dist = setup(ScaleConfig(**recipe.scale.model_dump()))  # Fabric's launcher starts the other ranks here
         self.ctx = BuildContext.open(recipe, recipe_path, out_dir, fresh)
         self.recipe = recipe
+        self.teacher_targets: dict[str, Any] = {}
         s = self.ctx.splits
         log(f"data: {s.name} train {len(s.train)} / val {len(s.val)} / test {len(s.test)}")
 
@@ -54,9 +56,14 @@ class ClassifyBuild:
         ctx = self.ctx
         teacher = self.teacher()
         if until == "teacher":  # out_dir/teacher.safetensors: this build's teacher (what `make teacher-weights` ships)
-            with atomic_path(ctx.out_dir / "teacher.safetensors") as tmp:
-                shutil.copyfile(weights_path(teacher, "teacher"), tmp)
-            return ctx.partial(teacher=teacher.meta, teacher_weights=str(ctx.out_dir / "teacher.safetensors"))
+            if weights_path(teacher, "teacher").is_file():
+                with atomic_path(ctx.out_dir / "teacher.safetensors") as tmp:
+                    shutil.copyfile(weights_path(teacher, "teacher"), tmp)
+            self.teacher_exports()
+            return ctx.partial(teacher=teacher.meta | _public(teacher.meta),
+                               teacher_weights=str(ctx.out_dir / "teacher.safetensors"),
+                               teacher_targets=self.teacher_targets,
+                               warnings=plan.training_warnings(teacher.meta, None, None))
         cache = self.teacher_cache(teacher)
         if until == "teacher_cache":
             return ctx.partial()
@@ -67,7 +74,10 @@ class ClassifyBuild:
             return ctx.partial(distill=bench.meta if bench else {})
         student, baseline = self.distill_and_baseline(cache)
         if until in ("distill", "baseline"):
-            return ctx.partial(student=student.meta)
+            return ctx.partial(teacher=_public(teacher.meta), student=student.meta,
+                               baseline=baseline.meta if baseline else None,
+                               warnings=plan.training_warnings(teacher.meta, student.meta,
+                                                               baseline.meta if baseline else None))
         exits = calibration = None
         if self.recipe.exits is not None:  # the exit-trained student is what every target exports
             exits, calibration = self.exits(student, cache)
@@ -78,6 +88,7 @@ class ClassifyBuild:
 
         if not leave():  # training is over: rank 0 exports, verifies and reports alone
             return {"recipe": self.recipe.name, "rank": self.dist.rank, "stages": ctx.runner.summary(), "targets": {}}
+        self.teacher_exports()
         exports = self.exports(student, cache)
         exit_exports = self.exit_exports(exits, exports) if exits else {}
         if until == "export":
@@ -96,21 +107,28 @@ class ClassifyBuild:
         from pocketvit.distill import pretrained as pre
 
         ctx, recipe = self.ctx, self.recipe
-        self.ext = pre.prepare(recipe, ctx.recipe_path, ctx.splits)  # a teacher used as it comes, or None
+        self.ext = pre.prepare(recipe, ctx.recipe_path, ctx.splits)  # a pretrained teacher, or None
         if self.ext is not None:
-            teacher = ctx.run("teacher", self.ext.config, [ctx.data], self.ext.stage_fn())
+            teacher = ctx.run("teacher", self.ext.config, [ctx.labeled_data], self.ext.stage_fn())
             pre.attach(teacher.path, ctx.splits)
+            if self.ext.finetuned:
+                self.ext.weights = weights_path(teacher, "teacher")
         else:
             cfg = stable_dump(recipe.teacher)
             ckpt = None
+            self.teacher_epochs = plan.teacher_plan(recipe, len(ctx.splits.labeled_train), True).epochs
+            cfg["train"] = pre.training_config(cfg["train"], self.teacher_epochs)
             if recipe.teacher.checkpoint:
                 ckpt = resolve(recipe.teacher.checkpoint, ctx.recipe_path.parent)
                 cfg |= {"checkpoint_sha256": sha256_file(ckpt)}
                 if not recipe.teacher.finetune:
                     cfg.pop("train")
-            teacher = ctx.run("teacher", cfg, [ctx.data], self._teacher_stage(ckpt))
+            teacher = ctx.run("teacher", cfg, [ctx.labeled_data], self._teacher_stage(ckpt))
         self.teacher_stage = teacher
         log(f"{pre.describe(teacher.meta, 'teacher')}, {teacher.meta['gflops'] * 1e3:.1f} MFLOPs")
+        if teacher.meta.get("val_top1") is not None:
+            log(f"  teacher val top-1 {teacher.meta['val_top1']:.4f}")
+        warn(plan.training_warnings(teacher.meta, None, None))
         return teacher
 
     def _teacher_stage(self, ckpt: Path | None):
@@ -122,12 +140,19 @@ class ClassifyBuild:
             model = build_from_meta(recipe.teacher.model_dump(), splits)
             if ckpt is not None:
                 load_weights(model, ckpt, "teacher.checkpoint")
+            summary: dict[str, Any] = {}
             if ckpt is None or recipe.teacher.finetune:
+                from pocketvit.distill.trainer import resolve_precision
+
                 t = recipe.teacher.train
-                train_on_labels(model, splits, self.ctx.aug, recipe.seed, t.epochs, t.batch_size, t.lr, t.weight_decay,
-                                t.label_smoothing, path, "teacher")
+                precision = resolve_precision(t.precision or "fp32", self.dist.device)
+                train_on_labels(model, splits, self.ctx.aug, recipe.seed, self.teacher_epochs, t.batch_size, t.lr,
+                                t.weight_decay, t.label_smoothing, path, "teacher", precision=precision,
+                                patience=t.patience, summary=summary)
             save_weights(model, weights_path(path, "teacher"))
             meta = model_meta(model, recipe.teacher.arch, recipe.teacher.options, splits)
+            if summary:
+                meta["train"] = summary
             meta["val_top1"] = evaluate(model, splits, splits.val, "teacher val")
             meta["test_top1"] = evaluate(model, splits, splits.test, "teacher test")
             return meta
@@ -166,16 +191,16 @@ class ClassifyBuild:
         from pocketvit.pipeline.stages import baseline as base
 
         ctx, recipe, d = self.ctx, self.recipe, self.recipe.distill
-        distill_cfg = distill_config(recipe)
+        distill_cfg = distill_config(recipe, ctx.splits)
         train_cfg = {"student": recipe.student.model_dump(), "distill": distill_cfg}
-        base_cfg = base.baseline_config(recipe, distill_cfg)
+        base_cfg = base.baseline_config(recipe, distill_cfg, ctx.splits)
         side = None
         if d.baseline and ctx.splits.labeled and not ctx.runner.finished("distill", train_cfg, [ctx.data, cache]) \
-                and not ctx.runner.finished("baseline", base_cfg, [ctx.data]):
+                and not ctx.runner.finished("baseline", base_cfg, [ctx.labeled_data]):
             why_not = base.side_process_reason(recipe, self.dist.device, self.dist.world_size)
             if why_not is None:
                 main_threads, side_threads = base.split_threads(torch.get_num_threads())
-                side = base.SideStage.start(recipe, ctx.runner, ctx.data, base_cfg, side_threads)
+                side = base.SideStage.start(recipe, ctx.runner, ctx.labeled_data, base_cfg, side_threads)
             else:
                 log(f"[dim]baseline trains after distill ({why_not})[/dim]")
         threads = torch.get_num_threads()
@@ -193,9 +218,11 @@ class ClassifyBuild:
         if d.baseline and not ctx.splits.labeled:
             pre.log_skipped_baseline()
         elif d.baseline:
-            baseline = ctx.run("baseline", base_cfg, [ctx.data], base.baseline_stage_fn(recipe, ctx.splits, ctx.aug),
+            baseline = ctx.run("baseline", base_cfg, [ctx.labeled_data],
+                               base.baseline_stage_fn(recipe, ctx.splits, ctx.aug),
                                computed_elsewhere="trained beside distill" if side_ok else None)
             log(f"  baseline (labels only) test top-1 {baseline.meta['test_top1']:.4f}")
+        warn(plan.training_warnings(None, student.meta, baseline.meta if baseline else None))
         return student, baseline
 
     def _distill_stage(self, cache: StageResult):
@@ -205,19 +232,24 @@ class ClassifyBuild:
             from pocketvit.distill import pretrained as pre
             from pocketvit.distill.cache import TeacherCache
             from pocketvit.distill.losses import sparse_kd_loss
-            from pocketvit.distill.trainer import TrainSettings, train
+            from pocketvit.distill.trainer import TrainSettings, Validation, train
 
             splits = ctx.splits
             model = build_from_meta(recipe.student.model_dump(), splits)
             reader = TeacherCache(cache.path / "cache", len(splits.train))
-            steps = -(-len(splits.train) // d.batch_size)
-            settings = TrainSettings(epochs=d.epochs, lr=d.lr, weight_decay=d.weight_decay, steps_per_epoch=steps,
-                                     fast=d.fast_train)
+            p = plan.distill_plan(recipe, len(splits.train))
+            settings = TrainSettings(epochs=p.epochs, lr=d.lr, weight_decay=d.weight_decay,
+                                     steps_per_epoch=p.steps_per_epoch, fast=d.fast_train)
+            validation = None
+            if d.patience is not None and len(splits.val):
+                validation = Validation(lambda m: pre.val_score(m, splits, "distill student"), patience=d.patience)
+            summary: dict[str, Any] = {}
             train(model, lambda e, shard=None: reader.batches(splits, ctx.aug, e, d.batch_size, recipe.seed, shard=shard),
-                  sparse_kd_loss(d.temperature), settings, path, "distill student")
+                  sparse_kd_loss(d.temperature), settings, path, "distill student", validation=validation,
+                  summary=summary)
             save_weights(model, weights_path(path, "student"))
             meta = model_meta(model, recipe.student.arch, recipe.student.options, splits)
-            return meta | pre.held_out_scores(model, splits, "student")
+            return meta | pre.held_out_scores(model, splits, "student") | {"train": summary}
 
         return run
 
@@ -259,6 +291,25 @@ class ClassifyBuild:
             # plan and QAT notes join an int8 export's info after its stage: a cached verify lacks them
             targets[t]["export_info"] = exp.meta["info"]
         return targets
+
+    def teacher_exports(self) -> None:
+        """export.teacher: the teacher (its own preprocessing inside, the student's input) exported to the first
+        float target and measured on its runtime over the test split, like the student (report `teacher_targets`)."""
+        from pocketvit.pipeline.stages.targets import export_stage_fn, verify_stage_fn
+
+        ctx, recipe = self.ctx, self.recipe
+        if not recipe.export.teacher or self.teacher_targets:
+            return
+        floats = [t for t in recipe.export.targets if "-" not in t]
+        if not floats:
+            raise PocketVitError("export.teacher: export.targets has no float target to measure the teacher on; "
+                                 "add executorch, litert or onnx")
+        target = floats[0]
+        exp = ctx.run(f"export-teacher-{target}", {"target": target}, [self.teacher_stage],
+                      export_stage_fn(target, self.load_teacher, ctx.spec, f"{ctx.name}-teacher"))
+        ver = ctx.run(f"verify-teacher-{target}", recipe.verify.model_dump(), [exp, ctx.labeled_data],
+                      verify_stage_fn(f"teacher {target}", exp, self.load_teacher, ctx.splits, ctx.spec, recipe.verify))
+        self.teacher_targets = {target: ver.meta}
 
     def exit_exports(self, exits: StageResult, exports: dict[str, tuple[StageResult, Any]]) -> dict[str, StageResult]:
         """The segmented exit program per target (export-exits-<target>)."""
@@ -318,7 +369,8 @@ class ClassifyBuild:
             "recipe": self.recipe.name,
             "version": __version__,
             "dataset": {"name": s.name, "train": len(s.train), "val": len(s.val), "test": len(s.test),
-                        "labeled": s.labeled},
+                        "labeled": s.labeled}
+            | ({"train_labeled": len(s.labeled_train), "unlabeled": s.unlabeled} if s.unlabeled else {}),
             "teacher": _public(teacher.meta),
             "student": _public(student.meta),
             "baseline": {"test_top1": baseline.meta["test_top1"]} if baseline else None,
@@ -327,8 +379,12 @@ class ClassifyBuild:
             | (bench.meta if bench else {}),
             "targets": targets,
             "exits": exits_report,
+            "training": {k: m.get("train") for k, m in (("teacher", teacher.meta), ("distill", student.meta),
+                                                        ("baseline", baseline.meta if baseline else {}))
+                         if m.get("train")},
+            "warnings": plan.training_warnings(teacher.meta, student.meta, baseline.meta if baseline else None),
             "stages": self.ctx.runner.summary(),
-        }
+        } | ({"teacher_targets": self.teacher_targets} if self.teacher_targets else {})
 
     def write_bundle(self, report: dict[str, Any], student: StageResult, exported: dict[str, StageResult],
                      exit_exports: dict[str, StageResult], exits: StageResult | None,
@@ -348,15 +404,25 @@ class ClassifyBuild:
                               calibration.meta["thresholds"], exits.path / "exits.safetensors")
 
 
-def distill_config(recipe: Recipe) -> dict[str, Any]:
-    """What trains the student (the distill stage's hash config); the baseline shares it minus the KD temperature."""
+def distill_config(recipe: Recipe, splits: Any) -> dict[str, Any]:
+    """What trains the student (the distill stage's hash config): the epochs that run for the data's size in place
+    of steps / min_steps; the baseline shares it minus the KD temperature."""
+    from pocketvit.distill.pretrained import training_config
+
     not_training = {"baseline", "baseline_label_smoothing", "baseline_in_parallel", "cache_bench_steps",
                     "cache_bench_threads"}
-    return {k: v for k, v in stable_dump(recipe.distill).items() if k not in not_training}
+    cfg = {k: v for k, v in stable_dump(recipe.distill).items() if k not in not_training}
+    return training_config(cfg, plan.distill_plan(recipe, len(splits.train)).epochs)
+
+
+def warn(lines: list[str]) -> None:
+    for line in lines:
+        log(f"[yellow]warning: {line}[/yellow]")
 
 
 def _public(meta: dict[str, Any]) -> dict[str, Any]:
-    keys = ("arch", "params", "gflops", "test_top1", "test_teacher_agreement", "pretrained", "inputs")
+    keys = ("arch", "params", "gflops", "val_top1", "test_top1", "test_teacher_agreement", "pretrained", "finetuned",
+            "init", "inputs")
     return {k: meta[k] for k in keys if k in meta}
 
 

@@ -34,7 +34,14 @@ class BuildContext:
     splits: Splits
     aug: AugmentConfig
     data: StageResult  # the data as a pseudo-stage: its key covers the data section, the seed and the split sizes
+    # the labeled data alone (what a teacher and the labels-only baseline see): `data` unless data.unlabeled adds
+    # images, so that adding or changing unlabeled images does not retrain the teacher
+    labeled_data: StageResult | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.labeled_data is None:
+            self.labeled_data = self.data
 
     @classmethod
     def open(cls, recipe: Recipe, recipe_path: Path, out_dir: Path, fresh: bool = False,
@@ -51,7 +58,14 @@ class BuildContext:
         if fingerprint and splits.fingerprint:
             key |= {"files": splits.fingerprint}
         data = StageResult("data", hash_config(key), out_dir, {}, 0.0, True)
-        return cls(recipe, recipe_path, out_dir, runner, splits, aug, data)
+        labeled = data
+        section = {k: v for k, v in stable_dump(recipe.data).items() if k not in ("unlabeled", "unlabeled_limit")}
+        if section != key["data"]:  # data.unlabeled in the recipe: the labeled part's own key, with or without it
+            lkey = {"data": section, "seed": recipe.seed, "n": [len(splits.labeled_train), len(splits.test)]}
+            if fingerprint and splits.fingerprint:
+                lkey |= {"files": splits.labeled_fingerprint or splits.fingerprint}
+            labeled = StageResult("data", hash_config(lkey), out_dir, {}, 0.0, True)
+        return cls(recipe, recipe_path, out_dir, runner, splits, aug, data, labeled)
 
     @cached_property
     def spec(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pocketvit.progress import log
 from pocketvit.runtime.io import hash_config, sha256_file, write_json
 
 # Files a stage keeps for itself (resume state, the marker): not outputs, not checksummed.
-_PRIVATE = {"done.json", "checkpoint.pt"}
+_PRIVATE = {"done.json", "checkpoint.pt", "best.pt"}
 
 
 def _outputs(path: Path) -> dict[str, str]:

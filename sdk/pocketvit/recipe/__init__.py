@@ -51,10 +51,15 @@ def _check_paths(recipe: Recipe, base: Path) -> list[str]:
     problems = []
     root = Path(recipe.data.root)
     if recipe.data.dataset == "image-folder":
-        if recipe.data.root != "pocketvit:photos" and not root.expanduser().is_dir():
+        if not recipe.data.root.startswith("pocketvit:") and not root.expanduser().is_dir():
             problems.append(f"  data.root: folder {root} does not exist — point it at your images (one subfolder "
                             "per class, or a flat folder), or use the shipped photos: `pocketvit data photos DIR` "
                             "or data.root: pocketvit:photos")
+        for key in ("unlabeled", "test_root"):
+            value = getattr(recipe.data, key)
+            if value and value != "loose" and not value.startswith("pocketvit:") and \
+                    not Path(value).expanduser().is_dir():
+                problems.append(f"  data.{key}: folder {value} does not exist")
     elif not root.is_dir():
         problems.append(
             f"  data.root: folder {root} does not exist — install the data (`sudo apt-get install "

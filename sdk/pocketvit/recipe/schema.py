@@ -52,7 +52,8 @@ class AugmentSection(Section):
 
 
 class DataSection(Section):
-    added_fields = ("labels", "image_size", "views", "held_out_views", "holdout", "val_fraction", "test_fraction")
+    added_fields = ("labels", "image_size", "views", "held_out_views", "holdout", "val_fraction", "test_fraction",
+                    "unlabeled", "unlabeled_limit", "test_root")
     dataset: Literal["fashion-mnist", "image-folder"] = "fashion-mnist"
     root: str = Field("/usr/share/datasets/fashion-mnist", description="folder with the idx files, or the image "
                       "folder (one subfolder per class, or flat for label-free distillation)")
@@ -70,17 +71,52 @@ class DataSection(Section):
         "files", description="image-folder: hold out whole files (unseen photos) or fresh crops of every file")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="image-folder: fraction of files for validation")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="image-folder: fraction of files for the test split")
+    unlabeled: Optional[str] = Field(
+        None, description="image-folder: a folder of images without labels (searched recursively) that the teacher "
+        "labels softly in the cache and the student learns from, beside the labeled training images; `loose`: the "
+        "images directly in data.root, outside the class folders")
+    unlabeled_limit: Optional[int] = Field(None, ge=1, description="use only this many unlabeled images (a seeded "
+                                           "random choice)")
+    test_root: Optional[str] = Field(
+        None, description="image-folder: a separate labeled folder (the same class folders) that is the test split; "
+        "data.root then gives only train and val (test_fraction is not used)")
     train_limit: Optional[int] = Field(None, ge=1, description="use only this many training images (tests)")
     test_limit: Optional[int] = Field(None, ge=1, description="use only this many test images (tests)")
     augment: AugmentSection = AugmentSection()
 
 
+MIN_STEPS = 500  # default floor on optimizer steps (teacher training and distillation)
+
+
 class TrainSection(Section):
+    added_fields = ("steps", "min_steps", "patience", "precision", "probe_epochs", "finetune_lr", "layer_decay",
+                    "trainable_layers")
     epochs: int = Field(8, gt=0)
     batch_size: int = Field(128, gt=0)
-    lr: float = Field(2e-3, gt=0)
+    lr: float = Field(2e-3, gt=0, description="peak learning rate (a fine-tuned teacher: of the linear probe's head)")
     weight_decay: float = Field(0.05, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+    steps: Optional[int] = Field(None, gt=0, description="train for this many optimizer steps (rounded up to whole "
+                                 "epochs) instead of `epochs`")
+    min_steps: int = Field(MIN_STEPS, ge=0, description="at least this many optimizer steps: on a small folder the "
+                           "epochs grow until they reach it (0: exactly `epochs`)")
+    patience: Optional[int] = Field(None, ge=1, description="early stopping: stop after this many epochs without a "
+                                    "better val top-1 and keep the best epoch's weights (null: every epoch; a "
+                                    "fine-tuned teacher still keeps its best epoch)")
+    precision: Optional[Literal["auto", "fp32", "bf16"]] = Field(
+        None, description="training compute precision: bf16 autocast or fp32; auto = bf16 where the CPU (AMX / "
+        "AVX-512 BF16) or GPU computes it natively; null = auto when fine-tuning a pretrained teacher, fp32 when "
+        "training pocketvit's own teacher from scratch")
+    probe_epochs: int = Field(2, ge=0, description="fine-tuning: augmented passes whose frozen features train the new "
+                              "head alone (linear probe) before the whole network; 0 skips the probe")
+    finetune_lr: Optional[float] = Field(None, gt=0, description="fine-tuning: peak learning rate of the whole "
+                                         "network after the probe (default lr / 10)")
+    layer_decay: Optional[float] = Field(None, gt=0, le=1, description="fine-tuning: layer-wise LR decay, each "
+                                         "layer below the head gets this factor more (e.g. 0.8); null: one LR")
+    trainable_layers: Optional[int] = Field(None, ge=0, description="fine-tuning: train only the top N layers below "
+                                            "the head (blocks, counted as layer_decay counts them) and the head; the "
+                                            "rest stays pretrained, BatchNorm statistics included: a faster step and "
+                                            "less to overfit on few images; null: the whole network")
 
 
 class ModelSection(Section):
@@ -95,10 +131,12 @@ class TeacherSource(ModelSection):
 
 
 class TeacherSection(ModelSection):
-    added_fields = ("pretrained", "ensemble")
+    added_fields = ("pretrained", "ensemble", "head", "init")
     arch: str = "pocketvit-resnet"
     checkpoint: Optional[str] = Field(None, description="safetensors weights; trained from scratch when absent")
-    finetune: bool = Field(False, description="train the checkpoint further with teacher.train")
+    finetune: bool = Field(False, description="train the checkpoint further with teacher.train; with "
+                           "teacher.pretrained: fine-tune it on the data's classes (a new head, linear probe, then "
+                           "the whole network)")
     train: TrainSection = TrainSection()
     pretrained: bool = Field(
         False, description="use the teacher as it comes: its own weights, classes and preprocessing (timm:NAME + "
@@ -106,6 +144,13 @@ class TeacherSection(ModelSection):
         "ensemble")
     ensemble: Optional[list[TeacherSource]] = Field(
         None, description="several teachers used as they come; their probabilities are averaged")
+    head: Literal["auto", "keep", "new"] = Field(
+        "auto", description="a pretrained teacher's classifier when fine-tuning: new (a head for the data's classes), "
+        "keep (its own, e.g. an open_clip zero-shot head); auto = keep when the teacher's classes are the data's, "
+        "else new. `new` alone implies teacher.finetune")
+    init: Literal["pretrained", "random"] = Field(
+        "pretrained", description="fine-tuning: start from the pretrained weights, or from random weights (the same "
+        "architecture, preprocessing and schedule: the control that shows what pretraining gives)")
 
     @field_validator("ensemble")
     @classmethod
@@ -129,13 +174,20 @@ class StudentSection(ModelSection):
 
 
 class DistillSection(Section):
-    added_fields = ("temperature", "baseline_in_parallel", "fast_train")
+    added_fields = ("temperature", "baseline_in_parallel", "fast_train", "steps", "min_steps", "patience")
     epochs: int = Field(6, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
     temperature: float = Field(1.0, gt=0, le=20, description="KD temperature T: teacher re-tempered from the "
                                "cache, student logits / T, loss x T^2 (1 = TinyViT's plain soft cross-entropy)")
+    steps: Optional[int] = Field(None, gt=0, description="train for this many optimizer steps (rounded up to whole "
+                                 "epochs) instead of `epochs`")
+    min_steps: int = Field(MIN_STEPS, ge=0, description="at least this many optimizer steps: on a small folder the "
+                           "epochs grow until they reach it (0: exactly `epochs`)")
+    patience: Optional[int] = Field(None, ge=1, description="early stopping on val top-1 (val teacher agreement on "
+                                    "label-free data): stop after this many epochs without a better score and keep "
+                                    "the best epoch (null: every epoch)")
     baseline: bool = Field(True, description="also train the student on labels only, same budget")
     baseline_label_smoothing: float = Field(0.1, ge=0, lt=1)
     baseline_in_parallel: bool = Field(
@@ -154,12 +206,15 @@ class DistillSection(Section):
 
 
 class ExportSection(Section):
+    added_fields = ("teacher",)
     targets: list[TargetName] = Field(default_factory=lambda: ["executorch"])
     dropin: Optional[list[Literal[RUNTIMES]]] = Field(
         None, description="runtimes that also get a drop-in file (NHWC pixels in, normalization and softmax inside; "
         "Core ML: image input + classifier; target <runtime>-dropin); default: litert and coreml for those among "
         "the targets; [] for none")
     dropin_input: Literal["uint8", "float"] = Field("uint8", description="pixels a drop-in file takes")
+    teacher: bool = Field(False, description="also export the teacher (with its own preprocessing inside, taking the "
+                          "student's input) to the first float target and measure it there on the test split")
     no_rewrite: list[str] = Field(
         default_factory=list, description="export rewrites to switch off by name, or [all] (see `pocketvit export --help`)")
 

@@ -44,15 +44,18 @@ class LocalEngine:
     def share(self, n_local: int) -> torch.Tensor | None:
         return None
 
-    def load(self, path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> int:
+    def load(self, path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
+        """(finished epochs, the loop's own state saved beside them: early stopping's best so far)."""
         state = torch.load(path, map_location=self.device, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        return int(state["epoch"])
+        return int(state["epoch"]), dict(state.get("extra") or {})
 
-    def save(self, path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int) -> None:
+    def save(self, path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int,
+             extra: dict[str, Any] | None = None) -> None:
         with atomic_path(path) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}, tmp)
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                        "extra": extra or {}}, tmp)
 
     def finish(self, model: nn.Module, path: Path) -> None:
         pass
@@ -92,13 +95,14 @@ class FabricEngine:
         total = self.fabric.all_reduce(n.clone(), reduce_op="sum")
         return n * self.dist.world_size / total
 
-    def load(self, path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> int:
+    def load(self, path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
         rest = self.fabric.load(path, {"model": model, "optimizer": opt}, weights_only=True)
-        return int(rest["epoch"])
+        return int(rest["epoch"]), dict(rest.get("extra") or {})
 
-    def save(self, path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int) -> None:
+    def save(self, path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int,
+             extra: dict[str, Any] | None = None) -> None:
         tmp = path.with_name(f".{path.name}.fabric.tmp")  # same name on every rank; Fabric writes on rank 0
-        self.fabric.save(tmp, {"model": model, "optimizer": opt, "epoch": epoch})
+        self.fabric.save(tmp, {"model": model, "optimizer": opt, "epoch": epoch, "extra": extra or {}})
         if self.dist.is_zero:
             os.replace(tmp, path)
         self.dist.barrier()

@@ -24,6 +24,7 @@ import torch
 from rich.markup import escape
 
 from pocketvit.errors import PocketVitError
+from pocketvit.pipeline.plan import baseline_plan, distill_plan
 from pocketvit.progress import log
 
 if TYPE_CHECKING:  # no import cycle at run time
@@ -33,10 +34,12 @@ if TYPE_CHECKING:  # no import cycle at run time
     from pocketvit.recipe import Recipe
 
 
-def baseline_config(recipe: Recipe, distill_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The baseline stage's hash config: what trains the student, minus the KD temperature."""
+def baseline_config(recipe: Recipe, distill_cfg: dict[str, Any], splits: Splits) -> dict[str, Any]:
+    """The baseline stage's hash config: what trains the student, minus the KD temperature, with the epochs that
+    give it distillation's optimizer steps over the labeled images alone (the same epochs without data.unlabeled)."""
+    epochs = baseline_plan(recipe, len(splits.train), len(splits.labeled_train)).epochs
     return {"student": recipe.student.model_dump(),
-            "distill": {k: v for k, v in distill_cfg.items() if k != "temperature"},
+            "distill": {k: v for k, v in distill_cfg.items() if k != "temperature"} | {"epochs": epochs},
             "label_smoothing": recipe.distill.baseline_label_smoothing}
 
 
@@ -46,13 +49,21 @@ def baseline_stage_fn(recipe: Recipe, splits: Splits, aug: AugmentConfig) -> Cal
         from pocketvit.models.weights import build_from_meta, model_meta, save_weights, weights_path
 
         d = recipe.distill
+        mine = baseline_plan(recipe, len(splits.train), len(splits.labeled_train))
+        epochs = mine.epochs
+        patience = None  # distill's patience in its epochs, as the same number of optimizer steps here
+        if d.patience is not None:
+            patience = -(-d.patience * distill_plan(recipe, len(splits.train)).steps_per_epoch // mine.steps_per_epoch)
         model = build_from_meta(recipe.student.model_dump(), splits)
-        train_on_labels(model, splits, aug, recipe.seed, d.epochs, d.batch_size, d.lr, d.weight_decay,
-                        d.baseline_label_smoothing, path, "baseline (labels only)", fast=d.fast_train)
+        summary: dict[str, Any] = {}
+        train_on_labels(model, splits, aug, recipe.seed, epochs, d.batch_size, d.lr, d.weight_decay,
+                        d.baseline_label_smoothing, path, "baseline (labels only)", fast=d.fast_train,
+                        patience=patience, summary=summary)
         save_weights(model, weights_path(path, "student"))
         meta = model_meta(model, recipe.student.arch, recipe.student.options, splits)
+        meta["val_top1"] = evaluate(model, splits, splits.val, "baseline val") if len(splits.val) else None
         meta["test_top1"] = evaluate(model, splits, splits.test, "baseline test")
-        return meta
+        return meta | {"train": summary}
 
     return stage
 
