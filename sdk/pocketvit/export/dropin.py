@@ -149,6 +149,7 @@ def export_dropin(
     version: str | None = None,
     license: str | None = None,
     metadata: bool = False,
+    disabled_rewrites: tuple[str, ...] = (),
 ) -> ExportedFile:
     """Write `out_dir/<name>-dropin<ext>` for `runtime` (litert, executorch or onnx); returns its ExportedFile
     with target '<runtime>-dropin', info {input_form, file_outputs, file_input, wrapper, metadata, ...}
@@ -157,6 +158,7 @@ def export_dropin(
     metadata: embed TFLite metadata (litert) / ONNX metadata_props (onnx) now (the bundle writer does it
     otherwise, with the bundle's labels and licence). A LiteRT file whose metadata
     cannot be written (the tool environment is missing) is kept without it and info["metadata"] says why.
+    disabled_rewrites: export rewrites switched off by name (`--no-rewrite`), as for the float files.
     """
     from pocketvit.export import export_model
     from pocketvit.export.prepare import prepare_for_export
@@ -175,7 +177,7 @@ def export_dropin(
     if runtime in ("executorch", "litert"):
         from pocketvit.export.rewrites import apply_rewrites
 
-        apply_rewrites(inner, runtime)
+        apply_rewrites(inner, runtime, disabled_rewrites)
     wrapped = wrap(inner, spec, task)
     t0 = time.perf_counter()
     f = export_model(wrapped, example_pixels(spec, input_dtype), runtime, Path(out_dir),
