@@ -181,8 +181,6 @@ def export_coreml(
     minimum_deployment_target: str = DEFAULT_DEPLOYMENT_TARGET,
 ) -> ExportedFile:
     """Convert `model` to an fp16 ML Program and save it as an .mlpackage folder at `path`."""
-    import torch
-
     from pocketvit.export.prepare import prepare_for_export
 
     ct = import_coremltools()

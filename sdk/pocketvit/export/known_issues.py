@@ -1,6 +1,6 @@
 """Toolchain failures we know, matched by the text of the error: what the toolchain gets wrong, its upstream issue
 when one is filed, and what pocketvit does about it. `pocketvit export` adds the match and the targets that did
-export to a failure's message; the zoo's coverage matrix (bench/coverage.py) puts them in its failure cells.
+export to a failure's message; the zoo's coverage matrix (pipeline/zoo_coverage.py) puts them in its failure cells.
 
     from pocketvit.export.known_issues import known_issue, explain
     known_issue("litert", "... 'tfl.mul' op operands don't have broadcast-compatible shapes")  # -> ToolchainIssue
