@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 RECIPE ?= recipes/fashion-mnist.yaml
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-fast test-slow bench bench-zoo data teacher-weights lint clean photos photos-demo docs \
+.PHONY: demo test test-fast test-slow test-zoo bench bench-zoo data teacher-weights lint clean photos photos-demo docs \
 	fashion-mnist-small fashion-mnist-50
 
 $(STAMP): pyproject.toml
@@ -84,6 +84,15 @@ bench: $(STAMP)
 # `make bench-zoo`: ImageNet-size timm models, raw toolchain vs pocketvit exports, one interleaved run each.
 bench-zoo: $(STAMP)
 	$(VENV)/bin/pocketvit bench-zoo --out runs/bench-zoo
+
+# `make test-zoo`: every target (fp32, drop-in, int8) on the smallest timm model of 50-odd families, each file checked on
+# its runtime; writes the coverage matrix to docs/results/zoo-coverage.json (+ .md) and the table in docs/zoo.md.
+# Resumable (rows are written as each model finishes); ZOO_SIZE=224 adds the 224 x 224 rows, ZOO_ARGS passes more
+# options (e.g. ZOO_ARGS="-t executorch,litert,onnx,coreml"). Hours on a 2-core machine (docs/zoo.md says how long).
+ZOO_SIZE ?=
+ZOO_ARGS ?=
+test-zoo: $(STAMP)
+	$(VENV)/bin/pocketvit zoo-coverage --out docs/results --page docs/zoo.md $(if $(ZOO_SIZE),--size $(ZOO_SIZE)) $(ZOO_ARGS)
 
 # `make test-device`: the bundle's litert target in a torch-free venv (numpy<2 + tflite-runtime), as on a Raspberry Pi.
 .PHONY: test-device

@@ -151,14 +151,18 @@ def test_missing_target_and_list_models():
 
 @pytest.mark.slow
 def test_a_failed_target_leaves_the_others_in_the_bundle(tmp_path):
-    """MobileViTv2 does not lower to LiteRT: the bundle keeps onnx, the command exits 4 naming litert."""
+    """MobileViTv2 without its LiteRT rewrite does not lower to LiteRT: the bundle keeps onnx, the command exits 4
+    naming litert, the known litert-torch issue with its workaround, and the target that worked."""
     out = tmp_path / "mvit"
     r = run_cli("export", "timm:mobilevitv2_050", "--target", "litert,onnx", "--input-size", "64", "64",
-                "--out", str(out))
+                "--no-rewrite", "linear-attention-broadcast", "--out", str(out))
     assert r.returncode == 4, r.stderr[-3000:]
     err = _flat(r.stderr)
     assert "written with onnx" in err and "could not export to litert" in err and "tfl.mul" in err
+    assert "Known litert-torch 0.10 issue" in err and "linear-attention-broadcast" in err
+    assert "Exported for this model instead: onnx." in err
     assert "Traceback" not in r.stderr
     m = json.loads((out / "manifest.json").read_text())
     assert set(m["files"]) == {"onnx"}
+    assert not [p for p in out.rglob("*") if p.suffix == ".tflite" or p.name.startswith(".")]
     assert "export failed" in (out / "README.md").read_text()

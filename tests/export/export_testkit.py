@@ -162,3 +162,27 @@ def spread_tiny_vit():
     with torch.no_grad():
         m.head.weight.mul_(8.0)
     return m.eval(), torch.Generator().manual_seed(1)
+
+
+def mobilevitv2_like():
+    """MobileViTv2's structure in small: a strided conv, the map unfolded into (B, C, P, N) patches, timm's
+    LinearSelfAttention (separable self-attention) with a residual, folded back, pooled, a linear head."""
+    from timm.models.mobilevit import LinearSelfAttention
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self, c: int = 16, patch: int = 2):
+            super().__init__()
+            self.stem, self.attn, self.head, self.patch = nn.Conv2d(3, c, 4, stride=4), LinearSelfAttention(c), \
+                nn.Linear(c, 5), patch
+
+        def forward(self, x):
+            x = self.stem(x)
+            b, c, h, w = x.shape
+            p = self.patch
+            t = x.reshape(b, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4).reshape(b, c, p * p, -1)
+            t = t + self.attn(t)
+            return self.head(t.mean((2, 3)))
+
+    torch.manual_seed(0)
+    return Net().eval(), torch.randn(1, 3, 32, 32)

@@ -277,3 +277,32 @@ def test_onnx_dropin_matches_eager_and_carries_its_own_contract(tmp_path):
     assert props["input_form"] == "uint8-nhwc" and props["outputs"] == "probabilities"
     assert json.loads(props["labels"]) == LABELS
     _assert_rgb_predictions_match(bundle, "onnx-dropin", model, n=6, seed=4)
+
+
+# mean 0: coremltools writes no add for an all-zero ImageType bias (FastViT-MCi, MobileViTv2: mean 0, std 1), and no
+# multiply for a scale of 1; the spec check reads a missing op as that identity
+MEAN0_RGB = {**RGB, "mean": [0.0] * 3, "std": [1.0] * 3}
+MEAN0_GRAY = {**GRAY, "mean": [0.0], "std": [1.0]}
+MEAN0_PER_CHANNEL_STD = {**RGB, "mean": [0.0] * 3}  # the ImageType bias is -mean = 0; / std stays in the graph
+MEAN0_UNIT_SCALE = {**GRAY, "mean": [0.0], "std": [1 / 255]}  # scale / std == 1: no multiply either
+
+
+@pytest.mark.parametrize("spec,omitted", [(MEAN0_RGB, ["bias"]), (MEAN0_GRAY, ["bias"]),
+                                          (MEAN0_PER_CHANNEL_STD, ["bias"]), (MEAN0_UNIT_SCALE, ["scale", "bias"])],
+                         ids=["rgb", "gray", "rgb-per-channel-std", "gray-unit-scale"])
+def test_coreml_image_classifier_with_mean_zero(tmp_path, spec, omitted):
+    pytest.importorskip("coremltools")
+    from pocketvit.export.coreml_image import export_coreml_image, image_scale_bias, image_spec_check
+
+    f = export_coreml_image(Tiny(spec["channels"]).eval(), spec, LABELS, tmp_path)
+    check = f.info["spec_check"]
+    assert check["ok"], check["problems"]
+    assert check["omitted"] == omitted  # coremltools left the identity out of the file
+    scale, bias, divisor = image_scale_bias(spec)
+    assert check["bias"] == [0.0] and bias == [0.0] * spec["channels"]
+    assert check["scale"][0] == pytest.approx(scale, rel=1e-6)
+    assert (divisor is not None) == (spec is MEAN0_PER_CHANNEL_STD)
+    # a missing add reads as zero only where zero is wanted: the same file against a mean-0.5 contract fails
+    c = spec["channels"]
+    bad = image_spec_check(f.path, spec={**spec, "mean": [0.5] * c}, labels=LABELS)
+    assert not bad["ok"] and any(p.startswith("bias") for p in bad["problems"])

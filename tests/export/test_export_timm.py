@@ -31,18 +31,18 @@ MODELS = {
     "fastvit_mci0": {},  # MobileCLIP image tower, re-parameterised
     "mobilevit_xxs": {},
     "efficientvit_b0": {},
+    "mobilevitv2_050": {},  # LiteRT through the linear-attention-broadcast rewrite
+    "ghostnet_050": {},
 }
 TARGETS = ("executorch", "onnx", "litert")
-COREML_MODELS = ("resnet10t", "deit_tiny_patch16_224", "ghostnet_050")
-
-_EXTRA = {"ghostnet_050": {}, "mobilevitv2_050": {}}
+COREML_MODELS = ("resnet10t", "deit_tiny_patch16_224", "ghostnet_050", "fastvit_mci0", "mobilevitv2_050")
 _cache: dict = {}
 
 
 def _model(name):
     if name not in _cache:
         torch.manual_seed(0)
-        kwargs = MODELS.get(name, _EXTRA.get(name, {}))
+        kwargs = MODELS.get(name, {})
         model = timm.create_model(name, pretrained=False, num_classes=10, **kwargs).eval()
         recalibrate_batchnorm(model, (4, 3, SIZE, SIZE), batches=3)
         x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
@@ -87,13 +87,31 @@ def test_reparameterized_before_export(name):
         np.testing.assert_allclose(prepared(x).numpy(), ref, atol=1e-4)
 
 
-def test_known_litert_failure_is_a_clear_error(tmp_path):
-    """MobileViTv2 does not convert to LiteRT (TOOLCHAINS.md); the error names target and operator."""
+@pytest.mark.parametrize("name", ["fastvit_mci0", "mobilevitv2_050", "ghostnet_050"])
+def test_timm_coreml_dropin(name, tmp_path):
+    """The Core ML image classifier of models whose mean is 0 (MCi, MobileViTv2: coremltools writes no bias add)
+    and of GhostNet (torch.jit.trace route), with the preprocessing timm gives them."""
+    pytest.importorskip("coremltools")
+    from pocketvit.export.coreml_image import export_coreml_image
+    from pocketvit.models.sources import resolve_model
+
+    resolved = resolve_model(f"timm:{name}", input_size=(SIZE, SIZE), num_classes=10)
+    f = export_coreml_image(resolved.model, resolved.input, resolved.labels, tmp_path, model_name=name)
+    assert f.info["spec_check"]["ok"], f.info["spec_check"]["problems"]
+    assert f.info["frontend"] == ("torch.jit.trace" if name.startswith("ghostnet") else "torch.export")
+    if name != "ghostnet_050":
+        assert resolved.input["mean"] == [0.0] * 3 and f.info["spec_check"]["omitted"] == ["bias"]
+
+
+def test_mobilevitv2_litert_without_its_rewrite_is_a_clear_error(tmp_path):
+    """Without linear-attention-broadcast MobileViTv2 does not convert to LiteRT (TOOLCHAINS.md); the error names
+    target, operator and the known issue's workaround, and leaves nothing behind."""
     from pocketvit.errors import ExportError
 
     model, x, _ = _model("mobilevitv2_050")
     with pytest.raises(ExportError) as ei:
-        export_model(model, x, "litert", tmp_path, model_name="mobilevitv2_050")
+        export_model(model, x, "litert", tmp_path, model_name="mobilevitv2_050",
+                     disabled_rewrites=("linear-attention-broadcast",))
     msg = str(ei.value)
     assert "'mobilevitv2_050' to litert at tfl.mul" in msg and "--debug" in msg
     assert list(tmp_path.iterdir()) == []

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from export_testkit import eager, run_tflite
+from export_testkit import eager, mobilevitv2_like, run_tflite
 from pocketvit.export.rewrites import REWRITES, apply_rewrites
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 pytest.importorskip("litert_torch")
 
-LITERT = [r.name for r in REWRITES if "litert" in r.targets and r.name != "maxpool-edge-pad"]  # its own test
+# maxpool-edge-pad and linear-attention-broadcast have their own tests
+LITERT = [r.name for r in REWRITES if "litert" in r.targets
+          and r.name not in ("maxpool-edge-pad", "linear-attention-broadcast")]
 
 
 def convnext_like():
@@ -158,3 +160,28 @@ def test_litert_int8_takes_hardswish_and_padded_pools_into_the_delegate(tmp_path
     raw = quantize_export(model, x, calib, off, tmp_path / "raw.tflite").info
     assert raw["rewrites"] == {} and raw["outside_ops"].get("HARD_SWISH", 0) >= 1 and raw["outside_ops"]["PADV2"] == 1
     assert raw["delegate_calls"] > 1
+
+
+def test_linear_attention_broadcast_makes_mobilevitv2_attention_convert(tmp_path):
+    """litert-torch 0.10 cannot convert MobileViTv2's linear attention ('tfl.mul' op operands don't have
+    broadcast-compatible shapes); rewritten with implicit broadcasting it converts and matches eager."""
+    from pocketvit.errors import ExportError
+    from pocketvit.export.litert import export_litert
+
+    model, x = mobilevitv2_like()
+    ref = eager(model, x)
+    with pytest.raises(ExportError) as ei:  # the toolchain's failure, reproduced with the rewrite switched off
+        export_litert(model, x, tmp_path / "raw.tflite", disabled_rewrites=("linear-attention-broadcast",))
+    assert "tfl.mul" in str(ei.value) and not (tmp_path / "raw.tflite").exists()
+    f = export_litert(model, x, tmp_path / "m.tflite", compare_rewrites=True)
+    assert f.info["rewrites"] == {"linear-attention-broadcast": 1}
+    assert "tfl.mul" in f.info["before_rewrites"]["error"]  # what the rewrite bought, as `export` prints it
+    assert f.info["delegate_calls"] == 1 and f.info["ops_outside"] == 0
+    np.testing.assert_allclose(run_tflite(f.path, x), ref, atol=1e-5)
+    from pocketvit.export.prepare import prepare_for_export
+
+    rewritten = prepare_for_export(model)
+    assert "linear-attention-broadcast" not in apply_rewrites(rewritten, "executorch")  # LiteRT's problem only
+    assert apply_rewrites(rewritten, "litert") == {"linear-attention-broadcast": 1}
+    for inputs in (x, torch.randn(2, 3, 32, 32)):  # the same arithmetic
+        np.testing.assert_array_equal(eager(rewritten, inputs), eager(model, inputs))

@@ -15,6 +15,7 @@ from pocketvit.cli import data as data_cmd
 from pocketvit.cli import export as export_cmd
 from pocketvit.cli import inspect as inspect_cmd
 from pocketvit.cli import verify as verify_cmd
+from pocketvit.cli import zoo as zoo_cmd
 
 app = typer.Typer(
     name="pocketvit",
@@ -46,6 +47,7 @@ app.command("predict")(predict.predict)
 app.command("verify")(verify_cmd.verify)
 app.command("bench")(bench_cmd.bench)
 app.command("bench-zoo")(bench_cmd.bench_zoo)
+app.command("zoo-coverage")(zoo_cmd.zoo_coverage)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("demo")(demo.demo)
 app.command("export")(export_cmd.export)

@@ -106,6 +106,32 @@ def _trace(model, args):
     return traced
 
 
+def convert_with_fallback(model, args, convert, model_name: str, stage: str, target: str = TARGET):
+    """(mlmodel, info): `convert(source)` on the torch.export program, or, when that route fails (GhostNet:
+    "Unsupported fx node alias", TOOLCHAINS.md), on a torch.jit.trace of the model. info["frontend"] says which;
+    after a fallback info["fallback_reason"] holds why torch.export failed. Both failing raises an ExportError
+    that names the operator and both reasons."""
+    import torch
+
+    first_exc: Exception | None = None
+    try:
+        with quiet_coremltools(), torch.no_grad():
+            ep = torch.export.export(model, args).run_decompositions({})
+            return convert(ep), {"frontend": "torch.export"}
+    except Exception as exc:
+        first_exc = exc
+    try:
+        with quiet_coremltools(), torch.no_grad():
+            mlmodel = convert(_trace(model, args))
+    except Exception as exc:
+        err = lowering_error(model_name, target, first_exc, stage)
+        if offending_op(str(first_exc)) is None and offending_op(str(exc)):
+            err = lowering_error(model_name, target, exc, f"{stage} (torch.jit.trace route)")
+        err.args = (f"{err.args[0]}\n(The torch.jit.trace route failed too: {short_reason(exc)})",)
+        raise err from first_exc
+    return mlmodel, {"frontend": "torch.jit.trace", "fallback_reason": short_reason(first_exc)}
+
+
 def _mil_ops(spec) -> dict:
     counts: Counter[str] = Counter()
 
@@ -156,8 +182,6 @@ def export_coreml(
     minimum_deployment_target: str = DEFAULT_DEPLOYMENT_TARGET,
 ) -> ExportedFile:
     """Convert `model` to an fp16 ML Program and save it as an .mlpackage folder at `path`."""
-    import torch
-
     from pocketvit.export.prepare import prepare_for_export
 
     ct = import_coremltools()
@@ -174,29 +198,9 @@ def export_coreml(
     args = (example,)
     outputs = _output_names(model, args)
 
-    info: dict = {}
-    mlmodel = None
-    first_exc: Exception | None = None
-    try:
-        with quiet_coremltools(), torch.no_grad():
-            ep = torch.export.export(model, args).run_decompositions({})
-            mlmodel = _convert(ct, ep, example, outputs, minimum_deployment_target)
-        info["frontend"] = "torch.export"
-    except Exception as exc:
-        first_exc = exc
-    if mlmodel is None:
-        try:
-            with quiet_coremltools(), torch.no_grad():
-                traced = _trace(model, args)
-                mlmodel = _convert(ct, traced, example, outputs, minimum_deployment_target)
-            info["frontend"] = "torch.jit.trace"
-            info["fallback_reason"] = short_reason(first_exc)
-        except Exception as exc:
-            err = lowering_error(model_name, TARGET, first_exc, "coremltools.convert")
-            if offending_op(str(first_exc)) is None and offending_op(str(exc)):
-                err = lowering_error(model_name, TARGET, exc, "coremltools.convert (torch.jit.trace route)")
-            err.args = (f"{err.args[0]}\n(The torch.jit.trace route failed too: {short_reason(exc)})",)
-            raise err from first_exc
+    mlmodel, info = convert_with_fallback(
+        model, args, lambda source: _convert(ct, source, example, outputs, minimum_deployment_target),
+        model_name, "coremltools.convert")
 
     path = Path(path)
     with atomic_path(path) as tmp:

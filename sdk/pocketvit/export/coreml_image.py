@@ -18,11 +18,12 @@ colour layout, scale/bias, class labels); execution needs macOS.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pocketvit.errors import ExportError
-from pocketvit.export._common import ExportedFile, atomic_path, lowering_error
+from pocketvit.export._common import ExportedFile, atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -80,7 +81,7 @@ def export_coreml_image(
     """Write `out_dir/<name>-dropin.mlpackage` (fp16 ML Program, image in, class labels out) and check its spec."""
     import torch
 
-    from pocketvit.export.coreml import import_coremltools, quiet_coremltools
+    from pocketvit.export.coreml import convert_with_fallback, import_coremltools, quiet_coremltools
     from pocketvit.export.prepare import prepare_for_export
 
     ct = import_coremltools()
@@ -94,32 +95,30 @@ def export_coreml_image(
     shape = (1, int(spec["channels"]), int(spec["height"]), int(spec["width"]))
     layout = {"GRAY": ct.colorlayout.GRAYSCALE, "RGB": ct.colorlayout.RGB, "BGR": ct.colorlayout.BGR}[color]
     path = Path(out_dir) / f"{name}-dropin.mlpackage"
-    try:
-        with torch.no_grad():
-            ep = torch.export.export(wrapped, (torch.zeros(shape),)).run_decompositions({})
+
+    def convert(source):
+        return ct.convert(
+            source,
+            inputs=[ct.ImageType(name=INPUT_NAME, shape=shape, scale=scale,
+                                 bias=bias[0] if color == "GRAY" else bias, color_layout=layout)],
+            classifier_config=ct.ClassifierConfig(list(labels)),
+            convert_to="mlprogram",
+            compute_precision=ct.precision.FLOAT16,
+            minimum_deployment_target=getattr(ct.target, minimum_deployment_target),
+        )
+
+    mlmodel, route = convert_with_fallback(wrapped, (torch.zeros(shape),), convert, model_name,
+                                           "ct.convert with an ImageType input", target="coreml")
+    mlmodel.short_description = f"{model_name}: image classifier exported by pocketvit"
+    mlmodel.user_defined_metadata["pocketvit.preprocessing"] = json.dumps(spec, sort_keys=True)
+    with atomic_path(path) as tmp:
         with quiet_coremltools():
-            mlmodel = ct.convert(
-                ep,
-                inputs=[ct.ImageType(name=INPUT_NAME, shape=shape, scale=scale,
-                                     bias=bias[0] if color == "GRAY" else bias, color_layout=layout)],
-                classifier_config=ct.ClassifierConfig(list(labels)),
-                convert_to="mlprogram",
-                compute_precision=ct.precision.FLOAT16,
-                minimum_deployment_target=getattr(ct.target, minimum_deployment_target),
-            )
-        mlmodel.short_description = f"{model_name}: image classifier exported by pocketvit"
-        mlmodel.user_defined_metadata["pocketvit.preprocessing"] = __import__("json").dumps(spec, sort_keys=True)
-    except ExportError:
-        raise
-    except Exception as exc:
-        raise lowering_error(model_name, "coreml", exc, "ct.convert with an ImageType input") from exc
-    with atomic_path(path) as tmp, quiet_coremltools():
-        mlmodel.save(str(tmp))
-    check = image_spec_check(path, spec=spec, labels=labels)
-    if not check["ok"]:
-        raise ExportError(f"{path}: the Core ML image model's spec does not match the bundle: {check['problems']}")
-    info = {"frontend": "torch.export", "spec_check": check, "input_form": "uint8-nhwc",
-            "file_outputs": "probabilities",
+            mlmodel.save(str(tmp))
+        check = image_spec_check(tmp, spec=spec, labels=labels)
+        if not check["ok"]:  # checked before the rename: a file that fails never reaches its final name
+            raise ExportError(f"Could not export '{model_name}' to {TARGET}: the Core ML image model's spec does not "
+                              f"match the bundle: {check['problems']}")
+    info = {**route, "spec_check": check, "input_form": "uint8-nhwc", "file_outputs": "probabilities",
             "image_input": {"scale": scale, "bias": bias, "color_layout": check["color_space"],
                             "std_in_graph": divisor}}
     return ExportedFile(target=TARGET, path=path, runtime="coreml", precision="fp16", info=info)
@@ -168,10 +167,11 @@ def image_spec_check(path: Path | str, *, spec: dict[str, Any] | None = None,
             for blk in fn.block_specializations.values():
                 consts = _const_values(blk)
                 for op in blk.operations:
-                    x = op.inputs["x"].arguments[0].name if "x" in op.inputs else None
-                    if op.type == "mul" and image and x == image[0].name:
+                    # coremltools names the ops it puts in front of an image input <input>__scaled__ / __biased__
+                    produced = op.outputs[0].name if op.outputs else None
+                    if op.type == "mul" and image and produced == f"{image[0].name}__scaled__":
                         scale = _floats(consts[op.inputs["y"].arguments[0].name])
-                    elif op.type == "add" and image and x == f"{image[0].name}__scaled__":
+                    elif op.type == "add" and image and produced == f"{image[0].name}__biased__":
                         bias = _floats(consts[op.inputs["y"].arguments[0].name])
                     elif op.type == "classify":
                         arg = op.inputs["classes"].arguments[0]
@@ -181,6 +181,12 @@ def image_spec_check(path: Path | str, *, spec: dict[str, Any] | None = None,
                         classes = [v.decode() if isinstance(v, bytes) else str(v) for v in items]
     except (KeyError, AttributeError, ValueError) as e:
         out["problems"].append(f"cannot read the ML Program: {e}")
+    # coremltools writes no multiply for a scale of 1 and no add for an all-zero bias (a mean-0 model: FastViT-MCi,
+    # MobileViTv2): a missing op is that identity, not a mismatch
+    out["omitted"] = [k for k, v in (("scale", scale), ("bias", bias)) if v is None]
+    if image and not any("cannot read" in p for p in out["problems"]):
+        scale = [1.0] if scale is None else scale
+        bias = [0.0] if bias is None else bias
     out.update(scale=scale, bias=bias, labels=classes)
     if not desc.predictedFeatureName or not desc.predictedProbabilitiesName:
         out["problems"].append("not a classifier (no predictedFeatureName / predictedProbabilitiesName)")

@@ -65,8 +65,11 @@ def backend_summary(target: str, info: dict[str, Any]) -> str:
         text = f"{_litert_delegation(info)}: {_ops_text(ops)}"
         if info.get("rewrites"):
             text += f"; rewrites {', '.join(f'{k} x{v}' for k, v in info['rewrites'].items())}"
-        if info.get("before_rewrites"):
-            text += f" (without them: {_litert_delegation(info['before_rewrites'])})"
+        before = info.get("before_rewrites")
+        if before and before.get("error"):
+            text += f" (without them the conversion fails: {before['error']})"
+        elif before:
+            text += f" (without them: {_litert_delegation(before)})"
         return text
     if runtime == "onnx":
         ops = info.get("ops") or {}
@@ -78,5 +81,7 @@ def backend_summary(target: str, info: dict[str, Any]) -> str:
         check = info.get("spec_check") or {}
         ok = check.get("ok")
         text = f"ML Program via {info.get('frontend', '?')}, spec check {'ok' if ok else 'FAILED' if ok is False else '?'}"
+        if info.get("fallback_reason"):
+            text += f" (torch.export failed: {info['fallback_reason']})"
         return text + "; not executable on Linux (Core ML runs on macOS/iOS only)"
     return json.dumps(info)[:200]

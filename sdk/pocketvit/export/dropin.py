@@ -6,8 +6,8 @@ ImageType + ClassifierConfig model, is written by export/coreml_image.py; `expor
     f = export_dropin(model, spec, "litert", out_dir, labels=[...], input_dtype="uint8")
 
 The wrapped graph takes NHWC pixels as a camera frame gives them (uint8 0..255, or float32 holding the same
-0..255 values), in the model's colour order (GRAY: 1 channel, RGB: 3), already resized and cropped to the
-input size (resizing stays the app's job: MediaPipe and Vision do it). Inside: cast to float, NHWC -> NCHW,
+0..255 values) in RGB (a GRAY model converts to luma inside, a BGR one swaps the channels inside), already
+resized and cropped to the input size (resizing stays the app's job: MediaPipe and Vision do it). Inside: cast to float, NHWC -> NCHW,
 ``pixel * scale``, ``- mean``, ``/ std`` (folded into one multiply-add per channel), the model, and a softmax
 for classifiers so the output is class probabilities. The manifest records the file's form:
 ``input_form`` "uint8-nhwc" or "float-nhwc" and ``outputs`` "probabilities"; pocketvit.runtime feeds each
@@ -74,10 +74,10 @@ def normalization(spec: dict[str, Any]) -> tuple[list[float], list[float]]:
 
 def check_dropin_spec(spec: dict[str, Any], model_name: str = "model") -> None:
     color = spec.get("color_order", "GRAY" if spec["channels"] == 1 else "RGB")
-    if color not in ("GRAY", "RGB"):
+    if color not in ("GRAY", "RGB", "BGR"):
         raise ExportError(f"Could not make a drop-in file for '{model_name}': its colour order is {color}; drop-in "
-                          "files take GRAY or RGB pixels (what MediaPipe and Vision give). Export it with "
-                          "--no-dropin, or retrain it on RGB input.")
+                          "files take RGB pixels (what MediaPipe and Vision give) for GRAY, RGB or BGR models. Export "
+                          "it with --no-dropin.")
     if spec.get("layout", "NCHW") != "NCHW":
         raise ExportError(f"Could not make a drop-in file for '{model_name}': the model takes layout "
                           f"{spec.get('layout')}; drop-in wrapping needs an NCHW model. Export it with --no-dropin.")
@@ -101,6 +101,10 @@ def _wrapper_class():
             self.gray = int(spec["channels"]) == 1
             # as a 1x1 convolution, which XNNPACK delegates (a channel sum is left outside it)
             self.register_buffer("luma", torch.tensor(LUMA, dtype=torch.float32).reshape(1, 3, 1, 1))
+            # a BGR model (Hugging Face MobileViT) takes the RGB frame with its channels swapped by a 1x1 convolution
+            # (a permutation: exact), which the delegates take as they take the luma one
+            self.bgr = spec.get("color_order") == "BGR"
+            self.register_buffer("swap", torch.eye(3, dtype=torch.float32).flip(0).reshape(3, 3, 1, 1))
 
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
             # contiguous: without it ExecuTorch leaves an as_strided_copy outside XNNPACK on some models
@@ -108,6 +112,8 @@ def _wrapper_class():
             x = pixels.to(torch.float32).permute(0, 3, 1, 2).contiguous()
             if self.gray:
                 x = torch.floor((torch.nn.functional.conv2d(x, self.luma) + 32768.0) * (1.0 / 65536.0))
+            elif self.bgr:
+                x = torch.nn.functional.conv2d(x, self.swap)
             y = self.model(x * self.mul + self.add)
             if isinstance(y, (tuple, list)):  # an early-exit model: the final head is last
                 y = y[-1]
@@ -149,6 +155,7 @@ def export_dropin(
     version: str | None = None,
     license: str | None = None,
     metadata: bool = False,
+    disabled_rewrites: tuple[str, ...] = (),
 ) -> ExportedFile:
     """Write `out_dir/<name>-dropin<ext>` for `runtime` (litert, executorch or onnx); returns its ExportedFile
     with target '<runtime>-dropin', info {input_form, file_outputs, file_input, wrapper, metadata, ...}
@@ -156,6 +163,7 @@ def export_dropin(
 
     metadata: embed TFLite metadata (litert) / ONNX metadata_props (onnx) now (the bundle writer does it
     otherwise, with the bundle's labels and licence); info["metadata"] records what was written.
+    disabled_rewrites: export rewrites switched off by name (`--no-rewrite`), as for the float files.
     """
     from pocketvit.export import export_model
     from pocketvit.export.prepare import prepare_for_export
@@ -174,7 +182,7 @@ def export_dropin(
     if runtime in ("executorch", "litert"):
         from pocketvit.export.rewrites import apply_rewrites
 
-        apply_rewrites(inner, runtime)
+        apply_rewrites(inner, runtime, disabled_rewrites)
     wrapped = wrap(inner, spec, task)
     t0 = time.perf_counter()
     f = export_model(wrapped, example_pixels(spec, input_dtype), runtime, Path(out_dir),

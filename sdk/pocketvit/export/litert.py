@@ -102,7 +102,11 @@ def export_litert(
     if compare_rewrites and rewrites:
         with tempfile.TemporaryDirectory() as tmp:
             plain = Path(tmp) / "before.tflite"
-            _write(_convert(prepare_for_export(source), args, model_name), plain, model_name)
+            try:
+                _write(_convert(prepare_for_export(source), args, model_name), plain, model_name)
+            except ExportError as e:  # a rewrite that works around a converter failure (linear-attention-broadcast)
+                f.info["before_rewrites"] = {"error": str(e).splitlines()[0]}
+                return f
             before = describe_tflite(plain)
         f.info["before_rewrites"] = {k: before[k] for k in DELEGATION_KEYS if k in before}
     return f

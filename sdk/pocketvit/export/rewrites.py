@@ -22,7 +22,12 @@ from pocketvit.export.rewrites_conv import (
     se_hardsigmoid_into_conv,
     silu_as_sigmoid_mul,
 )
-from pocketvit.export.rewrites_litert import depthwise7_as_5x5, layernorm_keepdim, maxpool_edge_pad
+from pocketvit.export.rewrites_litert import (
+    depthwise7_as_5x5,
+    layernorm_keepdim,
+    linear_attention_broadcast,
+    maxpool_edge_pad,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -248,6 +253,9 @@ REWRITES: tuple[Rewrite, ...] = (
             ("litert",), layernorm_keepdim),
     Rewrite("maxpool-edge-pad", "max-pool padding as edge-replicating concats (exact; XNNPACK skips the -inf PADV2)",
             ("litert", "litert-int8"), maxpool_edge_pad),
+    Rewrite("linear-attention-broadcast", "MobileViTv2 linear attention's multiplies broadcast implicitly (no "
+            "expand_as): litert-torch fails to convert the mixed form (tfl.mul broadcast)",
+            ("litert", "litert-int8"), linear_attention_broadcast),
     Rewrite("hardswish-as-hardtanh-mul", "hardswish as x * hardtanh(x + 3, 0, 6) / 6: XNNPACK takes no int8 HARD_SWISH",
             ("litert-int8",), hardswish_as_hardtanh_mul),
     Rewrite("depthwise7-as-core-ring", "stride-1 7x7 depthwise conv as a 5x5 core + two dilated border convs (49 taps)",

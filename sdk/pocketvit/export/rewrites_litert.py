@@ -9,6 +9,12 @@ layernorm-keepdim: litert-torch lowers `F.layer_norm` to per-position statistics
 without keepdims, SQUARED_DIFFERENCE, RSQRT, ...) with a RESHAPE back before every broadcast (5 per
 LayerNorm); with keepdim statistics one RESHAPE is left. A LayerNorm alone runs 0.31 -> 0.22 ms; on
 whole models (ConvNeXt-atto, DeiT-tiny, TinyViT-5M) the change is within noise.
+
+linear-attention-broadcast: MobileViTv2's separable self-attention (timm `LinearSelfAttention`) multiplies a
+(B, d, P, N) map by a (B, 1, P, N) one and then by an `expand_as` of a (B, d, P, 1) one. litert-torch 0.10 rejects
+the graph ("'tfl.mul' op operands don't have broadcast-compatible shapes") when one of those multiplies broadcasts
+implicitly and the other through expand: written with plain broadcasting for both (no expand_as) it converts, with
+the same arithmetic. Measured on the module alone and on mobilevitv2_050 (tests/export/test_rewrites_litert.py).
 """
 
 from __future__ import annotations
@@ -131,3 +137,33 @@ def maxpool_edge_pad(model: torch.nn.Module) -> int:
     return replace_modules(model, padded, EdgePadMaxPool)
 
 
+
+
+def linear_attention_broadcast(model: torch.nn.Module) -> int:
+    """timm MobileViTv2 `LinearSelfAttention` (self-attention path) with both of its multiplies broadcasting
+    implicitly: `relu(v) * context` instead of `relu(v) * context.expand_as(v)` (same values; litert-torch fails
+    to convert the expand_as form). The cross-attention path (x_prev given) runs timm's own code."""
+    try:
+        from timm.models.mobilevit import LinearSelfAttention
+    except ImportError:
+        return 0
+    import torch.nn.functional as F
+    from torch import nn
+
+    class BroadcastLinearSelfAttention(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
+            a = self.inner
+            if x_prev is not None:
+                return a(x, x_prev)
+            query, key, value = a.qkv_proj(x).split([1, a.embed_dim, a.embed_dim], dim=1)  # (B, 1|d|d, P, N)
+            scores = a.attn_drop(F.softmax(query, dim=-1))
+            context = (key * scores).sum(dim=-1, keepdim=True)  # (B, d, P, 1)
+            return a.out_drop(a.out_proj(F.relu(value) * context))
+
+    needed = ("qkv_proj", "embed_dim", "attn_drop", "out_proj", "out_drop")
+    return replace_modules(model, lambda m: type(m) is LinearSelfAttention and all(hasattr(m, n) for n in needed),
+                           BroadcastLinearSelfAttention)

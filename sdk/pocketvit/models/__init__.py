@@ -1,5 +1,6 @@
 """Model factories: the project's own small students/teachers by name, timm models as `timm:NAME`,
-EfficientNet-Lite as `efficientnet-lite:lite0` (models/efficientnet_lite.py). Where a model to export comes
+Hugging Face image classifiers as `hf:FOLDER` (models/source_hf.py), EfficientNet-Lite as
+`efficientnet-lite:lite0` (models/efficientnet_lite.py). Where a model to export comes
 from (names, checkpoints, build directories): models/sources.py."""
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from pocketvit.errors import RecipeError
+from pocketvit.models.resolved import REFERENCE_WEIGHTS, source_block
+
+__all__ = ["LOCAL_ARCHS", "REFERENCE_WEIGHTS", "build_model", "describe", "from_source", "source_block"]
 
 LOCAL_ARCHS = ("pocketvit-resnet", "pocketvit-tinyvit")
 
@@ -39,12 +43,16 @@ def build_model(arch: str, in_chans: int, num_classes: int, img_size: int, optio
                 if "img_size" not in str(exc):
                     raise
         return timm.create_model(name, **kwargs)
+    if arch.startswith("hf:"):
+        from pocketvit.models.source_hf import build_hf
+
+        return build_hf(arch, in_chans, num_classes, img_size, options)
     if arch.startswith("efficientnet-lite:"):
         from pocketvit.models import efficientnet_lite
 
         return efficientnet_lite.build(arch.split(":", 1)[1], in_chans, num_classes, img_size, options)
-    raise RecipeError(f"unknown architecture '{arch}': use one of {', '.join(LOCAL_ARCHS)}, timm:NAME "
-                      "or efficientnet-lite:lite0")
+    raise RecipeError(f"unknown architecture '{arch}': use one of {', '.join(LOCAL_ARCHS)}, timm:NAME, "
+                      "hf:FOLDER or efficientnet-lite:lite0")
 
 
 def _config(cls, arch: str, options: dict[str, Any], **fixed):
@@ -59,15 +67,6 @@ def describe(model) -> dict[str, Any]:
     """Architecture options of a local model (for the report and for rebuilding it)."""
     cfg = getattr(model, "cfg", None)
     return asdict(cfg) if cfg is not None else {}
-
-
-REFERENCE_WEIGHTS = "reference/weights.safetensors"
-
-
-def source_block(arch: str, options: dict[str, Any], in_chans: int, num_classes: int, img_size: int) -> dict[str, Any]:
-    """The manifest's `source`: how to rebuild the eager model (for verify/bench) from the bundle alone."""
-    return {"arch": arch, "options": options, "in_chans": in_chans, "num_classes": num_classes,
-            "img_size": img_size, "weights": REFERENCE_WEIGHTS}
 
 
 def from_source(source: dict[str, Any], bundle_dir) -> Any:

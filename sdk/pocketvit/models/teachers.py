@@ -1,5 +1,5 @@
 """Teachers used as they come: a timm checkpoint, an open_clip image tower, EfficientNet-Lite's ImageNet
-weights, another build's student, or an ensemble of these.
+weights, a Hugging Face image classifier folder (hf:FOLDER), another build's student, or an ensemble of these.
 
 Each keeps its own preprocessing (timm's pretrained_cfg via `resolve_data_config`, open_clip's
 preprocess_cfg, Lite's [-1, 1], a build's manifest). `TeacherAdapter` takes the *student's* normalized
@@ -106,7 +106,7 @@ class OpenClipClassifier(nn.Module):
 def is_pretrained(teacher: Any) -> bool:
     """Whether the recipe's teacher is used as it comes (this module) rather than trained by the build."""
     arch = teacher.arch
-    return bool(teacher.pretrained or teacher.ensemble or arch.startswith("open_clip:") or _is_path(arch))
+    return bool(teacher.pretrained or teacher.ensemble or arch.startswith(("open_clip:", "hf:")) or _is_path(arch))
 
 
 def _is_path(arch: str) -> bool:
@@ -143,9 +143,9 @@ def _weight_files(spec: dict[str, Any], base_dir: Path) -> list[Path]:
         from pocketvit.models import efficientnet_lite
 
         files.append(efficientnet_lite.weights_file(arch.split(":", 1)[1]))
-    target = arch.split(":", 1)[1] if arch.startswith("open_clip:") else arch
+    target = arch.split(":", 1)[1] if arch.startswith(("open_clip:", "hf:")) else arch
     folder = resolve(target, base_dir)
-    if not (_is_path(target) and folder.is_dir()):
+    if not ((_is_path(target) or arch.startswith("hf:")) and folder.is_dir()):
         return files
     for bundle in (folder / "bundle", folder):  # a build directory or a bundle: its manifest and reference weights
         if (bundle / "manifest.json").is_file():
@@ -196,7 +196,8 @@ def _check_options(arch: str, options: dict[str, Any], known: set[str]) -> None:
 
 
 def _resolved(arch: str, ckpt: Path | None, options: dict[str, Any], base_dir: Path):
-    """timm / EfficientNet-Lite / build directories through models/sources.py (the export path's loader)."""
+    """timm / EfficientNet-Lite / hf: folders / build directories through models/sources.py (the export path's
+    loader)."""
     from pocketvit.models.sources import resolve_model
     from pocketvit.recipe import resolve
 
@@ -214,7 +215,10 @@ def _resolved(arch: str, ckpt: Path | None, options: dict[str, Any], base_dir: P
     size = options.get("input_size")
     if isinstance(size, int):
         size = (size, size)
-    target = str(resolve(arch, base_dir)) if _is_path(arch) else arch
+    if arch.startswith("hf:"):  # a Hugging Face folder, relative to the recipe like every path
+        target = f"hf:{resolve(arch.split(':', 1)[1], base_dir)}"
+    else:
+        target = str(resolve(arch, base_dir)) if _is_path(arch) else arch
     r = resolve_model(target, checkpoint=ckpt, input_size=tuple(size) if size else None,
                       num_classes=options.get("num_classes"))
     return r.model.eval(), r.input, list(r.labels), list(r.notes)

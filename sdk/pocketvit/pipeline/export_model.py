@@ -73,6 +73,7 @@ def export_to_bundle(
     dropin_input: str = "uint8",
     quantize: Callable[..., Iterable[tuple[str, Any, dict[str, Any]]]] | None = None,
     disabled_rewrites: tuple[str, ...] = (),
+    compare_rewrites: bool = True,
 ) -> dict[str, Any]:
     """Export `resolved.model` to every target, write ONE bundle with those that worked, measure them.
 
@@ -81,6 +82,7 @@ def export_to_bundle(
     ML's, for those among the targets.
     dropin_input: 'uint8' or 'float' pixels.
     quantize: export/quantize/cli_support.int8_exporter(...): adds '<target>-int8' files beside the fp32 ones.
+    compare_rewrites: also lower ExecuTorch / LiteRT without their rewrites, to report what the rewrites bought.
 
     Returns a JSON-able result: {model, name, bundle, input, provenance, targets: {t: {status, file,
     bytes, runtime, precision, seconds, backend, summary, parity, latency_ms, error}}, failed: {t: message},
@@ -115,12 +117,13 @@ def export_to_bundle(
         example = resolved.example()
         jobs = [(t, f"exporting {resolved.name} to {t} ...",
                  lambda t=t: export_model(resolved.model, example, t, staging, name="model", model_name=resolved.name,
-                                          disabled_rewrites=disabled_rewrites, compare_rewrites=True))
+                                          disabled_rewrites=disabled_rewrites, compare_rewrites=compare_rewrites))
                 for t in targets]
         jobs += [(dropin_target(r), (f"exporting {resolved.name} to {dropin_target(r)} (NHWC {dropin_input} pixels "
                                      "in, normalization inside) ..."),
                   lambda r=r: export_dropin(resolved.model, resolved.input, r, staging, input_dtype=dropin_input,
-                                            labels=resolved.labels, model_name=resolved.name))
+                                            labels=resolved.labels, model_name=resolved.name,
+                                            disabled_rewrites=disabled_rewrites))
                  for r in dropin]
         for t, message, job in jobs:
             say(message)
@@ -144,6 +147,9 @@ def export_to_bundle(
                 failed[t] = row["error"]
             else:
                 exported.append(f)
+        failed = works_instead(failed, [f.target for f in exported])
+        for t, msg in failed.items():
+            results[t]["error"] = msg
         if not exported:
             raise ExportError(f"Could not export '{resolved.name}' to any target; nothing was written.\n"
                               + "\n".join(f"- {t}: {msg}" for t, msg in failed.items()))
@@ -183,7 +189,8 @@ def export_to_bundle(
                                              **{k: info[k] for k in BACKEND_FACTS if k in info}}
     result = {
         "model": resolved.spec, "name": resolved.name, "bundle": str(out), "input": resolved.input,
-        "labels": len(resolved.labels), "provenance": resolved.provenance(), "notes": list(resolved.notes),
+        "labels": len(resolved.labels), "provenance": resolved.provenance(),
+        "notes": list(resolved.notes) + route_notes(exported),
         "targets": {t: results[t] for t in all_targets}, "failed": failed,
         "parity_failed": [t for t in ok if results[t]["status"] == "parity failed"],
         "parity_inputs": n_inputs, "latency_runs": latency_runs,
@@ -198,3 +205,22 @@ def _save_reference(model: Any, path: Path) -> None:
     # clone: safetensors refuses tensors that share storage (tied weights); loading does not care.
     state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path))
+
+
+def route_notes(exported: list[ExportedFile]) -> list[str]:
+    """One note for every file that took a fallback route (Core ML through torch.jit.trace), said once."""
+    traced = [f for f in exported if f.info.get("frontend") == "torch.jit.trace"]
+    if not traced:
+        return []
+    return [f"{', '.join(f.target for f in traced)}: torch.export could not take this model "
+            f"({traced[0].info.get('fallback_reason', '?')}); converted through torch.jit.trace instead and "
+            "spec-checked"]
+
+
+def works_instead(failed: dict[str, str], worked: Iterable[str]) -> dict[str, str]:
+    """Each failure message followed by the known toolchain issue it matches (export/known_issues.py) and the
+    targets that did export for this model."""
+    from pocketvit.export.known_issues import explain
+
+    worked = list(worked)
+    return {t: explain(t, msg, worked) for t, msg in failed.items()}

@@ -120,7 +120,7 @@ class TrainSection(Section):
 
 
 class ModelSection(Section):
-    arch: str = Field(..., description="pocketvit-resnet, pocketvit-tinyvit or timm:NAME")
+    arch: str = Field(..., description="pocketvit-resnet, pocketvit-tinyvit, timm:NAME or hf:FOLDER")
     options: dict[str, Any] = Field(default_factory=dict, description="architecture options")
 
 
@@ -140,8 +140,8 @@ class TeacherSection(ModelSection):
     train: TrainSection = TrainSection()
     pretrained: bool = Field(
         False, description="use the teacher as it comes: its own weights, classes and preprocessing (timm:NAME + "
-        "checkpoint, efficientnet-lite:lite0's ImageNet weights); implied by open_clip:, a build directory and "
-        "ensemble")
+        "checkpoint, efficientnet-lite:lite0's ImageNet weights); implied by open_clip:, hf:FOLDER, a build directory "
+        "and ensemble")
     ensemble: Optional[list[TeacherSource]] = Field(
         None, description="several teachers used as they come; their probabilities are averaged")
     head: Literal["auto", "keep", "new"] = Field(

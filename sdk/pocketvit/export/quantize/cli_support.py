@@ -77,17 +77,19 @@ def calibration_for(calibration: str | None, resolved: Any, n: int = 256, held: 
 
 
 def int8_exporter(calibration: str | None, *, budget: float = 0.005, sensitivity: bool = True,
-                  n: int = 256, min_agreement: float = 0.99,
-                  coreml_nbits: int | None = None) -> Callable[..., Iterator[tuple[str, Any, dict[str, Any]]]]:
+                  n: int = 256, min_agreement: float = 0.99, coreml_nbits: int | None = None,
+                  images: tuple[Any, Any, Any] | None = None) -> Callable[..., Iterator[tuple[str, Any, dict[str, Any]]]]:
     """A callable for export_to_bundle(quantize=...): yields (target, ExportedFile or None, result row).
-    coreml_nbits: palettize the Core ML weights (k-means, that many bits) instead of int8 weights."""
+    coreml_nbits: palettize the Core ML weights (k-means, that many bits) instead of int8 weights.
+    images: (calibration, held-out, held-out labels or None) tensors given directly instead of `calibration`
+    (the zoo's random images, for checking the int8 path of random-weight models)."""
 
     def run(resolved: Any, targets: list[str], staging: Path, say: Callable[[str], None]):
         from pocketvit.export._common import file_extension
         from pocketvit.export.describe import backend_summary
         from pocketvit.export.quantize import config_for, quantize_export
 
-        calib, hx, hy = calibration_for(calibration, resolved, n)
+        calib, hx, hy = images if images is not None else calibration_for(calibration, resolved, n)
         example = resolved.example()
         float_layers: list[str] = []
         plan: dict[str, Any] = {"calibration_images": len(calib), "float_layers": []}
@@ -120,5 +122,6 @@ def int8_exporter(calibration: str | None, *, budget: float = 0.005, sensitivity
                          "seconds": round(time.perf_counter() - t0, 2), "backend": f.info,
                          "summary": backend_summary(t, f.info) + f"; {len(float_layers)} layer(s) kept in float"}
 
-    run.check = lambda resolved: check_calibration(calibration, resolved)  # before any export starts
+    run.check = (lambda resolved: None) if images is not None else (
+        lambda resolved: check_calibration(calibration, resolved))  # before any export starts
     return run
