@@ -50,3 +50,9 @@ class VerifyError(PocketVitError):
     """An exported model missed its parity or accuracy tolerance."""
 
     exit_code = 6
+
+
+class DeviceError(PocketVitError):
+    """A device reached over ssh (`--device`) could not be used: unreachable, refused, no Python, no runtime, full."""
+
+    exit_code = 8

@@ -72,6 +72,17 @@ def crops_of(images: list[np.ndarray], spec: dict[str, Any], color: str | None =
     return np.stack([prepare_image(im, spec, color) for im in images])
 
 
+def target_outputs(p: Predictor, spec: dict[str, Any], crops: np.ndarray, images: list[np.ndarray]) -> np.ndarray:
+    """verify's inputs through one opened target, as N x outputs float32: ``crops`` (``images`` prepared for the
+    bundle's ``spec``) in the target's input form; a file with an input of its own (a drop-in file of a gray model
+    takes RGB) gets the same ``images`` prepared for its spec."""
+    if p.input_spec is spec:
+        x = preprocess_array(crops, spec, p.input_form)
+    else:
+        x = preprocess_array(crops_of(images, p.input_spec, input_color(spec)), p.input_spec, p.input_form)
+    return np.asarray(p.run(x), dtype=np.float32).reshape(len(x), -1)
+
+
 def eager_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The eager torch model always takes float32 NCHW, whatever layout an exported file has."""
     return {**spec, "layout": "NCHW", "dtype": "float32"}

@@ -59,3 +59,53 @@ def bench_plot(result: dict[str, Any], path: str | Path) -> Path:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+def device_plot(result: dict[str, Any], path: str | Path) -> Path:
+    """`bench --device`: median ms per runtime, one bar per machine (the device, this machine), p90 as a whisker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pocketvit.runtime.io import atomic_path
+
+    path = Path(path)
+    dev = result["device_bench"]["results"]
+    local = (result.get("local") or {}).get("results", {})
+    d = result["device"]
+    machines = [(f"{d['address']}: {d.get('model')}" + (" (emulated)" if d.get("emulated") else ""), dev, "tab:orange")]
+    if local:
+        here = result["local"]["machine"]
+        machines.append((f"this machine ({here.get('machine')}, {here.get('cpu_count')} CPUs)", local, "tab:blue"))
+    rows = [t for t, e in dev.items() if "median_ms" in e or "median_ms" in local.get(t, {})]
+    fig, ax = plt.subplots(figsize=(7.5, 0.8 * max(2, len(rows)) + 1.4))
+    h = 0.8 / len(machines)
+    top = max([1e-9] + [e["p90_ms"] for _, res, _ in machines for e in res.values() if "p90_ms" in e])
+    for j, (label, res, color) in enumerate(machines):
+        ys, med, p90 = [], [], []
+        for i, t in enumerate(rows):
+            e = res.get(t, {})
+            if "median_ms" in e:
+                ys.append(i + (j - (len(machines) - 1) / 2) * h)
+                med.append(e["median_ms"])
+                p90.append(max(e["p90_ms"], e["median_ms"]))
+        ax.barh(ys, med, height=h, color=color, label=label,
+                xerr=[[0] * len(med), [b - a for a, b in zip(med, p90)]], capsize=3)
+        for y, m, q in zip(ys, med, p90):
+            ax.text(q + 0.01 * top, y, f"{m:.3g} ms", va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), [display_name(t, dev[t]) for t in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * 1.35)
+    ax.set_xlabel("median latency, batch 1 (ms); whisker: p90")
+    ax.legend(fontsize=8, loc="lower right")
+    title = f"{result['name']}: latency per runtime per device"
+    if d.get("emulated"):
+        title += "\nthe device is emulated: its bars time the emulator, not the device"
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

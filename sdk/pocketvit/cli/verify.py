@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import err_console, handle_errors
+from pocketvit.cli.common import (
+    DeviceDirOpt,
+    DeviceOpt,
+    DevicePythonOpt,
+    SshConfigOpt,
+    err_console,
+    handle_errors,
+)
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 TargetsOpt = Annotated[
@@ -37,7 +44,8 @@ def print_table(result: dict) -> None:
 
     from pocketvit.bench._common import table_console
 
-    table = Table(title=f"{result['name']}: runtime vs eager torch, {result['inputs']} inputs (seed {result['seed']})")
+    where = f" on {result['device']['address']}" if result.get("device") else ""
+    table = Table(title=f"{result['name']}: runtime{where} vs eager torch, {result['inputs']} inputs (seed {result['seed']})")
     for col, just in [("target", "left"), ("runtime", "left"), ("precision", "left"), ("max |Δ|", "right"),
                       ("cosine (min)", "right"), ("top-1 agree", "right"), ("tolerance", "left"), ("result", "left")]:
         table.add_column(col, justify=just)
@@ -49,6 +57,34 @@ def print_table(result: dict) -> None:
         table.add_row(r["target"], r["runtime"], r["precision"], _fmt(r["max_abs_diff"], ".2e"),
                       _fmt(r["cosine"], ".6f"), _fmt(r["top1_agreement"], ".4f"), _tol_text(r["tolerance"]), status)
     table_console().print(table)
+
+
+def print_device(result: dict) -> None:
+    """The device, and each target's outputs there against this machine's runtime on the same file."""
+    from rich.table import Table
+
+    from pocketvit.bench._common import table_console
+
+    console = table_console()
+    d = result["device"]
+    console.print(f"[bold]device[/bold] {d['address']}: {d['label']}"
+                  + (f" [bold yellow]EMULATED[/bold yellow]: {d['emulated']}" if d.get("emulated") else ""),
+                  highlight=False)
+    if result["vs_local"]:
+        table = Table(title="the device's outputs vs this machine's runtime on the same file")
+        for col in ("target", "device runtime", "here", "max |Δ|", "top-1 agree"):
+            table.add_column(col, justify="right" if col in ("max |Δ|", "top-1 agree") else "left")
+        for t, v in result["vs_local"].items():
+            if "note" in v:
+                table.add_row(t, "", f"[yellow]{v['note']}[/yellow]", "—", "—")
+            else:
+                table.add_row(t, str(v.get("device_module")), str(v.get("module")), f"{v['max_abs_diff']:.2e}",
+                              f"{v['top1_agreement']:.4f}")
+        console.print(table)
+    diff = result.get("device_preprocessing_max_pixel_diff")
+    if diff is not None:
+        console.print(f"the bundle's preprocessing on the device vs here (colour, resize, crop): max pixel "
+                      f"difference {diff}", highlight=False)
 
 
 @handle_errors
@@ -72,6 +108,10 @@ def verify(
     no_exits: Annotated[
         bool, typer.Option("--no-exits", help="Skip the early-exit program rows ('<target> exits': the segment chain vs the eager exit model).")
     ] = False,
+    device: DeviceOpt = None,
+    device_python: DevicePythonOpt = "python3",
+    device_dir: DeviceDirOpt = None,
+    ssh_config: SshConfigOpt = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
     """Check every target of a bundle against eager torch on the same preprocessed inputs.
@@ -81,6 +121,8 @@ def verify(
     Exits 6 when a target misses its tolerance (fp32: max |Δ| 1e-3, cosine 0.999, top-1 0.99; int8: cosine 0.98, top-1 0.9).
 
     Core ML is reported as converted, not run, off macOS.
+
+    With --device ssh://USER@HOST the targets run on that device (eager torch stays here), and each is also compared with this machine's runtime on the same file.
     """
     from pocketvit.bench.parity import raise_on_failure, verify_bundle
 
@@ -88,12 +130,24 @@ def verify(
         "fp32": {"max_abs_diff": max_abs_diff, "cosine": cosine, "top1": top1},
         "int8": {"max_abs_diff": int8_max_abs_diff, "cosine": int8_cosine, "top1": int8_top1},
     }
-    result = verify_bundle(bundle, target or None, n_inputs=inputs, seed=seed, tolerance_overrides=overrides,
-                           threads=threads, exits=not no_exits)
+    if device:
+        from pocketvit.bench.on_device import verify_on_device
+
+        result = verify_on_device(bundle, device, target or None, n_inputs=inputs, seed=seed,
+                                  tolerance_overrides=overrides, threads=threads, ssh_config=ssh_config,
+                                  python=device_python, device_dir=device_dir,
+                                  say=lambda m: err_console.print(m, highlight=False))
+    else:
+        result = verify_bundle(bundle, target or None, n_inputs=inputs, seed=seed, tolerance_overrides=overrides,
+                               threads=threads, exits=not no_exits)
     if as_json:
         print(json.dumps(result, indent=2))
     else:
+        if device:
+            print_device(result)
         print_table(result)
+        for n in result.get("notes", []):
+            err_console.print(f"[yellow]note[/yellow]: {n}", highlight=False)
     raise_on_failure(result)
     if not as_json:
         ran = sum(r["status"] == "pass" for r in result["targets"].values())
