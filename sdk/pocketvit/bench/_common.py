@@ -50,6 +50,17 @@ def open_target(
         return None, f"runtime not installed: {e}"
 
 
+def runtime_module(p: Predictor) -> str:
+    """Which module runs an opened target: LiteRT's interpreter (ai_edge_litert, or the tflite_runtime fallback),
+    ONNX Runtime with its providers, executorch.runtime."""
+    b = getattr(p.backend, "main", p.backend)
+    runtime = p.bundle.runtime_of(p.target)
+    module = getattr(b, "interpreter_module", None) or {"executorch": "executorch.runtime"}.get(runtime, runtime)
+    if runtime == "onnx" and hasattr(b, "session"):
+        module = f"onnxruntime ({', '.join(b.session.get_providers())})"
+    return module
+
+
 def input_color(spec: dict[str, Any]) -> str:
     """The colour order of the images we generate: the model's own (GRAY or RGB/BGR)."""
     return spec.get("color_order", "GRAY" if spec["channels"] == 1 else "RGB")

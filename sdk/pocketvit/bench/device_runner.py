@@ -44,6 +44,30 @@ ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55"
              "0xd40": "Neoverse-V1", "0xd4f": "Neoverse-V2", "0xd80": "Cortex-A520", "0xd81": "Cortex-A720"}
 
 
+# AT_HWCAP bits of Linux on aarch64 (arch/arm64/include/uapi/asm/hwcap.h): what the CPU can run
+HWCAP_AARCH64 = ("fp", "asimd", "evtstrm", "aes", "pmull", "sha1", "sha2", "crc32", "atomics", "fphp", "asimdhp",
+                 "cpuid", "asimdrdm", "jscvt", "fcma", "lrcpc", "dcpop", "sha3", "sm3", "sm4", "asimddp", "sha512",
+                 "sve", "asimdfhm", "dit", "uscat", "ilrcpc", "flagm", "ssbs", "sb", "paca", "pacg")
+
+
+def cpu_features() -> list[str] | None:
+    """The features the kernel (or qemu, which answers for its guest) reports in AT_HWCAP, on aarch64."""
+    if platform.machine() != "aarch64":
+        return None
+    try:
+        with open("/proc/self/auxv", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    import struct
+
+    for i in range(0, len(raw) - 15, 16):
+        key, value = struct.unpack_from("<QQ", raw, i)
+        if key == 16:  # AT_HWCAP
+            return [name for bit, name in enumerate(HWCAP_AARCH64) if value >> bit & 1]
+    return None
+
+
 def _read(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
@@ -127,6 +151,7 @@ def probe() -> dict[str, Any]:
         "hostname": platform.node(),
         "python": platform.python_version(),
         "python_executable": sys.executable,
+        "cpu_features": cpu_features(),
         "emulated": _emulation(),
         "modules": modules,
         "runtimes": runtimes,
@@ -145,14 +170,9 @@ def _open_checked(bundle, target: str, threads: int, exits: bool):
 
 
 def _runtime_note(p) -> dict[str, Any]:
-    """Which module ran the target: LiteRT's interpreter (ai_edge_litert or the tflite_runtime fallback), else the
-    runtime's package."""
-    b = getattr(p.backend, "main", p.backend)
-    runtime = p.bundle.runtime_of(p.target)
-    module = getattr(b, "interpreter_module", None) or {"executorch": "executorch.runtime"}.get(runtime, runtime)
-    if runtime == "onnx" and hasattr(b, "session"):
-        module = f"onnxruntime ({', '.join(b.session.get_providers())})"
-    return {"module": module}
+    from pocketvit.bench._common import runtime_module
+
+    return {"module": runtime_module(p)}
 
 
 def bench(work: Path, job: dict[str, Any]) -> dict[str, Any]:

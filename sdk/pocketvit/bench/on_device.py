@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from pocketvit.bench._common import input_color, open_bundle, open_target, precision_class, target_outputs
+from pocketvit.bench._common import (
+    input_color,
+    open_bundle,
+    open_target,
+    precision_class,
+    runtime_module,
+    target_outputs,
+)
 from pocketvit.bench.remote import (
     BENCH_STUB,
     DeviceAddress,
@@ -204,7 +211,7 @@ def verify_on_device(
             else:
                 try:
                     vs_local[t] = parity(out, target_outputs(p, ref.spec, ref.crops, ref.images)) | {
-                        "module": getattr(p.backend, "interpreter_module", None) or type(p.backend).__name__,
+                        "module": runtime_module(p),
                         "device_module": got.get("module")}
                 finally:
                     p.close()
