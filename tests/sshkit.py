@@ -70,7 +70,7 @@ class SSHServer:
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
             "PrintMotd no\nLogLevel VERBOSE\n" + self.extra)
 
-    def __enter__(self) -> SSHServer:
+    def __enter__(self) -> SSHServer:  # noqa: PYI034 - Python 3.10 has no typing.Self
         self._write_config()
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
