@@ -73,7 +73,8 @@ case "$MODE" in
 esac
 
 CACHE=${POCKETVIT_ARM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pocketvit/arm}
-KEY=$(cat "$HERE/setup.sh" "$HERE/pi4-cpuinfo" | sha256sum | cut -c1-16)-$MODE
+# the key: this script without its comments (so that editing a comment does not rebuild 7 GB) and the cpuinfo
+KEY=$(cat <(grep -v '^[[:space:]]*#' "$HERE/setup.sh") "$HERE/pi4-cpuinfo" | sha256sum | cut -c1-16)-$MODE
 IMAGE=$CACHE/$KEY
 if [ -f "$IMAGE/.complete" ]; then
     echo "$IMAGE"
@@ -169,7 +170,8 @@ echo "127.0.1.1 raspberrypi" >> "$R/etc/hosts"
 echo "$MODE" > "$TMP/mode"
 
 if [ "$MODE" = binfmt ]; then
-    security=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -o 'http[s]*://[^ ]*debian-security' | head -1 || true)
+    security=$( (cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2}';
+                 grep -h '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}') | grep -- '-security' | head -1 || true)
     {
         echo "deb $DEBIAN_MIRROR $SUITE main"
         echo "deb $DEBIAN_MIRROR $SUITE-updates main"
@@ -191,13 +193,13 @@ if [ "$MODE" = binfmt ]; then
     in_pi -- /opt/pv-et/bin/pip list --format=freeze > "$TMP/pv-et.txt"
 else
     say "torch-free packages into /opt/pv-rt-site (host pip, --target, aarch64 tags)"
-    nice "$HOST_PY" -m pip install -q "${PIP_AARCH64[@]}" --no-index --find-links "$TMP/wheels/rt" \
+    nice "$HOST_PY" -m pip install -q --no-warn-conflicts "${PIP_AARCH64[@]}" --no-index --find-links "$TMP/wheels/rt" \
         --target "$R/opt/pv-rt-site" "${RT_REQS[@]}" 2> >(grep -v "is ignored" >&2)
     et_mb=null
     et_dl=null
 fi
 rt_dl=$(du -sm "$TMP/wheels/rt" | cut -f1)
-rt_mb=$(du -sm "$R/opt/pv-rt" "$R/opt/pv-rt-site" 2>/dev/null | awk '{s += $1} END {print s}')
+rt_mb=$( (du -sm "$R/opt/pv-rt" "$R/opt/pv-rt-site" 2>/dev/null || true) | awk '{s += $1} END {print s}')
 T1=$(date +%s)
 cat > "$TMP/costs.json" <<EOF
 {"mode": "$MODE", "mirror": "$DEBIAN_MIRROR", "setup_seconds": $((T1 - T0)),
