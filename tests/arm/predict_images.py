@@ -28,7 +28,9 @@ def main(bundle: str, images_path: str, out: str, targets: list[str]) -> None:
     for t in targets:
         p = load(bundle, target=t, num_threads=1)
         arrays[f"scores:{t}"] = np.stack([p.predict(im, input_color=color).scores for im in images]).astype(np.float32)
-        meta["modules"][t] = getattr(p.backend, "interpreter_module", None) or type(p.backend).__module__
+        runtime = p.bundle.runtime_of(t)
+        meta["modules"][t] = (getattr(getattr(p.backend, "main", p.backend), "interpreter_module", None)
+                              or {"onnx": "onnxruntime", "executorch": "executorch.runtime"}.get(runtime, runtime))
         p.close()
     meta["torch_imported"] = "torch" in sys.modules
     np.savez(out, meta=np.array(json.dumps(meta)), **arrays)
