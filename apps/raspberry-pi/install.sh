@@ -95,7 +95,7 @@ run cp -r "$BUNDLE" "$DATA/bundle.new"
 run rm -rf "$DATA/bundle"
 run mv "$DATA/bundle.new" "$DATA/bundle"
 run chown -R "$SERVICE_USER:$SERVICE_USER" "$DATA"
-run "$PREFIX/venv/bin/python" -c "from pocketvit.runtime import load; p = load('$DATA/bundle', target='$TARGET'); print('bundle ok:', p, type(p.backend).__name__)"
+run "$PREFIX/venv/bin/python" -c "from pocketvit.runtime import load; p = load('$DATA/bundle', target='$TARGET'); print('bundle ok:', p, getattr(p.backend, 'interpreter_module', type(p.backend).__name__))"
 
 echo "== 5/5 systemd service pocketvit-demo"
 SETTINGS="POCKETVIT_BUNDLE=$DATA/bundle

@@ -7,7 +7,7 @@
 # binfmt mode (the image's `mode` file says binfmt): in a private mount namespace (`unshare -m`, so every mount
 # below vanishes with the command), the image's rootfs (or, with --overlay DIR, a throwaway overlay of it whose
 # changes go to DIR) gets /proc with the Pi 4's /proc/cpuinfo bound over the host's (qemu 7.2 shows the host's),
-# /dev, a tmpfs /run, the host's resolv.conf, and the --bind folders; then `chroot` runs CMD with a clean
+# /dev, a tmpfs /run, the host's resolv.conf (and the CA bundle its pip uses), and the --bind folders; then `chroot` runs CMD with a clean
 # environment and QEMU_CPU=cortex-a72, so every aarch64 program (and every program it starts, through binfmt_misc)
 # runs on an emulated Cortex-A72, the Pi 4's CPU. /sys is not mounted: the rootfs carries its own
 # /sys/devices/system/cpu/{possible,present,online} (onnxruntime's CPU detection crashes on the host's /sys).
@@ -69,8 +69,18 @@ mount --bind "$IMAGE/cpuinfo" "$R/proc/cpuinfo"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs -o mode=755 tmpfs "$R/run"
 mkdir -p "$R/run/sshd" "$R/run/lock"
+# the host's network settings: its resolver, and the CA bundle it trusts (a network that inspects TLS, as some CI
+# networks do, is trusted there); pip in the guest is pointed at that bundle where the host's pip is
 touch "$R/etc/resolv.conf"
 mount --bind /etc/resolv.conf "$R/etc/resolv.conf"
+HOST_CA=${PIP_CERT:-${REQUESTS_CA_BUNDLE:-${SSL_CERT_FILE:-}}}
+if [ -n "$HOST_CA" ] && [ -f "$HOST_CA" ]; then
+    mkdir -p "$R/etc/ssl/certs"
+    touch "$R/etc/ssl/certs/pocketvit-host-ca.crt"
+    mount --bind "$HOST_CA" "$R/etc/ssl/certs/pocketvit-host-ca.crt"
+    GUEST_ENV+=(PIP_CERT=/etc/ssl/certs/pocketvit-host-ca.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/pocketvit-host-ca.crt
+                SSL_CERT_FILE=/etc/ssl/certs/pocketvit-host-ca.crt)
+fi
 for b in "${BINDS[@]+"${BINDS[@]}"}"; do
     IFS=: read -r src dst opt <<<"$b"
     if [ -d "$src" ]; then mkdir -p "$R$dst"; else mkdir -p "$(dirname "$R$dst")"; touch "$R$dst"; fi
