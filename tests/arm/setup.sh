@@ -181,6 +181,7 @@ if [ "$MODE" = binfmt ]; then
     in_pi -- sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${PI_APT[*]} >/dev/null && apt-get clean" \
         || { echo "setup.sh: apt-get in the emulated system failed" >&2; exit 1; }
     in_pi -- useradd -m -s /bin/bash -G video pi
+    in_pi -- usermod -p '*' pi  # key logins only, yet not a locked account (sshd refuses those), as a Pi's user
 
     say "venv /opt/pv-rt: ${RT_REQS[*]} (pip under qemu, from the downloaded wheels)"
     in_pi -- python3 -m venv /opt/pv-rt
