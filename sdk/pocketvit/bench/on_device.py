@@ -52,9 +52,9 @@ def missing_runtime(runtime: str, python: str) -> str:
     if runtime == "coreml":
         return "Core ML executes on macOS and iOS only"
     what = {"litert": "pip install ai-edge-litert (or tflite-runtime, with numpy<2)",
-            "executorch": "pip install executorch (its Python runtime needs torch too)"}.get(
+            "executorch": "pip install executorch (needs torch)"}.get(
         runtime, f"pip install {runtime_info(runtime).package}")
-    return f"not installed for the device's {python}: {what} on the device"
+    return f"not installed for {python}: {what}"
 
 
 def device_targets(bundle, chosen: list[str], info: dict[str, Any], explicit: bool, where: str,
@@ -167,6 +167,8 @@ def bench_on_device(
         ran = [t for t in chosen if "median_ms" in dev["results"][t]]
         local_result = bench_bundle(bundle_path, ran or chosen, runs=runs, threads=threads, warmup=warmup, seed=seed,
                                     exits=exits, method=method, strict=False)
+        notes += [f"here: {n}" for n in local_result["notes"]]
+    notes += [f"on the device: {n}" for n in dev.pop("notes", [])]
     return {"name": bundle.name, "bundle": str(bundle.source), "batch": 1, "runs": runs, "warmup": warmup,
             "seed": seed, "device": _device_block(address, info, python), "device_bench": dev,
             "local": local_result, "notes": notes}

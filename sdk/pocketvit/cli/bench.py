@@ -108,14 +108,14 @@ def print_device_tables(result: dict, console) -> None:
     for t, e in dev["results"].items():
         mine = (local or {}).get("results", {}).get(t)
         ratio = (f"{e['median_ms'] / mine['median_ms']:.2f}" if "median_ms" in e and mine and "median_ms" in mine
-                 else "—")
+                 and not d.get("emulated") else "—")  # an emulator's time over a CPU's is no figure of merit
         what = e.get("module") or ""
         if "median_ms" not in e:
             what = f"[yellow]{e.get('note') or ''}[/yellow]"
         table.add_row(display_name(t, e), str(e["precision"]), _ms(e, "median_ms"), _ms(e, "p90_ms"),
                       _ms(mine, "median_ms"), _ms(mine, "p90_ms"), ratio, what)
     console.print(table)
-    for n in result["notes"] + dev.get("notes", []):
+    for n in result["notes"]:
         console.print(f"[yellow]note[/yellow]: {n}", highlight=False)
 
 
