@@ -47,8 +47,9 @@ ssh-tools:
 test: $(STAMP) data ssh-tools
 	$(PY) -m pytest -q -m "not slow"
 
-test-slow: $(STAMP) data ssh-tools
-	$(PY) -m pytest -q -m slow
+# the slow suites and the emulated Raspberry Pi (tests/arm: its first run builds a 7.5 GB image, see make test-arm)
+test-slow: $(STAMP) data ssh-tools arm-tools
+	$(PY) -m pytest -q -m "slow or arm"
 
 # The shipped teachers: 4 epochs from scratch, then 3 more at a lower LR (both with label smoothing), then 3 more
 # without label smoothing (the demo's teacher: fashion-mnist-teacher-ft2.safetensors); three recipes, three stages.

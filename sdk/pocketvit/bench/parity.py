@@ -93,11 +93,14 @@ class EagerReference:
         self.spec = bundle.input_spec
         self.images = random_images(self.spec, n_inputs, seed)
         self.crops = crops_of(self.images, self.spec)
-        self._model = eager_model(bundle)
-        self._x = eager_inputs(self.crops, self.spec)
-        self._refs = {bundle.outputs: eager_outputs(self._model, self._x, bundle.outputs)}
+        self._bundle = bundle
+        self._model = None  # built on first use: torch is slow to import, and a device may fail first
+        self._refs: dict[str, np.ndarray] = {}
 
     def __call__(self, outputs: str) -> np.ndarray:
+        if self._model is None:
+            self._model = eager_model(self._bundle)
+            self._x = eager_inputs(self.crops, self.spec)
         if outputs not in self._refs:
             self._refs[outputs] = eager_outputs(self._model, self._x, outputs)
         return self._refs[outputs]
@@ -132,6 +135,7 @@ def verify_bundle(
     bundle, chosen = open_bundle(bundle_path, targets)
     tols = tolerances(tolerance_overrides)
     ref = EagerReference(bundle, n_inputs, seed)
+    ref(bundle.outputs)  # the eager model first: a bundle it cannot be rebuilt from is an error before any runtime
     spec, images, crops = ref.spec, ref.images, ref.crops
 
     rows: list[TargetParity] = []
