@@ -8,14 +8,26 @@ from typing import Any
 from pocketvit.bench.latency import PEAK_N, display_name
 
 
+def _save(fig, path: Path) -> Path:
+    """PNG, written atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    from pocketvit.runtime.io import atomic_path
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
 def bench_plot(result: dict[str, Any], path: str | Path) -> Path:
     """Horizontal bars: median ms per runtime, p90 as a whisker, ratio to ONNX Runtime as a label."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pocketvit.runtime.io import atomic_path
 
     path = Path(path)
     rows = [(k, e) for k, e in result["results"].items() if "median_ms" in e]
@@ -53,12 +65,7 @@ def bench_plot(result: dict[str, Any], path: str | Path) -> Path:
     if peak:
         sub += f"\nmachine fp32 peak {peak['gflops_per_s']:.0f} GFLOP/s ({PEAK_N}x{PEAK_N} matmul)"
     ax.set_title(f"{result['name']}: latency per runtime\n{sub}", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def device_plot(result: dict[str, Any], path: str | Path) -> Path:
@@ -67,8 +74,6 @@ def device_plot(result: dict[str, Any], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pocketvit.runtime.io import atomic_path
 
     path = Path(path)
     dev = result["device_bench"]["results"]
@@ -103,9 +108,4 @@ def device_plot(result: dict[str, Any], path: str | Path) -> Path:
     if d.get("emulated"):
         title += "\nthe device is emulated: its bars time the emulator, not the device"
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
