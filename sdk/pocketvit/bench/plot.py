@@ -86,7 +86,10 @@ def device_plot(result: dict[str, Any], path: str | Path) -> Path:
     rows = [t for t, e in dev.items() if "median_ms" in e or "median_ms" in local.get(t, {})]
     fig, ax = plt.subplots(figsize=(7.5, 0.8 * max(2, len(rows)) + 1.4))
     h = 0.8 / len(machines)
-    top = max([1e-9] + [e["p90_ms"] for _, res, _ in machines for e in res.values() if "p90_ms" in e])
+    shown = [res[t] for _, res, _ in machines for t in rows if "p90_ms" in res.get(t, {})]
+    top = max([1e-9] + [e["p90_ms"] for e in shown])
+    lo = min([top] + [e["median_ms"] for e in shown])
+    log = lo > 0 and top / lo > 20  # an emulated device (or a slow one) would flatten the other bars to nothing
     for j, (label, res, color) in enumerate(machines):
         ys, med, p90 = [], [], []
         for i, t in enumerate(rows):
@@ -98,11 +101,15 @@ def device_plot(result: dict[str, Any], path: str | Path) -> Path:
         ax.barh(ys, med, height=h, color=color, label=label,
                 xerr=[[0] * len(med), [b - a for a, b in zip(med, p90)]], capsize=3)
         for y, m, q in zip(ys, med, p90):
-            ax.text(q + 0.01 * top, y, f"{m:.3g} ms", va="center", fontsize=8)
+            ax.text(q * 1.1 if log else q + 0.01 * top, y, f"{m:.3g} ms", va="center", fontsize=8)
     ax.set_yticks(range(len(rows)), [display_name(t, dev[t]) for t in rows])
     ax.invert_yaxis()
-    ax.set_xlim(0, top * 1.35)
-    ax.set_xlabel("median latency, batch 1 (ms); whisker: p90")
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(lo / 2, top * 8)
+    else:
+        ax.set_xlim(0, top * 1.35)
+    ax.set_xlabel("median latency, batch 1 (ms" + (", log scale" if log else "") + "); whisker: p90")
     ax.legend(fontsize=8, loc="lower right")
     title = f"{result['name']}: latency per runtime per device"
     if d.get("emulated"):
