@@ -58,7 +58,16 @@ ARCH="$(uname -m)"
 
 echo "== 1/5 apt packages"
 run apt-get update
-run apt-get install -y python3-venv python3-pip python3-numpy python3-opencv python3-picamera2
+APT_PACKAGES=(python3-venv python3-pip python3-numpy python3-opencv)
+# python3-picamera2 comes from Raspberry Pi's own archive, which Raspberry Pi OS has and Debian or Ubuntu on a Pi
+# do not: there the Pi camera cannot be used, USB cameras and video files can.
+if [ "$DRY_RUN" = 1 ] || apt-cache show python3-picamera2 >/dev/null 2>&1; then
+    APT_PACKAGES+=(python3-picamera2)
+else
+    echo "install.sh: warning: python3-picamera2 is not in this system's apt sources (Raspberry Pi OS has it):" \
+        "--source picam will not work here; a USB camera (--source 0) or a video file will" >&2
+fi
+run apt-get install -y "${APT_PACKAGES[@]}"
 
 echo "== 2/5 venv $PREFIX/venv (system site packages: picamera2, OpenCV, numpy 1.x from apt)"
 run mkdir -p "$PREFIX"
@@ -86,7 +95,7 @@ run cp -r "$BUNDLE" "$DATA/bundle.new"
 run rm -rf "$DATA/bundle"
 run mv "$DATA/bundle.new" "$DATA/bundle"
 run chown -R "$SERVICE_USER:$SERVICE_USER" "$DATA"
-run "$PREFIX/venv/bin/python" -c "from pocketvit.runtime import load; p = load('$DATA/bundle', target='$TARGET'); print('bundle ok:', p, type(p.backend).__name__)"
+run "$PREFIX/venv/bin/python" -c "from pocketvit.runtime import load; p = load('$DATA/bundle', target='$TARGET'); print('bundle ok:', p, getattr(p.backend, 'interpreter_module', type(p.backend).__name__))"
 
 echo "== 5/5 systemd service pocketvit-demo"
 SETTINGS="POCKETVIT_BUNDLE=$DATA/bundle

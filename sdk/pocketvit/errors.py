@@ -72,3 +72,9 @@ class OutputError(PocketVitError):
     """An output path cannot be written: it is a file where a folder is needed, or not writable."""
 
     exit_code = 9
+
+
+class DeviceError(PocketVitError):
+    """A device reached over ssh (`--device`) could not be used: unreachable, refused, no Python, no runtime, full."""
+
+    exit_code = 10

@@ -188,7 +188,13 @@ def test_a_kept_head_must_match_the_data(tmp_path, ckpt_file):
 
 def test_layer_decay_and_trainable_layers_count_layers_from_the_top():
     import timm
-    from pocketvit.distill.finetune import classifier_slot, freeze_below, layer_decay_scales, layer_of, new_head
+    from pocketvit.distill.finetune import (
+        classifier_slot,
+        freeze_below,
+        layer_decay_scales,
+        layer_of,
+        new_head,
+    )
 
     net = timm.create_model("test_efficientnet", pretrained=False)
     head = new_head(net, 3)

@@ -32,9 +32,9 @@ def test_failed_target_names_the_issue_and_the_target_that_worked(tmp_path):
     coreml, the failure says why and what worked, and nothing of litert is left behind."""
     pytest.importorskip("litert_torch")
     pytest.importorskip("coremltools")
+    from export_testkit import mobilevitv2_like
     from pocketvit.models.sources import ResolvedModel
     from pocketvit.pipeline.export_model import export_to_bundle
-    from export_testkit import mobilevitv2_like
 
     model, _ = mobilevitv2_like()
     spec = {"height": 32, "width": 32, "channels": 3, "layout": "NCHW", "dtype": "float32", "color_order": "RGB",

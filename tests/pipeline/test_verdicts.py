@@ -5,7 +5,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-
 from pocketvit.pipeline.stages.verdicts import enforce, judge_exit_program, judge_target
 
 TOL = SimpleNamespace(max_abs_diff=1e-3, cosine=0.999, top1_agreement=0.99)

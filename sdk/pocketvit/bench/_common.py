@@ -50,6 +50,17 @@ def open_target(
         return None, f"runtime not installed: {e}"
 
 
+def runtime_module(p: Predictor) -> str:
+    """Which module runs an opened target: LiteRT's interpreter (ai_edge_litert, or the tflite_runtime fallback),
+    ONNX Runtime with its providers, executorch.runtime."""
+    b = getattr(p.backend, "main", p.backend)
+    runtime = p.bundle.runtime_of(p.target)
+    module = getattr(b, "interpreter_module", None) or {"executorch": "executorch.runtime"}.get(runtime, runtime)
+    if runtime == "onnx" and hasattr(b, "session"):
+        module = f"onnxruntime ({', '.join(b.session.get_providers())})"
+    return module
+
+
 def input_color(spec: dict[str, Any]) -> str:
     """The colour order of the images we generate: the model's own (GRAY or RGB/BGR)."""
     return spec.get("color_order", "GRAY" if spec["channels"] == 1 else "RGB")
@@ -70,6 +81,17 @@ def crops_of(images: list[np.ndarray], spec: dict[str, Any], color: str | None =
     colour order (default: the model's own)."""
     color = color or input_color(spec)
     return np.stack([prepare_image(im, spec, color) for im in images])
+
+
+def target_outputs(p: Predictor, spec: dict[str, Any], crops: np.ndarray, images: list[np.ndarray]) -> np.ndarray:
+    """verify's inputs through one opened target, as N x outputs float32: ``crops`` (``images`` prepared for the
+    bundle's ``spec``) in the target's input form; a file with an input of its own (a drop-in file of a gray model
+    takes RGB) gets the same ``images`` prepared for its spec."""
+    if p.input_spec is spec:
+        x = preprocess_array(crops, spec, p.input_form)
+    else:
+        x = preprocess_array(crops_of(images, p.input_spec, input_color(spec)), p.input_spec, p.input_form)
+    return np.asarray(p.run(x), dtype=np.float32).reshape(len(x), -1)
 
 
 def eager_spec(spec: dict[str, Any]) -> dict[str, Any]:

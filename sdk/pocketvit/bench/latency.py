@@ -20,7 +20,6 @@ then median and p90 over ``runs`` calls (at least 50), and
 from __future__ import annotations
 
 import functools
-import gc
 import os
 import platform
 import time
@@ -38,17 +37,24 @@ from pocketvit.bench._common import (
     open_bundle,
     open_target,
 )
-from pocketvit.bench.isolated import REWARM_S, isolated, timed
+from pocketvit.bench.timing import (
+    METHODS,
+    MIN_RUNS,
+    WRAPPER_WHAT,
+    busy_note,
+    choose_method,
+    default_threads,
+    interleaved,
+    latency_stats,
+    target_factories,
+    target_runner,
+    time_runners,
+    wrapper_overhead,
+)
 from pocketvit.errors import BundleError
 
-MIN_RUNS = 50
-METHODS = {
-    "interleaved": "one process; rounds calling every runner once in a fresh random order; GC off while timing; "
-                   "median and p90 per runner",
-    "isolated": "each runner in its own process; rounds asking every process in a fresh random order for a block "
-                f"of calls (after at least {REWARM_S * 1e3:.0f} ms of untimed calls), a pause after each block; GC off; "
-                "median and p90 per runner",
-}
+__all__ = ["METHODS", "MIN_RUNS", "bench_bundle", "choose_method", "default_threads", "display_name", "interleaved",
+           "latency_stats", "machine_peak_gflops", "time_runners"]
 PEAK_N = 2048
 RUNTIME_PACKAGES = {
     "torch": "torch",
@@ -64,30 +70,6 @@ RUNTIME_NAMES = {
     "litert": "LiteRT",
     "coreml": "Core ML",
 }
-
-
-def choose_method(method: str, threads: int) -> str:
-    """``auto``: isolated processes with more than one thread (spinning pools), interleaved with one."""
-    if method == "auto":
-        return "isolated" if threads > 1 else "interleaved"
-    if method not in METHODS:
-        raise ValueError(f"method must be auto or one of {', '.join(METHODS)}, not {method!r}")
-    return method
-
-
-def time_runners(
-    factories: dict[str, Callable[[], Callable[[], Any]]], runs: int, warmup: int, threads: int,
-    method: str = "auto", seed: int = 0, returns: dict[str, list[float | None]] | None = None,
-) -> dict[str, list[float]]:
-    """ms per call of every runner a factory builds: in processes of their own (``isolated``) or built here and
-    called in interleaved rounds (``interleaved``); ``auto`` picks by thread count (choose_method)."""
-    if choose_method(method, threads) == "isolated":
-        return isolated(factories, runs, warmup, seed=seed, returns=returns)
-    return interleaved({k: f() for k, f in factories.items()}, runs, warmup, seed=seed, returns=returns)
-
-
-def default_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def timing(ms: list[float], method: str, threads: int | None, warmup: int) -> dict[str, Any]:
@@ -124,10 +106,12 @@ def time_targets(bundle_path: str | os.PathLike, targets: list[str], runs: int, 
     image = np.random.default_rng(seed).integers(0, 256, (spec["height"], spec["width"], spec["channels"]),
                                                  dtype=np.uint8)
     root = str(bundle.source)
-    factories = {t: functools.partial(_target_runner, root, t, threads, False, image, input_color(spec), False)
+    factories = {t: functools.partial(target_runner, root, t, threads, False, image, input_color(spec), False)
                  for t in targets}
     times = time_runners(factories, runs, warmup, threads, method, seed=seed)
     return {t: timing(ms, choose_method(method, threads), threads, warmup) for t, ms in times.items()}
+
+
 
 
 def machine_peak_gflops(threads: int, n: int = PEAK_N, repeats: int = 5, warmup: int = 2) -> dict[str, Any]:
@@ -163,56 +147,6 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-def _load_average() -> float | None:
-    try:
-        return float(os.getloadavg()[0])
-    except (OSError, AttributeError):  # not on Windows
-        return None
-
-
-def latency_stats(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms)
-    return {
-        "median_ms": float(np.median(a)),
-        "p90_ms": float(np.percentile(a, 90)),
-        "mean_ms": float(a.mean()),
-        "min_ms": float(a.min()),
-        "runs": int(a.size),
-    }
-
-
-def interleaved(
-    runners: dict[str, Callable[[], Any]], runs: int, warmup: int, seed: int = 0,
-    returns: dict[str, list[float | None]] | None = None,
-) -> dict[str, list[float]]:
-    """Time every runner ``runs`` times in rounds; each round calls every runner once, in a fresh
-    seeded random order, so no runner always follows the same one (a runtime whose threads keep
-    spinning after a call would otherwise always slow down the same neighbour). ms per call.
-    ``returns``, if given, receives what each timed call returned when that is a number."""
-    names = list(runners)
-    for _ in range(max(0, warmup)):
-        for name in names:
-            runners[name]()
-    times: dict[str, list[float]] = {n: [] for n in names}
-    rets: dict[str, list[float | None]] = {n: [] for n in names}
-    rng = np.random.default_rng(seed)
-    gc_was = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(runs):
-            for i in rng.permutation(len(names)):
-                ms, ret = timed(runners[names[i]], 1)
-                times[names[i]] += ms
-                rets[names[i]] += ret
-    finally:
-        if gc_was:
-            gc.enable()
-    if returns is not None:
-        returns.update(rets)
-    return times
-
-
 def _eager_runner(bundle_path: str, threads: int, image: np.ndarray, color: str) -> Callable[[], Any]:
     """Eager torch on the benchmark image (built where it runs: this process or a benchmark process)."""
     import torch
@@ -232,24 +166,6 @@ def _eager_runner(bundle_path: str, threads: int, image: np.ndarray, color: str)
     return run_eager
 
 
-def _target_runner(bundle_path: str, target: str, threads: int, exits: bool, image: np.ndarray, color: str,
-                   predict: bool) -> Callable[[], Any]:
-    """The raw runtime call on the preprocessed image, or (``predict``) ``Predictor.predict(image)`` returning
-    the runtime time inside it (ms) so the wrapper's own cost can be paired out."""
-    from pocketvit.runtime import load
-
-    p = load(bundle_path, target=target, num_threads=threads, warmup=0, use_exits=exits)
-    if predict:
-        def run_predict():
-            p.predict(image, input_color=color)
-            return p.last_latency_ms
-
-        return run_predict
-    x = p.preprocess(image, input_color=color)
-    raw = p.backend.run if p.backend.has_forward else p.run
-    return lambda: raw(x)
-
-
 def bench_bundle(
     bundle_path: str | os.PathLike,
     targets: list[str] | None = None,
@@ -261,6 +177,7 @@ def bench_bundle(
     exits: bool = True,
     method: str = "auto",
     allow_unrun: bool = False,
+    strict: bool | None = None,
 ) -> dict[str, Any]:
     """Benchmark a bundle's targets and eager torch; returns a JSON-able dict.
 
@@ -272,12 +189,14 @@ def bench_bundle(
     ``auto`` (isolated with more than one thread: in one process, a runtime's spinning worker threads
     slow down the next one; interleaved with one thread, where nothing spins).
     With `exits` (and a bundle with an early-exit program) predict:<target> runs the exit chain on the
-    benchmark image; the raw <target> row stays the unsegmented model's forward."""
+    benchmark image; the raw <target> row stays the unsegmented model's forward.
+    A target whose runtime is not installed here is an error when ``strict`` (default: when ``targets`` are
+    named), else a row with a note."""
     import torch
 
     if runs < MIN_RUNS:
         raise ValueError(f"runs must be at least {MIN_RUNS} (median and p90 need enough samples)")
-    explicit = bool(targets)
+    explicit = bool(targets) if strict is None else strict
     threads = int(threads or default_threads())
     method = choose_method(method, threads)
     bundle, chosen = open_bundle(bundle_path, targets)
@@ -290,7 +209,7 @@ def bench_bundle(
     torch.set_num_threads(threads)
     entries: dict[str, dict[str, Any]] = {}
     factories: dict[str, Callable[[], Callable[[], Any]]] = {}
-    wrapper_pairs: dict[str, tuple[str, str]] = {}
+    timed_targets: list[str] = []
     notes: list[str] = []
 
     gflops = None
@@ -325,22 +244,18 @@ def bench_bundle(
             notes.append(f"{t}: predict:{t} runs the early-exit chain (the benchmark image decides where it stops), "
                          f"the raw row the unsegmented model; --no-exits times the full model in both")
         p.close()
-        for name, predict in ((t, False), (f"predict:{t}", True)):
-            factories[name] = functools.partial(_target_runner, root, t, threads, exits, image, color, predict)
-        wrapper_pairs[t] = (f"predict:{t}", t)
+        timed_targets.append(t)
         entries[t] = entry
+    factories |= target_factories(root, timed_targets, threads, exits, image, color)
 
-    if not wrapper_pairs and not allow_unrun:
+    if not timed_targets and not allow_unrun:
         from pocketvit.bench.parity import nothing_ran_message
         from pocketvit.errors import NotRunError
 
         raise NotRunError(nothing_ran_message(str(bundle.source), {t: entries[t].get("note") for t in chosen}, "timed"))
-    load = _load_average()
-    if load is not None and load >= 0.75 * (os.cpu_count() or 1):
-        notes.append(
-            f"this machine was busy when the run started (load average {load:.1f} on {os.cpu_count()} CPUs): "
-            "latencies, multi-threaded ones above all, are noisy; compare ratios within one run"
-        )
+    load, busy = busy_note()
+    if busy:
+        notes.append(busy)
     peak = machine_peak_gflops(threads, repeats=peak_repeats)
     inner: dict[str, list[float | None]] = {}
     times = time_runners(factories, runs, warmup, threads, method, seed=seed, returns=inner)
@@ -359,19 +274,7 @@ def bench_bundle(
         if "median_ms" in e:
             e["ratio_to_onnx"] = e["median_ms"] / entries[ref]["median_ms"] if ref else None
 
-    wrapper = {}
-    for t, (pred_name, raw_name) in wrapper_pairs.items():
-        total = np.asarray(times[pred_name])
-        inside = np.asarray(inner[pred_name], dtype=float)
-        over = float(np.median(total - inside))
-        rm = float(np.median(times[raw_name]))
-        wrapper[t] = {
-            "predict_median_ms": float(np.median(total)),
-            "predict_p90_ms": float(np.percentile(total, 90)),
-            "run_median_ms": rm,
-            "overhead_ms": over,
-            "overhead_pct": 100.0 * over / rm if rm > 0 else None,
-        }
+    wrapper = wrapper_overhead(times, inner, timed_targets)
 
     return {
         "bundle": str(bundle.source),
@@ -400,9 +303,7 @@ def bench_bundle(
         "results": entries,
         "wrapper_overhead": {
             "image": f"{spec['height']}x{spec['width']}x{spec['channels']} uint8 ({color}), the model's input size",
-            "what": "median over calls of Predictor.predict(image) minus the runtime call inside it "
-                    "(preprocessing + postprocessing + bookkeeping); overhead_pct is that over the median "
-                    "of backend.run on the preprocessed input",
+            "what": WRAPPER_WHAT,
             "targets": wrapper,
         },
         "notes": notes,

@@ -21,11 +21,11 @@ from pocketvit.bench._common import (
     eager_inputs,
     eager_model,
     eager_outputs,
-    input_color,
     open_bundle,
     open_target,
     precision_class,
     random_images,
+    target_outputs,
 )
 from pocketvit.errors import NotRunError, VerifyError
 
@@ -95,6 +95,38 @@ def check(row: TargetParity, tol: Tolerance) -> None:
     row.status = "fail" if row.failures else "pass"
 
 
+class EagerReference:
+    """verify's inputs (seeded random images, their crops through the bundle's preprocessing) and the eager torch
+    model's outputs on them, per output kind: ``ref("logits")``; a drop-in file outputs probabilities."""
+
+    def __init__(self, bundle, n_inputs: int, seed: int):
+        self.spec = bundle.input_spec
+        self.images = random_images(self.spec, n_inputs, seed)
+        self.crops = crops_of(self.images, self.spec)
+        self._bundle = bundle
+        self._model = None  # built on first use: torch is slow to import, and a device may fail first
+        self._refs: dict[str, np.ndarray] = {}
+
+    def __call__(self, outputs: str) -> np.ndarray:
+        if self._model is None:
+            self._model = eager_model(self._bundle)
+            self._x = eager_inputs(self.crops, self.spec)
+        if outputs not in self._refs:
+            self._refs[outputs] = eager_outputs(self._model, self._x, outputs)
+        return self._refs[outputs]
+
+
+def fill(row: TargetParity, out: np.ndarray, ref: np.ndarray, tol: Tolerance) -> None:
+    """A target's figures against the eager reference, then pass / fail against ``tol``."""
+    from pocketvit.bench.measure import parity
+
+    figures = parity(out, ref.reshape(len(ref), -1))
+    row.max_abs_diff = figures["max_abs_diff"]
+    row.cosine = figures["cosine"]
+    row.top1_agreement = figures["top1_agreement"]
+    check(row, tol)
+
+
 def verify_bundle(
     bundle_path: str | os.PathLike,
     targets: list[str] | None = None,
@@ -107,21 +139,14 @@ def verify_bundle(
     """Compare every (or each named) target with eager torch. Returns a JSON-able result; never raises
     for a missed tolerance (see ``raise_on_failure``). A runtime that is not installed gives a
     "not run" row when the target was not asked for by name, and MissingExtraError when it was."""
-    from pocketvit.bench.measure import parity
-
     if n_inputs < 1:
         raise ValueError("n_inputs must be at least 1")
     explicit = bool(targets)
     bundle, chosen = open_bundle(bundle_path, targets)
     tols = tolerances(tolerance_overrides)
-    spec = bundle.input_spec
-    crops = crops_of(random_images(spec, n_inputs, seed), spec)
-    model = eager_model(bundle)
-    eager_x = eager_inputs(crops, spec)
-    refs = {bundle.outputs: eager_outputs(model, eager_x, bundle.outputs)}
-    images = None
-
-    from pocketvit.runtime import preprocess_array
+    ref = EagerReference(bundle, n_inputs, seed)
+    ref(bundle.outputs)  # the eager model first: a bundle it cannot be rebuilt from is an error before any runtime
+    spec, images, crops = ref.spec, ref.images, ref.crops
 
     rows: list[TargetParity] = []
     for t in chosen:
@@ -133,28 +158,22 @@ def verify_bundle(
             rows.append(row)
             continue
         try:
-            if p.input_spec is spec:
-                x = preprocess_array(crops, spec, p.input_form)
-            else:  # a file with its own input (a drop-in file of a gray model takes RGB): same images, its spec
-                images = images if images is not None else random_images(spec, n_inputs, seed)
-                x = preprocess_array(crops_of(images, p.input_spec, input_color(spec)), p.input_spec, p.input_form)
-            out = np.asarray(p.run(x), dtype=np.float32).reshape(len(x), -1)
+            if p.input_spec is not spec and images is None:
+                images = random_images(spec, n_inputs, seed)
+            out = target_outputs(p, spec, crops, images)
             row.runtime_info = p.runtime_info()
         finally:
             p.close()
-        if p.outputs not in refs:  # a drop-in file outputs probabilities where the bundle's files give logits
-            refs[p.outputs] = eager_outputs(model, eager_x, p.outputs)
-        ref = refs[p.outputs]
-        figures = parity(out, ref.reshape(len(ref), -1))
-        row.max_abs_diff = figures["max_abs_diff"]
-        row.cosine = figures["cosine"]
-        row.top1_agreement = figures["top1_agreement"]
-        check(row, tols[precision_class(t, info)])
+        fill(row, out, ref(p.outputs), tols[precision_class(t, info)])
         rows.append(row)
     if exits:  # early-exit programs: the runtime's segment chain vs the eager exit model (exits/verify.py)
         from pocketvit.exits.verify import exit_rows
 
         rows += exit_rows(bundle, chosen, crops, spec, tols, threads, explicit, TargetParity, check)
+    return parity_result(bundle, rows, n_inputs, seed, f"{platform.system()} {platform.machine()}")
+
+
+def parity_result(bundle, rows: list[TargetParity], n_inputs: int, seed: int, where: str) -> dict[str, Any]:
     return {
         "bundle": str(bundle.source),
         "name": bundle.name,
@@ -162,7 +181,7 @@ def verify_bundle(
         "seed": seed,
         "input": "seeded random uint8 images through the bundle's own preprocessing",
         "eager": {"arch": bundle.manifest["source"].get("arch")},
-        "platform": f"{platform.system()} {platform.machine()}",
+        "platform": where,
         "targets": {r.target: asdict(r) for r in rows},
         "passed": all(r.status != "fail" for r in rows),
     }

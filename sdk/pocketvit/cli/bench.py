@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import DebugOpt, VerboseOpt, err_console, handle_errors
+from pocketvit.cli.common import (
+    DebugOpt,
+    DeviceDirOpt,
+    DeviceOpt,
+    DevicePythonOpt,
+    SshConfigOpt,
+    VerboseOpt,
+    err_console,
+    handle_errors,
+)
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 MethodOpt = Annotated[
@@ -71,6 +80,47 @@ def print_tables(result: dict, console) -> None:
         console.print(f"[yellow]note[/yellow]: {n}", highlight=False)
 
 
+def _ms(e: dict | None, key: str) -> str:
+    return "—" if not e or key not in e else f"{e[key]:.3f}"
+
+
+def print_device_tables(result: dict, console) -> None:
+    """The device's figures beside this machine's, one row per target, under a line naming the device."""
+    from rich.table import Table
+
+    from pocketvit.bench.latency import display_name
+
+    dev, local = result["device_bench"], result.get("local")
+    d = result["device"]
+    mods = ", ".join(f"{m} {v}" for m, v in d["modules"].items() if v and m != "numpy")
+    console.print(f"[bold]device[/bold] {d['address']}: {d['label']}; numpy {d['modules'].get('numpy')}"
+                  + (f", {mods}" if mods else "") + (f" [bold yellow]EMULATED[/bold yellow]: {d['emulated']}"
+                                                       if d.get("emulated") else ""), highlight=False)
+    here = (local or {}).get("machine") or {}
+    console.print(f"[bold]{result['name']}[/bold]: batch 1, {result['runs']} calls per runner after {result['warmup']} "
+                  f"warm-up; device {dev['threads']} thread(s), {dev['method']}"
+                  + (f"; this machine ({here.get('machine')}, {here.get('cpu_count')} CPUs) {local['threads']} "
+                     f"thread(s), {local['method']}" if local else ""), highlight=False)
+    who = "device (emulated)" if d.get("emulated") else "device"
+    table = Table(title=f"latency per runtime: {d.get('model')} vs this machine")
+    for col, just in [("runtime", "left"), ("precision", "left"), (f"{who} median ms", "right"),
+                      (f"{who} p90 ms", "right"), ("here median ms", "right"), ("here p90 ms", "right"),
+                      ("device ÷ here", "right"), ("device runtime", "left")]:
+        table.add_column(col, justify=just)
+    for t, e in dev["results"].items():
+        mine = (local or {}).get("results", {}).get(t)
+        ratio = (f"{e['median_ms'] / mine['median_ms']:.2f}" if "median_ms" in e and mine and "median_ms" in mine
+                 and not d.get("emulated") else "—")  # an emulator's time over a CPU's is no figure of merit
+        what = e.get("module") or ""
+        if "median_ms" not in e:
+            what = f"[yellow]{e.get('note') or ''}[/yellow]"
+        table.add_row(display_name(t, e), str(e["precision"]), _ms(e, "median_ms"), _ms(e, "p90_ms"),
+                      _ms(mine, "median_ms"), _ms(mine, "p90_ms"), ratio, what)
+    console.print(table)
+    for n in result["notes"]:
+        console.print(f"[yellow]note[/yellow]: {n}", highlight=False)
+
+
 def _method(method: str) -> str:
     from pocketvit.bench.latency import choose_method
 
@@ -99,33 +149,50 @@ def bench(
         bool, typer.Option("--allow-unrun", help="Go on (timing eager torch alone) when no target of the bundle can "
                            "run here; without it that is exit 8.")
     ] = False,
+    device: DeviceOpt = None,
+    device_python: DevicePythonOpt = "python3",
+    device_dir: DeviceDirOpt = None,
+    ssh_config: SshConfigOpt = None,
+    no_local: Annotated[bool, typer.Option("--no-local", help="With --device: do not also time this machine.")] = False,
     debug: DebugOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Time eager torch and every runtime of a bundle, batch 1, in one run (interleaved, or isolated processes).
 
     Prints median / p90 latency, the ratio to ONNX Runtime, achieved GFLOP/s against this machine's measured fp32 peak, and the pocketvit.runtime wrapper's overhead over the raw runtime call.
+
+    With --device ssh://USER@HOST the same timing runs on that device (torch-free: numpy and its runtimes), next to this machine's figures.
     """
     from pocketvit.bench._common import table_console
-    from pocketvit.bench.latency import bench_bundle
     from pocketvit.runtime.io import writable_file
 
     for path, flag in ((out, "--out"), (plot, "--plot")):  # before minutes of timing
         if path is not None:
             writable_file(path, flag)
     console = table_console(stderr=as_json)
-    err_console.print(f"benchmarking {bundle} ({runs} rounds)…", highlight=False)
-    result = bench_bundle(bundle, target or None, runs=runs, threads=threads, warmup=warmup, exits=not no_exits,
-                          method=_method(method), allow_unrun=allow_unrun)
-    if plot is not None:
-        from pocketvit.bench.plot import bench_plot
+    if device:
+        from pocketvit.bench.on_device import bench_on_device
 
-        result["plot"] = str(bench_plot(result, plot))
+        err_console.print(f"benchmarking {bundle} on {device} ({runs} rounds)…", highlight=False)
+        result = bench_on_device(bundle, device, target or None, runs=runs, threads=threads, warmup=warmup,
+                                 exits=not no_exits, method=_method(method), ssh_config=ssh_config,
+                                 python=device_python, device_dir=device_dir, local=not no_local,
+                                 say=lambda m: err_console.print(m, highlight=False))
+    else:
+        from pocketvit.bench.latency import bench_bundle
+
+        err_console.print(f"benchmarking {bundle} ({runs} rounds)…", highlight=False)
+        result = bench_bundle(bundle, target or None, runs=runs, threads=threads, warmup=warmup, exits=not no_exits,
+                              method=_method(method), allow_unrun=allow_unrun)
+    if plot is not None:
+        from pocketvit.bench.plot import bench_plot, device_plot
+
+        result["plot"] = str((device_plot if device else bench_plot)(result, plot))
     if out is not None:
         from pocketvit.runtime.io import write_json
 
         write_json(out, result)
-    print_tables(result, console)
+    (print_device_tables if device else print_tables)(result, console)
     if as_json:
         print(json.dumps(result, indent=2))
     else:

@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -97,3 +98,21 @@ PROMPTS_HELP = ("Zero-shot bundles: comma-separated prompts to score against: fr
 def split_prompts(prompts: str | None) -> list[str] | None:
     """`--prompts "a shirt,a sneaker"` -> ["a shirt", "a sneaker"] (None when not given)."""
     return [p.strip() for p in prompts.split(",") if p.strip()] if prompts else None
+
+
+# `--device ssh://...` on bench and verify (bench/remote.py): the options, defined once
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help="Run it on your own device over ssh: ssh://USER@HOST[:PORT] (HOST may be a Host "
+                 "of ~/.ssh/config). Uses your ssh client, keys and config; installs nothing; cleans up after itself."),
+]
+DevicePythonOpt = Annotated[
+    str, typer.Option("--device-python", help="The device's Python that has numpy and the runtimes (e.g. "
+                      "/opt/pocketvit/venv/bin/python, which apps/raspberry-pi/install.sh makes).")
+]
+DeviceDirOpt = Annotated[
+    str | None, typer.Option("--device-dir", help="Folder on the device for the temporary files (default $TMPDIR or /tmp).")
+]
+SshConfigOpt = Annotated[
+    Path | None, typer.Option("--ssh-config", help="An ssh config file to use instead of ~/.ssh/config (ssh -F).")
+]

@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from pocketvit.cli.common import DebugOpt, VerboseOpt, err_console, handle_errors
+from pocketvit.cli.common import (
+    DebugOpt,
+    DeviceDirOpt,
+    DeviceOpt,
+    DevicePythonOpt,
+    SshConfigOpt,
+    VerboseOpt,
+    err_console,
+    handle_errors,
+)
 
 BundleArg = Annotated[Path, typer.Argument(help="Bundle folder or .zip (e.g. runs/fashion-mnist/bundle).")]
 TargetsOpt = Annotated[
@@ -37,7 +46,8 @@ def print_table(result: dict) -> None:
 
     from pocketvit.bench._common import table_console
 
-    table = Table(title=f"{result['name']}: runtime vs eager torch, {result['inputs']} inputs (seed {result['seed']})")
+    where = f" on {result['device']['address']}" if result.get("device") else ""
+    table = Table(title=f"{result['name']}: runtime{where} vs eager torch, {result['inputs']} inputs (seed {result['seed']})")
     for col, just in [("target", "left"), ("runtime", "left"), ("precision", "left"), ("max |Δ|", "right"),
                       ("cosine (min)", "right"), ("top-1 agree", "right"), ("tolerance", "left"), ("result", "left")]:
         table.add_column(col, justify=just)
@@ -57,6 +67,34 @@ def print_fallbacks(rows: dict) -> None:
     for r in rows.values():
         for fb in (r.get("runtime_info") or {}).get("fallbacks", []):
             err_console.print(f"[yellow]note[/yellow]: {r['target']}: fallback — {fb}", highlight=False)
+
+
+def print_device(result: dict) -> None:
+    """The device, and each target's outputs there against this machine's runtime on the same file."""
+    from rich.table import Table
+
+    from pocketvit.bench._common import table_console
+
+    console = table_console()
+    d = result["device"]
+    console.print(f"[bold]device[/bold] {d['address']}: {d['label']}"
+                  + (f" [bold yellow]EMULATED[/bold yellow]: {d['emulated']}" if d.get("emulated") else ""),
+                  highlight=False)
+    if result["vs_local"]:
+        table = Table(title="the device's outputs vs this machine's runtime on the same file")
+        for col in ("target", "device runtime", "here", "max |Δ|", "top-1 agree"):
+            table.add_column(col, justify="right" if col in ("max |Δ|", "top-1 agree") else "left")
+        for t, v in result["vs_local"].items():
+            if "note" in v:
+                table.add_row(t, "", f"[yellow]{v['note']}[/yellow]", "—", "—")
+            else:
+                table.add_row(t, str(v.get("device_module")), str(v.get("module")), f"{v['max_abs_diff']:.2e}",
+                              f"{v['top1_agreement']:.4f}")
+        console.print(table)
+    diff = result.get("device_preprocessing_max_pixel_diff")
+    if diff is not None:
+        console.print(f"the bundle's preprocessing on the device vs here (colour, resize, crop): max pixel "
+                      f"difference {diff}", highlight=False)
 
 
 @handle_errors
@@ -84,6 +122,10 @@ def verify(
         bool, typer.Option("--allow-unrun", help="Exit 0 even when no target could run here (e.g. a Core ML-only bundle "
                            "on Linux); without it that is exit 8, since nothing was verified.")
     ] = False,
+    device: DeviceOpt = None,
+    device_python: DevicePythonOpt = "python3",
+    device_dir: DeviceDirOpt = None,
+    ssh_config: SshConfigOpt = None,
     debug: DebugOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -94,6 +136,8 @@ def verify(
     Exits 6 when a target misses its tolerance (fp32: max |Δ| 1e-3, cosine 0.999, top-1 0.99; int8: cosine 0.98, top-1 0.9).
 
     Core ML is reported as converted, not run, off macOS; when no target could run at all the command exits 8 (unless --allow-unrun).
+
+    With --device ssh://USER@HOST the targets run on that device (eager torch stays here), and each is also compared with this machine's runtime on the same file.
     """
     from pocketvit.bench.parity import raise_on_failure, verify_bundle
 
@@ -101,13 +145,25 @@ def verify(
         "fp32": {"max_abs_diff": max_abs_diff, "cosine": cosine, "top1": top1},
         "int8": {"max_abs_diff": int8_max_abs_diff, "cosine": int8_cosine, "top1": int8_top1},
     }
-    result = verify_bundle(bundle, target or None, n_inputs=inputs, seed=seed, tolerance_overrides=overrides,
-                           threads=threads, exits=not no_exits)
+    if device:
+        from pocketvit.bench.on_device import verify_on_device
+
+        result = verify_on_device(bundle, device, target or None, n_inputs=inputs, seed=seed,
+                                  tolerance_overrides=overrides, threads=threads, ssh_config=ssh_config,
+                                  python=device_python, device_dir=device_dir,
+                                  say=lambda m: err_console.print(m, highlight=False))
+    else:
+        result = verify_bundle(bundle, target or None, n_inputs=inputs, seed=seed, tolerance_overrides=overrides,
+                               threads=threads, exits=not no_exits)
     if as_json:
         print(json.dumps(result, indent=2))
         print_fallbacks(result["targets"])
     else:
+        if device:
+            print_device(result)
         print_table(result)
+        for n in result.get("notes", []):
+            err_console.print(f"[yellow]note[/yellow]: {n}", highlight=False)
     raise_on_failure(result, allow_unrun=allow_unrun)
     if not as_json:
         rows = result["targets"].values()

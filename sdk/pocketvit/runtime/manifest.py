@@ -341,8 +341,9 @@ def _validate_input(spec: Any, where: str) -> None:
     _require(isinstance(s, (int, float)) and not isinstance(s, bool), w, "'scale' must be a number")
 
 
-def check_files_present(root: Path, m: dict) -> None:
-    rootr = root.resolve()
+def listed_files(m: dict) -> list[tuple[str, str, int | None]]:
+    """(what, path relative to the bundle, bytes or None) for every file the manifest lists: the targets' files and
+    their early-exit segments, text embeddings, the text encoder's files."""
     entries: list[tuple[str, str, int | None]] = [
         (f"files[{t!r}]", e["path"], e.get("bytes")) for t, e in m["files"].items()
     ]
@@ -355,8 +356,12 @@ def check_files_present(root: Path, m: dict) -> None:
         entries.append(("text_embeddings", m["text_embeddings"], None))
     from .text import text_encoder_entries
 
-    entries += text_encoder_entries(m)
-    for what, rel, nbytes in entries:
+    return entries + text_encoder_entries(m)
+
+
+def check_files_present(root: Path, m: dict) -> None:
+    rootr = root.resolve()
+    for what, rel, nbytes in listed_files(m):
         full = root / rel
         try:
             resolved = full.resolve()
