@@ -219,3 +219,15 @@ def test_fashion_mnist_small_folder_and_its_builtin_name(tmp_path, monkeypatch, 
     assert resolve_root("pocketvit:fashion-mnist-small/labeled") == tmp_path / "home" / "fashion-mnist-small" / "labeled"
     with pytest.raises(DataError, match="unknown pocketvit folder"):
         locate("pocketvit:cifar")
+
+
+def test_data_fashion_mnist_small_command(tmp_path, fmnist_root):
+    from pocketvit.cli.main import app
+    from typer.testing import CliRunner
+
+    r = CliRunner().invoke(app, ["data", "fashion-mnist-small", str(tmp_path / "fm"), "--per-class", "2",
+                                 "--unlabeled", "5", "--test-per-class", "1", "--root", str(fmnist_root)])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "fm" / "labeled").rglob("*.png"))) == 20
+    assert len(list((tmp_path / "fm" / "unlabeled").glob("*.png"))) == 5
+    assert len(list((tmp_path / "fm" / "test").rglob("*.png"))) == 10

@@ -188,6 +188,40 @@ def linear_probe(adapter: nn.Module, network: nn.Module, splits: Splits, aug: Au
     return top1
 
 
+@torch.no_grad()
+def precise_batchnorm(adapter: nn.Module, batches, precision: str) -> None:
+    """Re-estimate every BatchNorm layer's running statistics as the exact average over `batches` (normalized
+    training images), with the weights as they are now. Pretrained CNNs keep their statistics with a small momentum
+    (EfficientNet-Lite: 0.01), so after a few hundred fine-tuning steps the running statistics still lean on
+    ImageNet's while the weights have moved: evaluation then sees the wrong statistics. Done before every
+    validation, so the scored (and the kept) weights carry statistics that match them."""
+    from pocketvit.distill.trainer import inference_autocast
+
+    trainable = [m for m in adapter.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                 and m.track_running_stats and any(p.requires_grad for p in m.parameters())]  # frozen ones keep theirs
+    if not trainable:
+        return
+    state = [(m, m.momentum, m.training) for m in trainable]
+    for m in trainable:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+    was = adapter.training
+    adapter.eval()
+    for m in trainable:
+        m.train()
+    device = next(adapter.parameters()).device
+    for x in batches:
+        x = x.to(device)
+        if x.ndim == 4 and device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with inference_autocast(precision, device):
+            adapter(x)
+    for m, momentum, training in state:
+        m.momentum = momentum
+        m.train(training)
+    adapter.train(was)
+
+
 def measure_precision(adapter: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 2) -> tuple[str, dict]:
     """bf16 or fp32 for training, whichever runs a training step faster here (on a copy: the weights are not
     touched). On CPUs bf16 autocast is not always faster: EfficientNet-Lite's depthwise convolutions train slower
@@ -259,8 +293,15 @@ def finetune_member(adapter: nn.Module, splits: Splits, aug: AugmentConfig, seed
     settings = TrainSettings(epochs=epochs, lr=lr, weight_decay=cfg.weight_decay, steps_per_epoch=steps,
                              fast=False, precision=precision, lr_scale=scale, train_mode=train_mode if frozen else None)
     validation = None
+    stats_batches = label_batches(splits, aug, seed, 2 * cfg.batch_size)
+
+    def score(model: nn.Module) -> float:
+        # BatchNorm statistics of this epoch's weights (one augmented pass, a fixed seed), then val top-1
+        precise_batchnorm(model, (x for x, _ in stats_batches(0x5EED)), precision)
+        return evaluate(model, splits, splits.val, f"{who} val")
+
     if len(splits.val):
-        validation = Validation(lambda m: evaluate(m, splits, splits.val, f"{who} val"), patience=cfg.patience)
+        validation = Validation(score, patience=cfg.patience)
 
     def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
@@ -269,6 +310,8 @@ def finetune_member(adapter: nn.Module, splits: Splits, aug: AugmentConfig, seed
     train(adapter, label_batches(splits, aug, seed, cfg.batch_size), loss_fn, settings, work_dir,
           f"{who} fine-tune" if init == "pretrained" else f"{who} from random weights", validation=validation,
           summary=summary)
+    if validation is None:  # no val split: the statistics of the last epoch's weights
+        precise_batchnorm(adapter, (x for x, _ in stats_batches(0x5EED)), precision)
     for p in network.parameters():
         p.requires_grad_(True)
     record |= {"lr": lr, "layer_decay": cfg.layer_decay, "trainable_layers": cfg.trainable_layers, "train": summary}

@@ -375,7 +375,8 @@ class ClassifyBuild:
             "student": _public(student.meta),
             "baseline": {"test_top1": baseline.meta["test_top1"]} if baseline else None,
             "distill": {"cache_bytes": cache.meta["bytes"], "cache_epochs": cache.meta["epochs"],
-                        "topk": cache.meta["topk"], "student_epochs": self.recipe.distill.epochs}
+                        "topk": cache.meta["topk"],
+                        "student_epochs": (student.meta.get("train") or {}).get("epochs", self.recipe.distill.epochs)}
             | (bench.meta if bench else {}),
             "targets": targets,
             "exits": exits_report,

@@ -42,9 +42,15 @@ def failed_banner(report: dict[str, Any]) -> list[str]:
 
 def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     d = report["dataset"]
+    unlabeled = (f" ({d['train_labeled']} labeled + {d['unlabeled']} unlabeled, which only the student learns from "
+                 "through the teacher cache)" if d.get("unlabeled") else "")
     lines = [
         f"# {report['recipe']}: pocketvit {report['version']} report", "",
-        f"Data: {d['name']} — {d['train']} train / {d['val']} val / {d['test']} test images.", "",
+        f"Data: {d['name']} — {d['train']} train{unlabeled} / {d['val']} val / {d['test']} test images.", "",
+    ]
+    if report.get("warnings"):
+        lines += ["**Warnings**", "", *[f"- {w}" for w in report["warnings"]], ""]
+    lines += [
         "## Models", "", md_table(models_table(report)), "",
         *failed_banner(report),
         "## Targets (every figure measured by running the exported file on its runtime, whole test split)", "",
@@ -54,6 +60,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     if notes:
         lines += ["Notes:", *notes, ""]
 
+    lines += teacher_training_markdown(report)
     lines += quantization_markdown(report)
 
     lines += exits_markdown(report, plots, md_table)
@@ -82,6 +89,25 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
     lines += ["## Stages", "", md_table([["stage", "seconds", "cached"]] + [
         [s, f"{v['seconds']:.1f}", "yes" if v["cached"] else "no"] for s, v in report["stages"].items()]), ""]
     return "\n".join(lines)
+
+
+def teacher_training_markdown(report: dict[str, Any]) -> list[str]:
+    """How each model trained (optimizer steps, early stopping) and the teacher measured on a runtime."""
+    lines = []
+    for who, r in (report.get("training") or {}).items():
+        for i, run in enumerate(r if isinstance(r, list) else [r]):
+            name = who if not isinstance(r, list) else f"{who} member {i + 1}"
+            stop = (f", early stop: kept epoch {run['best_epoch']} (val top-1 {run['best_val']:.4f})"
+                    if run.get("stopped_early") else
+                    f", kept epoch {run['best_epoch']} (val top-1 {run['best_val']:.4f})" if run.get("best_epoch")
+                    else "")
+            lines.append(f"- {name}: {run['steps']} optimizer steps ({run['epochs']} of {run['planned_epochs']} "
+                         f"planned epoch(s) x {run['steps_per_epoch']}){stop}")
+    for target, m in (report.get("teacher_targets") or {}).items():
+        if m.get("test_top1") is not None:
+            lines.append(f"- the teacher exported to {target}: test top-1 {m['test_top1']:.4f} on its runtime "
+                         f"(eager {m['eager_test_top1']:.4f}), median {m['latency_ms']['median']:.2f} ms")
+    return ["## Training", "", *lines, ""] if lines else []
 
 
 def agreement_markdown(report: dict[str, Any]) -> list[str]:
