@@ -14,53 +14,11 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-LABELS = ["cat", "dog", "fox"]
-
-
-def _spread(model) -> None:
-    """Random-init weights with spread logits: BatchNorm statistics re-estimated, every parameter nudged."""
-    from pocketvit.export.prepare import recalibrate_batchnorm
-
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    recalibrate_batchnorm(model, (4, 3, 32, 32), batches=2)
+from benchmarks.hf_export import LABELS, tiny_folder  # noqa: E402  (after the importorskips)
 
 
 def _folder(tmp_path, kind: str):
-    """A save_pretrained folder of a tiny `kind` classifier (3 labels) with its own image processor."""
-    t = transformers
-    configs = {
-        "vit": (t.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                            intermediate_size=64), t.ViTImageProcessor(size={"height": 32, "width": 32})),
-        "deit": (t.DeiTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                              intermediate_size=64),
-                 t.DeiTImageProcessor(size={"height": 36, "width": 36}, crop_size={"height": 32, "width": 32})),
-        "convnext": (t.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1]),
-                     t.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.875)),
-        "mobilevit": (t.MobileViTConfig(image_size=32, hidden_sizes=[16, 24, 32],
-                                        neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 48]),
-                      t.MobileViTImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32})),
-        "swin": (t.SwinConfig(image_size=32, patch_size=2, embed_dim=8, depths=[1, 1], num_heads=[1, 2],
-                              window_size=4), t.ViTImageProcessor(size={"height": 32, "width": 32})),
-        "efficientnet": (t.EfficientNetConfig(image_size=32, width_coefficient=0.1, depth_coefficient=0.1,
-                                              hidden_dim=128),
-                         t.EfficientNetImageProcessor(size={"height": 32, "width": 32}, rescale_offset=True,
-                                                      rescale_factor=1 / 127.5)),
-    }
-    config, processor = configs[kind]
-    config.num_labels = len(LABELS)
-    config.id2label = dict(enumerate(LABELS))
-    config.label2id = {v: k for k, v in enumerate(LABELS)}
-    config.architectures = []  # transformers 5.24 iterates over it (None) to choose among DeiT's two classes
-    torch.manual_seed(0)
-    model = t.AutoModelForImageClassification.from_config(config).eval()
-    _spread(model)
-    folder = tmp_path / f"tiny-{kind}"
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder, model, processor
+    return tiny_folder(tmp_path, kind)
 
 
 @pytest.mark.parametrize("kind,resize,crop,color", [

@@ -19,8 +19,9 @@ ALIASES = {"tflite": "litert", "tflite-runtime": "litert", "pte": "executorch", 
 ModelArg = Annotated[
     str | None,
     typer.Argument(
-        help="timm:NAME, efficientnet-lite:lite0, pocketvit-resnet / pocketvit-tinyvit (with --checkpoint), "
-        "a checkpoint file (with --arch), or a build directory (runs/NAME).",
+        help="timm:NAME, hf:FOLDER (a transformers image classifier saved with save_pretrained), "
+        "efficientnet-lite:lite0, pocketvit-resnet / pocketvit-tinyvit (with --checkpoint), a checkpoint file "
+        "(with --arch), or a build directory (runs/NAME).",
         show_default=False,
     ),
 ]
@@ -74,8 +75,9 @@ def print_models(as_json: bool) -> None:
         table.add_row(m.name, *styled, m.note)
     console = table_console()
     console.print(table)
-    console.print("timm models at 64x64 with random weights; any other timm model can be tried as timm:NAME. "
-                  "Core ML converts on Linux but runs only on macOS/iOS.", highlight=False)
+    console.print("timm models at 64x64 with random weights; any other timm model can be tried as timm:NAME, and "
+                  "docs/zoo.md has every target on 50-odd more families (`pocketvit zoo-coverage`). Core ML converts "
+                  "on Linux but runs only on macOS/iOS.", highlight=False)
 
 
 def print_result(result: dict) -> None:

@@ -75,7 +75,8 @@ def export_model(
                              disabled_rewrites=tuple(disabled_rewrites), compare_rewrites=compare_rewrites)
     from pocketvit.export.coreml import export_coreml
 
-    return export_coreml(model, example, path, model_name=model_name, prepare=prepare)
+    return export_coreml(model, example, path, model_name=model_name, prepare=prepare,
+                         disabled_rewrites=tuple(disabled_rewrites))
 
 
 def __getattr__(name: str):

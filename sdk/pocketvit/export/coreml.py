@@ -180,9 +180,12 @@ def export_coreml(
     model_name: str = "model",
     prepare: bool = True,
     minimum_deployment_target: str = DEFAULT_DEPLOYMENT_TARGET,
+    disabled_rewrites: tuple[str, ...] = (),
 ) -> ExportedFile:
-    """Convert `model` to an fp16 ML Program and save it as an .mlpackage folder at `path`."""
+    """Convert `model` to an fp16 ML Program and save it as an .mlpackage folder at `path`. With prepare, the
+    export rewrites meant for Core ML (export/rewrites.py) are applied unless disabled."""
     from pocketvit.export.prepare import prepare_for_export
+    from pocketvit.export.rewrites import apply_rewrites
 
     ct = import_coremltools()
     if isinstance(example, tuple):
@@ -193,8 +196,10 @@ def export_coreml(
         raise ExportError(
             f"Unknown Core ML deployment target '{minimum_deployment_target}' (try iOS16, iOS17, iOS18)."
         )
+    rewrites: dict[str, int] = {}
     if prepare:
         model = prepare_for_export(model)
+        rewrites = apply_rewrites(model, TARGET, disabled_rewrites)
     args = (example,)
     outputs = _output_names(model, args)
 
@@ -220,6 +225,7 @@ def export_coreml(
                 "rerun with --debug for details."
             )
     info.update(
+        rewrites=rewrites,
         executed=False,
         reason="Core ML runs only on Apple platforms; the saved spec was checked instead",
         spec_check=check,

@@ -77,8 +77,10 @@ def export_coreml_image(
     name: str = "model",
     model_name: str = "model",
     minimum_deployment_target: str = "iOS16",
+    disabled_rewrites: tuple[str, ...] = (),
 ) -> ExportedFile:
-    """Write `out_dir/<name>-dropin.mlpackage` (fp16 ML Program, image in, class labels out) and check its spec."""
+    """Write `out_dir/<name>-dropin.mlpackage` (fp16 ML Program, image in, class labels out) and check its spec.
+    The export rewrites meant for Core ML (export/rewrites.py) are applied unless disabled."""
     import torch
 
     from pocketvit.export.coreml import convert_with_fallback, import_coremltools, quiet_coremltools
@@ -90,8 +92,12 @@ def export_coreml_image(
         raise ExportError(f"Could not make a Core ML image model of '{model_name}': colour order {color}")
     if not labels:
         raise ExportError(f"Could not make a Core ML classifier of '{model_name}': the bundle has no labels")
+    from pocketvit.export.rewrites import apply_rewrites
+
     scale, bias, divisor = image_scale_bias(spec)
-    wrapped = _classifier_module(prepare_for_export(model), divisor)
+    inner = prepare_for_export(model)
+    rewrites = apply_rewrites(inner, "coreml", disabled_rewrites)
+    wrapped = _classifier_module(inner, divisor)
     shape = (1, int(spec["channels"]), int(spec["height"]), int(spec["width"]))
     layout = {"GRAY": ct.colorlayout.GRAYSCALE, "RGB": ct.colorlayout.RGB, "BGR": ct.colorlayout.BGR}[color]
     path = Path(out_dir) / f"{name}-dropin.mlpackage"
@@ -118,7 +124,8 @@ def export_coreml_image(
         if not check["ok"]:  # checked before the rename: a file that fails never reaches its final name
             raise ExportError(f"Could not export '{model_name}' to {TARGET}: the Core ML image model's spec does not "
                               f"match the bundle: {check['problems']}")
-    info = {**route, "spec_check": check, "input_form": "uint8-nhwc", "file_outputs": "probabilities",
+    info = {**route, "rewrites": rewrites, "spec_check": check, "input_form": "uint8-nhwc",
+            "file_outputs": "probabilities",
             "image_input": {"scale": scale, "bias": bias, "color_layout": check["color_space"],
                             "std_in_graph": divisor}}
     return ExportedFile(target=TARGET, path=path, runtime="coreml", precision="fp16", info=info)

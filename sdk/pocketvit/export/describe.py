@@ -83,5 +83,7 @@ def backend_summary(target: str, info: dict[str, Any]) -> str:
         text = f"ML Program via {info.get('frontend', '?')}, spec check {'ok' if ok else 'FAILED' if ok is False else '?'}"
         if info.get("fallback_reason"):
             text += f" (torch.export failed: {info['fallback_reason']})"
+        if info.get("rewrites"):
+            text += f"; rewrites {', '.join(f'{k} x{v}' for k, v in info['rewrites'].items())}"
         return text + "; not executable on Linux (Core ML runs on macOS/iOS only)"
     return json.dumps(info)[:200]

@@ -173,7 +173,8 @@ def export_dropin(
     if runtime == "coreml":  # ImageType input + ClassifierConfig: Vision feeds it camera frames
         from pocketvit.export.coreml_image import export_coreml_image
 
-        return export_coreml_image(model, spec, labels or [], out_dir, name=name, model_name=model_name)
+        return export_coreml_image(model, spec, labels or [], out_dir, name=name, model_name=model_name,
+                                   disabled_rewrites=disabled_rewrites)
     if input_dtype not in INPUT_DTYPES:
         raise ExportError(f"--dropin-input must be one of {', '.join(INPUT_DTYPES)}, got {input_dtype!r}")
     check_dropin_spec(spec, model_name)

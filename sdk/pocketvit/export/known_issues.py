@@ -43,6 +43,13 @@ KNOWN_ISSUES: tuple[ToolchainIssue, ...] = (
         "",
         "the rewrite linear-attention-broadcast (on by default for litert and litert-int8) writes both multiplies "
         "with implicit broadcasting; drop --no-rewrite linear-attention-broadcast"),
+    ToolchainIssue(
+        "coreml", r"addcmul", "coremltools 9.0",
+        "neither frontend converts aten.addcmul (ConvNeXtV2's GlobalResponseNorm, ResMLP's Affine); no upstream "
+        "issue found",
+        "",
+        "the rewrite addcmul-as-mul-add (on by default for Core ML) writes it as a multiply and an add; drop "
+        "--no-rewrite addcmul-as-mul-add"),
 )
 
 

@@ -22,6 +22,7 @@ from pocketvit.export.rewrites_conv import (
     se_hardsigmoid_into_conv,
     silu_as_sigmoid_mul,
 )
+from pocketvit.export.rewrites_coreml import addcmul_as_mul_add
 from pocketvit.export.rewrites_litert import (
     depthwise7_as_5x5,
     layernorm_keepdim,
@@ -260,6 +261,8 @@ REWRITES: tuple[Rewrite, ...] = (
             ("litert-int8",), hardswish_as_hardtanh_mul),
     Rewrite("depthwise7-as-core-ring", "stride-1 7x7 depthwise conv as a 5x5 core + two dilated border convs (49 taps)",
             ("litert", "executorch", "executorch-int8"), depthwise7_as_core_ring),
+    Rewrite("addcmul-as-mul-add", "addcmul (ConvNeXtV2's GRN, ResMLP's Affine) as a multiply and an add: "
+            "coremltools has no addcmul", ("coreml", "coreml-int8"), addcmul_as_mul_add),
     Rewrite("depthwise7-as-5x5", "stride-1 7x7 depthwise conv as four 5x5 ones (XNNPACK's 49-tap kernel is slow)",
             ("litert", "executorch", "executorch-int8"), depthwise7_as_5x5),
 )

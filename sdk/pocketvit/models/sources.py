@@ -61,7 +61,8 @@ def _timm_status(coreml: str = UNTESTED, **override: str) -> dict[str, str]:
 
 
 # Status as measured by tests/export/test_export_timm.py (timm models at 64x64, random init), the build
-# tests (local archs) and tests/models/test_efficientnet_lite.py (lite0 on real photos, every runtime).
+# tests (local archs), tests/models/test_efficientnet_lite.py (lite0 on real photos, every runtime) and
+# tests/models/test_source_hf.py (hf: folders). The zoo (`make test-zoo`, docs/zoo.md) covers 50-odd more families.
 KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("pocketvit-resnet", "local", _timm_status(), "needs --checkpoint, --num-classes, --input-size"),
     KnownModel("pocketvit-tinyvit", "local", _timm_status(), "needs --checkpoint, --num-classes, --input-size"),
@@ -74,14 +75,16 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("timm:deit_tiny_patch16_224", "timm", _timm_status(coreml=OK_COREML)),
     KnownModel("timm:tiny_vit_5m_224", "timm", _timm_status()),
     KnownModel("timm:fastvit_t8", "timm", _timm_status(), "re-parameterised before export"),
-    KnownModel("timm:fastvit_mci0", "timm", _timm_status(), "MobileCLIP image tower, re-parameterised"),
+    KnownModel("timm:fastvit_mci0", "timm", _timm_status(coreml=OK_COREML),
+               "MobileCLIP image tower, re-parameterised; mean 0 (Core ML drop-in: no bias add)"),
     KnownModel("timm:mobilevit_xxs", "timm", _timm_status()),
     KnownModel("timm:efficientvit_b0", "timm", _timm_status()),
-    KnownModel("timm:mobilevitv2_050", "timm",
-               {"executorch": UNTESTED, "litert": "fails at tfl.mul", "onnx": UNTESTED, "coreml": UNTESTED}),
-    KnownModel("timm:ghostnet_050", "timm",
-               {"executorch": UNTESTED, "litert": UNTESTED, "onnx": UNTESTED,
-                "coreml": "converts via torch.jit.trace (not run off macOS)"}),
+    KnownModel("timm:mobilevitv2_050", "timm", _timm_status(coreml=OK_COREML),
+               "LiteRT through the linear-attention-broadcast rewrite (litert-torch fails at tfl.mul without it)"),
+    KnownModel("timm:ghostnet_050", "timm", _timm_status(coreml="converts via torch.jit.trace (not run off macOS)"),
+               "Core ML's torch.export frontend has no aten.alias (coremltools#2517)"),
+    KnownModel("hf:FOLDER", "hf", _timm_status(coreml=OK_COREML),
+               "a transformers image classifier folder (save_pretrained); tested: ViT, DeiT, ConvNeXt, MobileViT"),
 )
 
 

@@ -86,8 +86,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                      + " | ".join(cells) + f" | {r.get('seconds', 0):.0f} |")
     tot = totals(rows)
     lines.append("| **ok / models** | | | | " + " | ".join(
-        f"**{tot[t]['ok']}/{tot[t]['models']}**" + (f" ({tot[t]['ran']} ran*)" if tot[t]["ran"] else "")
-        for t in COLUMNS) + f" | {sum(r.get('seconds', 0) for r in rows) / 60:.0f} min |")
+        (f"**{tot[t]['ok']}/{tot[t]['models']}**" + (f" ({tot[t]['ran']} ran*)" if tot[t]["ran"] else ""))
+        if tot[t]["models"] else "—" for t in COLUMNS) + f" | {sum(r.get('seconds', 0) for r in rows) / 60:.0f} min |")
     text = "\n".join(lines) + "\n"
     if notes:
         text += "\nFailures:\n\n" + "".join(f"{i}. {n}\n" for i, n in enumerate(notes, 1))

@@ -59,9 +59,12 @@ class CoreMLInt8:
     mode: Literal["weights", "w8a8", "palettize"] = "weights"
     nbits: int = 6  # palettize only
     target: str = "coreml-int8"
+    no_rewrite: tuple[str, ...] = ()  # export/rewrites.py names (or "all") not applied before conversion
 
     def describe(self) -> dict:
         d = asdict(self)
+        if not d["no_rewrite"]:  # keeps earlier stage hashes
+            d.pop("no_rewrite")
         if self.mode != "palettize":  # nbits means nothing then (and keeps earlier stage hashes)
             d.pop("nbits")
             return d | {"toolchain": "coremltools.optimize.coreml.linear_quantize_weights"}

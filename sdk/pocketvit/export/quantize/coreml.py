@@ -42,8 +42,12 @@ def quantize_coreml(model: torch.nn.Module, example: torch.Tensor, calib: torch.
         linear_quantize_weights,
     )
 
+    from pocketvit.export.rewrites import apply_rewrites
+
+    rewrites = apply_rewrites(model, config.target, config.no_rewrite)  # the model is quantize_export's prepared copy
     with tempfile.TemporaryDirectory(prefix="pocketvit-coreml-int8-") as tmpdir:
         fp16 = export_coreml(model, example, Path(tmpdir) / "fp16.mlpackage", model_name=model_name, prepare=False)
+        fp16.info["rewrites"] = rewrites
         try:
             with quiet_coremltools():
                 ml = ct.models.MLModel(str(fp16.path), skip_model_load=True)
