@@ -10,7 +10,6 @@ save_pretrained) exported to every target and checked on each runtime (Core ML: 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,6 @@ def tiny_folder(root: Path, kind: str):
     parameter nudged, BatchNorm statistics re-estimated) and its own image processor."""
     import torch
     import transformers
-
     from pocketvit.export.prepare import recalibrate_batchnorm
 
     config, processor = _configs(transformers)[kind]
