@@ -188,6 +188,15 @@ def _validate(model: nn.Module, validation: Validation, state: dict[str, Any], e
             f"keeping epoch {state['best_epoch']} (val {state['best']:.4f})")
 
 
+def _as_float32(out: object) -> object:
+    """A model's output(s) in float32 for the loss (bf16 autocast leaves them bf16); an exit model returns a list."""
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.dtype != torch.float32 else out
+    if isinstance(out, (list, tuple)):
+        return type(out)(_as_float32(o) for o in out)
+    return out
+
+
 def train_step(engine: Engine, net: nn.Module, opt: torch.optim.Optimizer, inputs: torch.Tensor, target: object,
                loss_fn: LossFn, grad_clip: float, layout: torch.memory_format, precision: str = "fp32"
                ) -> torch.Tensor:
@@ -197,7 +206,7 @@ def train_step(engine: Engine, net: nn.Module, opt: torch.optim.Optimizer, input
         inputs = inputs.contiguous(memory_format=layout)
     with train_autocast(precision, engine.device):
         out = net(inputs)
-        loss = loss_fn(out.float() if out.dtype != torch.float32 else out, to_device(target, engine.device))
+        loss = loss_fn(_as_float32(out), to_device(target, engine.device))
     opt.zero_grad(set_to_none=True)
     share = engine.share(len(inputs))
     engine.backward(loss if share is None else loss * share)
