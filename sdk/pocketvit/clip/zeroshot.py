@@ -73,7 +73,7 @@ def runtime_zero_shot_stage_fn(target: str, exported: Any, model_fn: Callable[[]
     the bundle's preprocessing in the file's input form), zero-shot top-1 from its embeddings, parity and latency
     against eager."""
     def run(path: Path) -> dict[str, Any]:
-        from pocketvit.bench.latency import file_latency
+        from pocketvit.bench.timing import file_latency
         from pocketvit.bench.measure import file_inputs, parity, run_batch1, runtime_inputs
         from pocketvit.runtime import open_backend
         from pocketvit.runtime.io import path_bytes

@@ -39,7 +39,8 @@ def measure_bundle(bundle_dir: Path | str, targets: list[str], n_inputs: int = P
                    runs: int = LATENCY_RUNS, threads: int | None = None) -> dict[str, dict[str, Any]]:
     """Parity vs eager torch (n_inputs seeded random images) and batch-1 latency for each target, timed as
     `pocketvit bench` times them (bench/latency.py: isolated processes with more than one thread)."""
-    from pocketvit.bench.latency import default_threads, time_targets
+    from pocketvit.bench.latency import default_threads
+    from pocketvit.bench.timing import time_targets
     from pocketvit.bench.parity import verify_bundle
 
     threads = int(threads or default_threads())

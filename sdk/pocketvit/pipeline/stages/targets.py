@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from pocketvit.bench.latency import file_latency
+from pocketvit.bench.timing import file_latency
 from pocketvit.bench.measure import (
     agreement_with_teacher,
     file_inputs,
