@@ -9,7 +9,7 @@ import pytest
 from pocketvit.bench._common import COREML_NOTE, precision_class
 from pocketvit.bench.latency import bench_bundle, interleaved, machine_peak_gflops
 from pocketvit.bench.parity import TargetParity, check, raise_on_failure, tolerances, verify_bundle
-from pocketvit.errors import BundleError, VerifyError
+from pocketvit.errors import BundleError, NotRunError, VerifyError
 
 from tests.bench.testkit import all_targets_build, copy_bundle
 
@@ -99,7 +99,9 @@ def test_coreml_is_reported_converted_never_a_number(tiny_all, tmp_path):
     assert res["passed"] and res["targets"]["onnx"]["status"] == "pass"
     raise_on_failure(res)
     only = verify_bundle(bundle, targets=["coreml"], n_inputs=2)
-    raise_on_failure(only)  # nothing ran, but Core ML off macOS is not a failure
+    with pytest.raises(NotRunError, match="nothing was verified"):  # nothing ran: never a pass on nothing
+        raise_on_failure(only)
+    raise_on_failure(only, allow_unrun=True)  # unless asked for
 
 
 def test_bench_without_source_block_skips_eager(tiny_all, tmp_path):
