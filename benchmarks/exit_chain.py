@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from pocketvit.errors import BundleError
 
-from ._common import open_bundle
+from pocketvit.bench._common import open_bundle
 from .latency import interleaved
 
 
