@@ -12,10 +12,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from pocketvit.errors import BundleError
-
 from pocketvit.bench._common import open_bundle
-from .latency import interleaved
+from pocketvit.bench.latency import interleaved
+from pocketvit.errors import BundleError
 
 
 def measure(bundle_dir: str | Path, target: str = "executorch", runs: int = 2000, threads: int = 1) -> dict:
