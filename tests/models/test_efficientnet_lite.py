@@ -76,7 +76,14 @@ def test_lite0_every_runtime_classifies_real_photos(tmp_path):
     r = run_cli("export", "efficientnet-lite:lite0", "--target", "all", "--out", str(out), "--json")
     assert r.returncode == 0, r.stderr[-4000:]
     result = json.loads(r.stdout)
-    assert set(json.loads((out / "manifest.json").read_text())["files"]) == {"executorch", "litert", "onnx", "coreml"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    # the drop-in files of litert and coreml come by default; the .tflite carries the 1000 ImageNet names as TFLite
+    # metadata, written in this environment (MediaPipe's ImageClassifier names the classes from it)
+    assert set(manifest["files"]) == {"executorch", "litert", "onnx", "coreml", "litert-dropin", "coreml-dropin"}
+    from pocketvit.export.metadata import tflite_labels
+
+    assert tflite_labels(out / "model-dropin.tflite") == manifest["labels"] and manifest["labels"][967] == "espresso"
+    assert manifest["files"]["litert-dropin"]["metadata"]["labels"] == 1000
     assert result["targets"]["executorch"]["backend"]["nodes_outside"] == 0  # the whole graph in XNNPACK
     assert result["targets"]["coreml"]["status"] == "not run"
     for t in ("executorch", "litert", "onnx"):
