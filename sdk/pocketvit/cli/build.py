@@ -45,7 +45,11 @@ def build(
     if report.get("rank") or not current().is_zero:  # a helper rank of a multi-process run: rank 0 reports
         return
     if until:
-        err_console.print(f"\n[bold green]stopped after {until}[/bold green]: stages in {out_dir / 'stages'}")
+        from pocketvit.runtime.io import write_json
+
+        write_json(out_dir / f"report-until-{until}.json", report)  # what ran so far (teacher figures, warnings)
+        err_console.print(f"\n[bold green]stopped after {until}[/bold green]: stages in {out_dir / 'stages'}, "
+                          f"report {out_dir / f'report-until-{until}.json'}")
         if report.get("teacher_weights"):
             err_console.print(f"  teacher weights: {report['teacher_weights']}")
         if report.get("distill", {}).get("cache_speedup"):

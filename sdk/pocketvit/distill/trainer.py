@@ -147,7 +147,7 @@ def train(
                 advance(1, info=f"epoch {epoch + 1}/{settings.epochs} loss {running / seen:.3f}")
             if validation is not None:  # no early stop before the warm-up is over
                 _validate(model, validation, state, epoch, best_file, description, dist.is_zero,
-                          can_stop=step >= warmup)
+                          can_stop=step >= warmup and epoch + 1 < settings.epochs)
                 if state["stopped"]:
                     advance(total - step)
             engine.save(ckpt, net, opt, epoch + 1, state)

@@ -86,6 +86,11 @@ class DataSection(Section):
 
 
 MIN_STEPS = 500  # default floor on optimizer steps (teacher training and distillation)
+# training length, shared by teacher.train and distill (pipeline/plan.py reads them)
+STEPS = Field(None, gt=0, description="train for this many optimizer steps (rounded up to whole epochs) instead of "
+              "`epochs`")
+MINIMUM_STEPS = Field(MIN_STEPS, ge=0, description="at least this many optimizer steps: on a small folder the "
+                      "epochs grow until they reach it (0: exactly `epochs`)")
 
 
 class TrainSection(Section):
@@ -96,10 +101,8 @@ class TrainSection(Section):
     lr: float = Field(2e-3, gt=0, description="peak learning rate (a fine-tuned teacher: of the linear probe's head)")
     weight_decay: float = Field(0.05, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
-    steps: Optional[int] = Field(None, gt=0, description="train for this many optimizer steps (rounded up to whole "
-                                 "epochs) instead of `epochs`")
-    min_steps: int = Field(MIN_STEPS, ge=0, description="at least this many optimizer steps: on a small folder the "
-                           "epochs grow until they reach it (0: exactly `epochs`)")
+    steps: Optional[int] = STEPS
+    min_steps: int = MINIMUM_STEPS
     patience: Optional[int] = Field(None, ge=1, description="early stopping: stop after this many epochs without a "
                                     "better val top-1 and keep the best epoch's weights (null: every epoch; a "
                                     "fine-tuned teacher still keeps its best epoch)")
@@ -181,10 +184,8 @@ class DistillSection(Section):
     weight_decay: float = Field(0.05, ge=0)
     temperature: float = Field(1.0, gt=0, le=20, description="KD temperature T: teacher re-tempered from the "
                                "cache, student logits / T, loss x T^2 (1 = TinyViT's plain soft cross-entropy)")
-    steps: Optional[int] = Field(None, gt=0, description="train for this many optimizer steps (rounded up to whole "
-                                 "epochs) instead of `epochs`")
-    min_steps: int = Field(MIN_STEPS, ge=0, description="at least this many optimizer steps: on a small folder the "
-                           "epochs grow until they reach it (0: exactly `epochs`)")
+    steps: Optional[int] = STEPS
+    min_steps: int = MINIMUM_STEPS
     patience: Optional[int] = Field(None, ge=1, description="early stopping on val top-1 (val teacher agreement on "
                                     "label-free data): stop after this many epochs without a better score and keep "
                                     "the best epoch (null: every epoch)")

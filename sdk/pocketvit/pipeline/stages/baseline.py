@@ -35,12 +35,24 @@ if TYPE_CHECKING:  # no import cycle at run time
 
 
 def baseline_config(recipe: Recipe, distill_cfg: dict[str, Any], splits: Splits) -> dict[str, Any]:
-    """The baseline stage's hash config: what trains the student, minus the KD temperature, with the epochs that
-    give it distillation's optimizer steps over the labeled images alone (the same epochs without data.unlabeled)."""
-    epochs = baseline_plan(recipe, len(splits.train), len(splits.labeled_train)).epochs
-    return {"student": recipe.student.model_dump(),
-            "distill": {k: v for k, v in distill_cfg.items() if k != "temperature"} | {"epochs": epochs},
+    """The baseline stage's hash config: what trains the student, minus the KD temperature, with the epochs (and
+    the early-stopping patience) that give it distillation's optimizer steps over the labeled images alone (the
+    same as distillation's without data.unlabeled)."""
+    plan = baseline_plan(recipe, len(splits.train), len(splits.labeled_train))
+    cfg = {k: v for k, v in distill_cfg.items() if k != "temperature"} | {"epochs": plan.epochs}
+    if cfg.get("patience") is not None:
+        cfg["patience"] = baseline_patience(recipe, splits)
+    return {"student": recipe.student.model_dump(), "distill": cfg,
             "label_smoothing": recipe.distill.baseline_label_smoothing}
+
+
+def baseline_patience(recipe: Recipe, splits: Splits) -> int | None:
+    """distill.patience (in distillation's epochs) as the same number of optimizer steps in the baseline's epochs."""
+    d = recipe.distill
+    if d.patience is None:
+        return None
+    mine = baseline_plan(recipe, len(splits.train), len(splits.labeled_train))
+    return -(-d.patience * distill_plan(recipe, len(splits.train)).steps_per_epoch // mine.steps_per_epoch)
 
 
 def baseline_stage_fn(recipe: Recipe, splits: Splits, aug: AugmentConfig) -> Callable[[Path], dict[str, Any]]:
@@ -49,11 +61,8 @@ def baseline_stage_fn(recipe: Recipe, splits: Splits, aug: AugmentConfig) -> Cal
         from pocketvit.models.weights import build_from_meta, model_meta, save_weights, weights_path
 
         d = recipe.distill
-        mine = baseline_plan(recipe, len(splits.train), len(splits.labeled_train))
-        epochs = mine.epochs
-        patience = None  # distill's patience in its epochs, as the same number of optimizer steps here
-        if d.patience is not None:
-            patience = -(-d.patience * distill_plan(recipe, len(splits.train)).steps_per_epoch // mine.steps_per_epoch)
+        epochs = baseline_plan(recipe, len(splits.train), len(splits.labeled_train)).epochs
+        patience = baseline_patience(recipe, splits)
         model = build_from_meta(recipe.student.model_dump(), splits)
         summary: dict[str, Any] = {}
         train_on_labels(model, splits, aug, recipe.seed, epochs, d.batch_size, d.lr, d.weight_decay,
