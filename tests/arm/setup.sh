@@ -151,7 +151,10 @@ fi
 # ---------------------------------------------------------------- Debian bookworm arm64
 if [ "$MODE" = binfmt ]; then
     say "debootstrap $SUITE arm64 from $DEBIAN_MIRROR (the second stage runs under qemu: a few minutes)"
-    QEMU_CPU=cortex-a72 nice debootstrap --arch=arm64 --variant=minbase --include="$BASE_APT" \
+    # in its own PID namespace (with its own /proc): the packages' maintainer scripts run in the new system and must
+    # see, and signal, only its processes, never this host's
+    QEMU_CPU=cortex-a72 nice unshare --mount --pid --fork --kill-child --mount-proc \
+        debootstrap --arch=arm64 --variant=minbase --include="$BASE_APT" \
         "$SUITE" "$R" "$DEBIAN_MIRROR" >"$TMP/debootstrap.log" 2>&1 \
         || { tail -20 "$TMP/debootstrap.log" >&2; echo "setup.sh: debootstrap failed (log: $TMP/debootstrap.log)" >&2; exit 1; }
 else
