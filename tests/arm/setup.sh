@@ -97,7 +97,10 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9  # one setup at a time; a second one waits, then finds the image built
 if [ -f "$IMAGE/.complete" ]; then echo "$IMAGE"; exit 0; fi
-rm -rf "$CACHE"/*.tmp  # what a killed setup left
+# what a killed setup left: first anything still mounted in it (an older debootstrap mounted /proc in its target
+# and, killed, left it there), then the files, never crossing into another file system
+findmnt -rn -o TARGET | grep -F "$CACHE/" | sort -r | while read -r m; do umount -l "$m" || true; done
+rm -rf --one-file-system "$CACHE"/*.tmp
 TMP=$IMAGE.tmp
 mkdir -p "$TMP/wheels/rt" "$TMP/wheels/et"
 R=$TMP/rootfs
@@ -213,10 +216,10 @@ cat > "$TMP/costs.json" <<EOF
 EOF
 rm -rf "$TMP/wheels"
 touch "$TMP/.complete"
-rm -rf "$IMAGE"
+rm -rf --one-file-system "$IMAGE"
 mv "$TMP" "$IMAGE"
 for old in "$CACHE"/*/; do  # images of older versions of this script: several GB each
-    [ "${old%/}" = "$IMAGE" ] || rm -rf "${old%/}"
+    [ "${old%/}" = "$IMAGE" ] || rm -rf --one-file-system "${old%/}"
 done
 say "built $IMAGE in $((T1 - T0)) s: $(cat "$IMAGE/costs.json" | tr -d '\n')"
 echo "$IMAGE"
