@@ -16,7 +16,8 @@
 # hash of this script and pi4-cpuinfo, so a rerun takes a second. It is built in <key>.tmp and renamed when done,
 # so a killed setup never leaves an image a rerun would trust. Needs root (debootstrap, chroot, mounts),
 # debootstrap and qemu-user-static (`make test-arm` apt-installs them), network access to the Debian archive and
-# PyPI. Measured here (2 shared cores): first build about NN minutes, 7.5 GB; rerun under a second.
+# PyPI. Measured here (2 cores shared with other jobs): first build about 40 minutes (13 CPU-minutes), 7.5 GB;
+# a rerun 0.1 s.
 #
 # binfmt_misc: registered for qemu-aarch64 (update-binfmts) so that every aarch64 program runs emulated, also in a
 # chroot. Where it cannot be registered (a container without the privilege), POCKETVIT_ARM_MODE=direct (also
