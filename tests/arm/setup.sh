@@ -100,7 +100,7 @@ flock 9  # one setup at a time; a second one waits, then finds the image built
 if [ -f "$IMAGE/.complete" ]; then echo "$IMAGE"; exit 0; fi
 # what a killed setup left: first anything still mounted in it (an older debootstrap mounted /proc in its target
 # and, killed, left it there), then the files, never crossing into another file system
-findmnt -rn -o TARGET | grep -F "$CACHE/" | sort -r | while read -r m; do umount -l "$m" || true; done
+findmnt -rn -o TARGET | { grep -F "$CACHE/" || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
 rm -rf --one-file-system "$CACHE"/*.tmp
 TMP=$IMAGE.tmp
 mkdir -p "$TMP/wheels/rt" "$TMP/wheels/et"
