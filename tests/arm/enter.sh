@@ -4,15 +4,15 @@
 #   tests/arm/enter.sh IMAGE [--overlay DIR] [--bind SRC:DST[:ro]]... -- CMD [ARG]...
 #   tests/arm/enter.sh IMAGE --direct -- GUEST_PROGRAM [ARG]...
 #
-# binfmt mode (the image's `mode` file says binfmt): in a private mount namespace (`unshare -m`, so every mount
-# below vanishes with the command), the image's rootfs (or, with --overlay DIR, a throwaway overlay of it whose
+# binfmt mode (the image's `mode` file says binfmt): in private mount and PID namespaces (`unshare -m -p`: every
+# mount below vanishes with the command, and the emulated system's processes see and signal only each other), the image's rootfs (or, with --overlay DIR, a throwaway overlay of it whose
 # changes go to DIR) gets /proc with the Pi 4's /proc/cpuinfo bound over the host's (qemu 7.2 shows the host's),
 # /dev, a tmpfs /run, the host's resolv.conf (and the CA bundle its pip uses), and the --bind folders; then `chroot` runs CMD with a clean
 # environment and QEMU_CPU=cortex-a72, so every aarch64 program (and every program it starts, through binfmt_misc)
 # runs on an emulated Cortex-A72, the Pi 4's CPU. /sys is not mounted: the rootfs carries its own
 # /sys/devices/system/cpu/{possible,present,online} (onnxruntime's CPU detection crashes on the host's /sys).
 #
-# direct mode (binfmt_misc could not be registered): no chroot; qemu-aarch64-static runs GUEST_PROGRAM (a path in
+# direct mode (binfmt_misc could not be registered): no chroot (still its own mount and PID namespaces); qemu-aarch64-static runs GUEST_PROGRAM (a path in
 # the rootfs, e.g. /usr/bin/python3.11) with -L ROOTFS, which makes the guest's absolute paths resolve in the
 # rootfs first and on the host otherwise; the Pi's cpuinfo and cpu files are bound over the host's. Programs the
 # guest starts are not emulated in this mode (no binfmt), so only single-process work runs here.
@@ -40,14 +40,17 @@ GUEST_ENV=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOM
            QEMU_CPU=cortex-a72 TERM=dumb PYTHONDONTWRITEBYTECODE=1)
 
 if [ "${POCKETVIT_ARM_INSIDE:-}" != 1 ]; then
-    # A private mount namespace; --kill-child: the command dies with us (a killed test leaves nothing running).
-    exec env POCKETVIT_ARM_INSIDE=1 unshare --mount --propagation private --fork --kill-child -- \
+    # Private mount and PID namespaces: the emulated system sees (and can signal) only its own processes (a package's
+    # maintainer script that stops "its" daemons must not find this host's), its mounts vanish with it, and
+    # --kill-child ends it when we end (a killed test leaves nothing running).
+    exec env POCKETVIT_ARM_INSIDE=1 unshare --mount --pid --propagation private --fork --kill-child -- \
         bash "${BASH_SOURCE[0]}" "$IMAGE" ${OVERLAY:+--overlay "$OVERLAY"} \
         $([ "$DIRECT" = 1 ] && echo --direct) $(for b in "${BINDS[@]+"${BINDS[@]}"}"; do printf -- '--bind %s ' "$b"; done) -- "$@"
 fi
 unset POCKETVIT_ARM_INSIDE
 
 if [ "$DIRECT" = 1 ]; then
+    mount -t proc proc /proc  # this PID namespace's
     mount --bind "$IMAGE/cpuinfo" /proc/cpuinfo
     for f in possible present online; do
         [ -e /sys/devices/system/cpu/$f ] && mount --bind "$ROOTFS/sys/devices/system/cpu/$f" /sys/devices/system/cpu/$f

@@ -16,7 +16,8 @@
 # hash of this script and pi4-cpuinfo, so a rerun takes a second. It is built in <key>.tmp and renamed when done,
 # so a killed setup never leaves an image a rerun would trust. Needs root (debootstrap, chroot, mounts),
 # debootstrap and qemu-user-static (`make test-arm` apt-installs them), network access to the Debian archive and
-# PyPI. Measured here (2 shared cores): first build about NN minutes, 7.5 GB; rerun under a second.
+# PyPI. Measured here (2 cores shared with other jobs): first build about 40 minutes (13 CPU-minutes), 7.5 GB;
+# a rerun 0.1 s.
 #
 # binfmt_misc: registered for qemu-aarch64 (update-binfmts) so that every aarch64 program runs emulated, also in a
 # chroot. Where it cannot be registered (a container without the privilege), POCKETVIT_ARM_MODE=direct (also
@@ -97,7 +98,10 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9  # one setup at a time; a second one waits, then finds the image built
 if [ -f "$IMAGE/.complete" ]; then echo "$IMAGE"; exit 0; fi
-rm -rf "$CACHE"/*.tmp  # what a killed setup left
+# what a killed setup left: first anything still mounted in it (an older debootstrap mounted /proc in its target
+# and, killed, left it there), then the files, never crossing into another file system
+findmnt -rn -o TARGET | { grep -F "$CACHE/" || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
+rm -rf --one-file-system "$CACHE"/*.tmp
 TMP=$IMAGE.tmp
 mkdir -p "$TMP/wheels/rt" "$TMP/wheels/et"
 R=$TMP/rootfs
@@ -151,7 +155,10 @@ fi
 # ---------------------------------------------------------------- Debian bookworm arm64
 if [ "$MODE" = binfmt ]; then
     say "debootstrap $SUITE arm64 from $DEBIAN_MIRROR (the second stage runs under qemu: a few minutes)"
-    QEMU_CPU=cortex-a72 nice debootstrap --arch=arm64 --variant=minbase --include="$BASE_APT" \
+    # in its own PID namespace (with its own /proc): the packages' maintainer scripts run in the new system and must
+    # see, and signal, only its processes, never this host's
+    QEMU_CPU=cortex-a72 nice unshare --mount --pid --fork --kill-child --mount-proc \
+        debootstrap --arch=arm64 --variant=minbase --include="$BASE_APT" \
         "$SUITE" "$R" "$DEBIAN_MIRROR" >"$TMP/debootstrap.log" 2>&1 \
         || { tail -20 "$TMP/debootstrap.log" >&2; echo "setup.sh: debootstrap failed (log: $TMP/debootstrap.log)" >&2; exit 1; }
 else
@@ -210,10 +217,10 @@ cat > "$TMP/costs.json" <<EOF
 EOF
 rm -rf "$TMP/wheels"
 touch "$TMP/.complete"
-rm -rf "$IMAGE"
+rm -rf --one-file-system "$IMAGE"
 mv "$TMP" "$IMAGE"
 for old in "$CACHE"/*/; do  # images of older versions of this script: several GB each
-    [ "${old%/}" = "$IMAGE" ] || rm -rf "${old%/}"
+    [ "${old%/}" = "$IMAGE" ] || rm -rf --one-file-system "${old%/}"
 done
 say "built $IMAGE in $((T1 - T0)) s: $(cat "$IMAGE/costs.json" | tr -d '\n')"
 echo "$IMAGE"

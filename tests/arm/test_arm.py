@@ -49,7 +49,8 @@ def pi_image() -> Path:
 
 def _binfmt(image: Path) -> None:
     if (image / "mode").read_text().strip() != "binfmt":
-        pytest.skip("binfmt_misc could not be registered on this machine: only the direct-mode checks (a) ran")
+        pytest.skip("the emulated Pi is in direct mode (binfmt_misc could not be registered here, or "
+                    "POCKETVIT_ARM_MODE=direct): only check (a) runs, with qemu-aarch64-static called directly")
 
 
 @pytest.fixture(scope="session")

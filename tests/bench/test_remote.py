@@ -123,6 +123,22 @@ def test_no_python_and_no_numpy(sshd, bundle, tmp_path):
     assert list((tmp_path / "device-tmp").iterdir()) == []
 
 
+def test_runtime_missing_names_the_package(sshd, bundle, tmp_path):
+    """A device Python with numpy and no runtime: a named target is an error naming its pip package."""
+    venv = tmp_path / "numpy-only"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    if subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "numpy"], capture_output=True, check=False,
+                      timeout=600).returncode:
+        pytest.skip("cannot install numpy into a venv here (no package index)")
+    py = str(venv / "bin" / "python")
+    r = run_cli("bench", str(bundle), *_device(sshd, tmp_path, python=py), "--target", "onnx", "--runs", "50")
+    _one_line_error(r, 8, "onnx cannot run on dev", "pip install onnxruntime")
+    r = run_cli("verify", str(bundle), *_device(sshd, tmp_path, python=py))
+    _one_line_error(r, 8, "can run none of this bundle's targets", "pip install executorch",
+                    "pip install ai-edge-litert")
+    assert list((tmp_path / "device-tmp").iterdir()) == []
+
+
 def test_disk_full(sshd, bundle, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs as the device's full disk needs root")

@@ -41,6 +41,7 @@ from pocketvit.bench.timing import (
     METHODS,
     MIN_RUNS,
     WRAPPER_WHAT,
+    bench_image,
     busy_note,
     choose_method,
     default_threads,
@@ -202,8 +203,7 @@ def bench_bundle(
     bundle, chosen = open_bundle(bundle_path, targets)
     spec = bundle.input_spec
     color = input_color(spec)
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 256, (spec["height"], spec["width"], spec["channels"]), dtype=np.uint8)
+    image = bench_image(spec, seed)
     root = str(bundle.source)
 
     torch.set_num_threads(threads)

@@ -35,7 +35,7 @@ from pocketvit.bench.remote import (
     parse_device,
     runner_files,
 )
-from pocketvit.bench.timing import MIN_RUNS, choose_method
+from pocketvit.bench.timing import MIN_RUNS, bench_image, choose_method
 from pocketvit.errors import DeviceError
 from pocketvit.runtime.manifest import listed_files
 from pocketvit.runtime.targets import runtime_info
@@ -145,8 +145,7 @@ def bench_on_device(
     bundle, chosen = open_bundle(bundle_path, targets)
     spec = bundle.input_spec
     color = input_color(spec)
-    image = np.random.default_rng(seed).integers(0, 256, (spec["height"], spec["width"], spec["channels"]),
-                                                 dtype=np.uint8)  # the image a local bench times (bench_bundle)
+    image = bench_image(spec, seed)  # the image a local bench times
     job = {"runs": runs, "warmup": warmup, "threads": threads, "method": method, "seed": seed, "exits": exits,
            "color": color}
     info, dev, skipped, _ = _run_on_device(

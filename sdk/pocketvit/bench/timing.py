@@ -118,6 +118,12 @@ def time_runners(
     return interleaved({k: f() for k, f in factories.items()}, runs, warmup, seed=seed, returns=returns)
 
 
+def bench_image(spec: dict[str, Any], seed: int) -> np.ndarray:
+    """The image every runtime is timed on: seeded uint8 noise at the model's input size (here and on a device)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (spec["height"], spec["width"], spec["channels"]), dtype=np.uint8)
+
+
 def target_runner(bundle_path: str, target: str, threads: int, exits: bool, image: np.ndarray, color: str,
                   predict: bool) -> Callable[[], Any]:
     """The raw runtime call on the preprocessed image, or (``predict``) ``Predictor.predict(image)`` returning
