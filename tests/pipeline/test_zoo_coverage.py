@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pocketvit.pipeline.zoo_coverage import COLUMNS, ZOO, classify, merge, run_coverage
+from pocketvit.pipeline.zoo_coverage import COLUMNS, ZOO, classify, merge, run_coverage, with_known_issues
 from pocketvit.report.zoo_coverage import render, totals, write_evidence
 
 TFL_MUL = ("Could not export 'm' to litert at tfl.mul during litert_torch.convert: ValueError: 'tfl.mul' op operands "
@@ -46,6 +46,14 @@ def test_rows_merge_pass_by_pass():
     assert {t: c["status"] for t, c in second["targets"].items()} == {"executorch": "ok", "litert": "ok", "onnx": "ok"}
     assert second["seconds"] == 15.0 and len(second["passes"]) == 2
     assert list(second["targets"]) == [t for t in COLUMNS if t in second["targets"]]  # the matrix's column order
+
+
+def test_failures_recorded_before_their_issue_was_known_get_it():
+    cell = {"status": "failed", "reason": "Could not export 'm' to coreml at addcmul during coremltools.convert: "
+                                          "NotImplementedError: Unsupported fx node addcmul, kind addcmul"}
+    rows = with_known_issues([_row("m", 64, {"coreml-dropin": dict(cell), "onnx": {"status": "ok"}})])
+    issue = rows[0]["targets"]["coreml-dropin"]["issue"]
+    assert "addcmul-as-mul-add" in issue["workaround"] and rows[0]["targets"]["coreml-dropin"]["reason"] == cell["reason"]
 
 
 def test_evidence_and_docs_table(tmp_path):

@@ -42,14 +42,14 @@ KNOWN_ISSUES: tuple[ToolchainIssue, ...] = (
         "(MobileViTv2's linear self-attention); no upstream issue found",
         "",
         "the rewrite linear-attention-broadcast (on by default for litert and litert-int8) writes both multiplies "
-        "with implicit broadcasting; drop --no-rewrite linear-attention-broadcast"),
+        "with implicit broadcasting; --no-rewrite linear-attention-broadcast switches it off"),
     ToolchainIssue(
         "coreml", r"addcmul", "coremltools 9.0",
         "neither frontend converts aten.addcmul (ConvNeXtV2's GlobalResponseNorm, ResMLP's Affine); no upstream "
         "issue found",
         "",
-        "the rewrite addcmul-as-mul-add (on by default for Core ML) writes it as a multiply and an add; drop "
-        "--no-rewrite addcmul-as-mul-add"),
+        "the rewrite addcmul-as-mul-add (on by default for Core ML) writes it as a multiply and an add; "
+        "--no-rewrite addcmul-as-mul-add switches it off"),
 )
 
 
