@@ -124,6 +124,25 @@ def test_finetuned_teacher_is_exported_and_measured_on_executorch(tmp_path, ckpt
     assert report["warnings"] and "teacher trained for only 3 optimizer steps" in report["warnings"][0]
 
 
+def test_labels_only_student_is_measured_on_the_runtime_beside_the_distilled_one(tmp_path, ckpt_file):
+    path = _recipe(tmp_path, ckpt_file, **{"export.baseline": True, "teacher.train.probe_epochs": 0,
+                                           "teacher.train.epochs": 1, "teacher.train.patience": None})
+    out = tmp_path / "run"
+    report = run_build(load_recipe(path), path, out, until="verify")
+    base = report["baseline_targets"]["executorch"]
+    # its own .pte, run on ExecuTorch over the test split: the same top-1 as the eager baseline
+    assert base["parity"]["top1_agreement"] == 1.0
+    assert base["test_top1"] == pytest.approx(report["baseline"]["test_top1"])
+    assert next((out / "stages").glob("export-baseline-executorch-*/*.pte"))
+    from pocketvit.report.text import teacher_training_markdown
+
+    assert any("the labels-only student exported to executorch" in line for line in teacher_training_markdown(report))
+    # without a labels-only student there is nothing to export: one message naming both keys
+    no_base = _recipe(tmp_path / "b", ckpt_file, **{"export.baseline": True, "distill.baseline": False})
+    with pytest.raises(RecipeError, match="export.baseline.*distill.baseline"):
+        load_recipe(no_base)
+
+
 def test_teacher_from_random_weights_is_the_control(tmp_path, ckpt_file):
     path = _recipe(tmp_path, ckpt_file, **{"teacher.init": "random", "teacher.train.epochs": 1})
     report = run_build(load_recipe(path), path, tmp_path / "run", until="teacher")

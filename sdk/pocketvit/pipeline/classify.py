@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,8 @@ class ClassifyBuild:
         targets = self.verify(student, exports)
         exits_report = self.exit_programs(exit_exports, calibration, exports, exits) if exits else {}
         report = self.report(teacher, student, baseline, cache, bench, targets, exits_report)
+        if baseline_targets := self.baseline_exports(baseline):
+            report["baseline_targets"] = baseline_targets
         shipped, shipped_exits = self.check(report, exports, exit_exports)
         if until == "verify":
             return report
@@ -295,21 +298,36 @@ class ClassifyBuild:
     def teacher_exports(self) -> None:
         """export.teacher: the teacher (its own preprocessing inside, the student's input) exported to the first
         float target and measured on its runtime over the test split, like the student (report `teacher_targets`)."""
+        if self.recipe.export.teacher and not self.teacher_targets:
+            self.teacher_targets = self.measure_on_runtime("teacher", self.teacher_stage, self.load_teacher)
+
+    def baseline_exports(self, baseline: StageResult | None) -> dict[str, Any]:
+        """export.baseline: the labels-only student exported to the first float target and measured on its runtime
+        over the test split (report `baseline_targets`), so both students are compared on the runtime they ship on."""
+        if not self.recipe.export.baseline:
+            return {}
+        if baseline is None:
+            raise PocketVitError("export.baseline: there is no labels-only student to export; set distill.baseline: "
+                                 "true (it needs labeled data) or drop export.baseline")
+        return self.measure_on_runtime("baseline", baseline, self.ctx.model_fn(baseline, "student"))
+
+    def measure_on_runtime(self, who: str, stage: StageResult, model_fn: Callable[[], torch.nn.Module]
+                           ) -> dict[str, Any]:
+        """A model besides the student (`who`: teacher, baseline) exported to the first float target
+        (export-<who>-<target>) and verified there over the test split (verify-<who>-<target>)."""
         from pocketvit.pipeline.stages.targets import export_stage_fn, verify_stage_fn
 
         ctx, recipe = self.ctx, self.recipe
-        if not recipe.export.teacher or self.teacher_targets:
-            return
         floats = [t for t in recipe.export.targets if "-" not in t]
         if not floats:
-            raise PocketVitError("export.teacher: export.targets has no float target to measure the teacher on; "
+            raise PocketVitError(f"export.{who}: export.targets has no float target to measure the {who} on; "
                                  "add executorch, litert or onnx")
         target = floats[0]
-        exp = ctx.run(f"export-teacher-{target}", {"target": target}, [self.teacher_stage],
-                      export_stage_fn(target, self.load_teacher, ctx.spec, f"{ctx.name}-teacher"))
-        ver = ctx.run(f"verify-teacher-{target}", recipe.verify.model_dump(), [exp, ctx.labeled_data],
-                      verify_stage_fn(f"teacher {target}", exp, self.load_teacher, ctx.splits, ctx.spec, recipe.verify))
-        self.teacher_targets = {target: ver.meta}
+        exp = ctx.run(f"export-{who}-{target}", {"target": target}, [stage],
+                      export_stage_fn(target, model_fn, ctx.spec, f"{ctx.name}-{who}"))
+        ver = ctx.run(f"verify-{who}-{target}", recipe.verify.model_dump(), [exp, ctx.labeled_data],
+                      verify_stage_fn(f"{who} {target}", exp, model_fn, ctx.splits, ctx.spec, recipe.verify))
+        return {target: ver.meta}
 
     def exit_exports(self, exits: StageResult, exports: dict[str, tuple[StageResult, Any]]) -> dict[str, StageResult]:
         """The segmented exit program per target (export-exits-<target>)."""

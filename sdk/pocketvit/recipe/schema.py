@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pocketvit.runtime.targets import RUNTIMES, TARGETS, TEXT_RUNTIMES
 
@@ -207,7 +207,7 @@ class DistillSection(Section):
 
 
 class ExportSection(Section):
-    added_fields = ("teacher",)
+    added_fields = ("teacher", "baseline")
     targets: list[TargetName] = Field(default_factory=lambda: ["executorch"])
     dropin: Optional[list[Literal[RUNTIMES]]] = Field(
         None, description="runtimes that also get a drop-in file (NHWC pixels in, normalization and softmax inside; "
@@ -216,6 +216,8 @@ class ExportSection(Section):
     dropin_input: Literal["uint8", "float"] = Field("uint8", description="pixels a drop-in file takes")
     teacher: bool = Field(False, description="also export the teacher (with its own preprocessing inside, taking the "
                           "student's input) to the first float target and measure it there on the test split")
+    baseline: bool = Field(False, description="also export the labels-only student (distill.baseline) to the first "
+                           "float target and measure it there on the test split, beside the distilled student")
     no_rewrite: list[str] = Field(
         default_factory=list, description="export rewrites to switch off by name, or [all] (see `pocketvit export --help`)")
 
@@ -390,3 +392,10 @@ class Recipe(Section):
     quantize: QuantizeSection = QuantizeSection()
     scale: ScaleSection = ScaleSection()
     clip: Optional[ClipSection] = None  # CLIP-style build (clip/build.py): zero-shot bundle
+
+    @model_validator(mode="after")
+    def _baseline_to_export(self) -> "Recipe":
+        if self.export.baseline and not self.distill.baseline:
+            raise ValueError("export.baseline exports the labels-only student, which distill.baseline: false does "
+                             "not train; set distill.baseline: true or drop export.baseline")
+        return self

@@ -103,10 +103,11 @@ def teacher_training_markdown(report: dict[str, Any]) -> list[str]:
                     else "")
             lines.append(f"- {name}: {run['steps']} optimizer steps ({run['epochs']} of {run['planned_epochs']} "
                          f"planned epoch(s) x {run['steps_per_epoch']}){stop}")
-    for target, m in (report.get("teacher_targets") or {}).items():
-        if m.get("test_top1") is not None:
-            lines.append(f"- the teacher exported to {target}: test top-1 {m['test_top1']:.4f} on its runtime "
-                         f"(eager {m['eager_test_top1']:.4f}), median {m['latency_ms']['median']:.2f} ms")
+    for key, who in (("teacher_targets", "the teacher"), ("baseline_targets", "the labels-only student")):
+        for target, m in (report.get(key) or {}).items():
+            if m.get("test_top1") is not None:
+                lines.append(f"- {who} exported to {target}: test top-1 {m['test_top1']:.4f} on its runtime "
+                             f"(eager {m['eager_test_top1']:.4f}), median {m['latency_ms']['median']:.2f} ms")
     return ["## Training", "", *lines, ""] if lines else []
 
 
