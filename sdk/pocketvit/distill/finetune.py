@@ -222,35 +222,6 @@ def precise_batchnorm(adapter: nn.Module, batches, precision: str) -> None:
     adapter.train(was)
 
 
-def measure_precision(adapter: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 2) -> tuple[str, dict]:
-    """bf16 or fp32 for training, whichever runs a training step faster here (on a copy: the weights are not
-    touched). On CPUs bf16 autocast is not always faster: EfficientNet-Lite's depthwise convolutions train slower
-    in bf16 on an AMX CPU (measured), while matmul-heavy towers gain."""
-    import copy
-    import time
-
-    from pocketvit.distill.trainer import train_autocast
-
-    probe = copy.deepcopy(adapter).train()
-    device = next(probe.parameters()).device
-    x = x.to(device).contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x.to(device)
-    y = y.to(device)
-    seconds: dict[str, float] = {}
-    for precision in ("fp32", "bf16", "fp32", "bf16"):  # warm-up pass, then the timed pass
-        with train_autocast(precision, device):
-            start = time.perf_counter()
-            for _ in range(steps):
-                loss = F.cross_entropy(probe(x).float(), y)
-                loss.backward()
-                probe.zero_grad(set_to_none=True)
-        seconds[precision] = (time.perf_counter() - start) / steps
-    del probe
-    choice = "bf16" if seconds["bf16"] < 0.9 * seconds["fp32"] else "fp32"
-    log(f"  training precision: {choice} (a step takes {seconds['fp32']:.2f} s in fp32, {seconds['bf16']:.2f} s in "
-        "bf16 autocast here)")
-    return choice, {k: round(v, 4) for k, v in seconds.items()}
-
-
 def finetune_member(adapter: nn.Module, splits: Splits, aug: AugmentConfig, seed: int, cfg: Any, head_mode: str,
                     init: str, epochs: int, precision: str, work_dir: Path, who: str) -> dict[str, Any]:
     """Fine-tune one teacher (a `TeacherAdapter`) in place on the labeled training images; returns its record."""
@@ -264,10 +235,8 @@ def finetune_member(adapter: nn.Module, splits: Splits, aug: AugmentConfig, seed
         new_head(network, len(splits.labels))
     head = classifier_slot(network)[2]
     record: dict[str, Any] = {"head": head_mode, "init": init}
-    if precision == "measure":  # auto on a CPU with native bf16: whichever trains faster here
-        x, y = next(iter(label_batches(splits, aug, seed, cfg.batch_size)(0)))
-        precision, record["precision_step_seconds"] = measure_precision(adapter, x, y)
     record["precision"] = precision
+    log(f"  {who} training precision: {precision}")
     probe = cfg.probe_epochs > 0 and init == "pretrained"
     probe_file = work_dir / "probe.json"
     if probe and not (work_dir / "checkpoint.pt").exists():  # a resumed run already has the probed head

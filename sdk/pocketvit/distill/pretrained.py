@@ -81,9 +81,9 @@ class PretrainedTeacher:
         loaded = self.load_base()
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         loaded.model.to(device)
+        # auto: bf16 where the hardware computes it natively. Never chosen by timing: a stage's result must not
+        # depend on how busy the machine was (the same recipe gave two different teachers when it did)
         precision = resolve_precision(t.train.precision or "auto", device)
-        if precision == "bf16" and (t.train.precision or "auto") == "auto" and device.type == "cpu":
-            precision = "measure"  # bf16 is native here, but not faster for every network: time both
         aug = AugmentConfig(**self.recipe.data.augment.model_dump())
         members = _members(loaded.model)
         records = []
