@@ -132,9 +132,9 @@ def test_runtime_missing_names_the_package(sshd, bundle, tmp_path):
         pytest.skip("cannot install numpy into a venv here (no package index)")
     py = str(venv / "bin" / "python")
     r = run_cli("bench", str(bundle), *_device(sshd, tmp_path, python=py), "--target", "onnx", "--runs", "50")
-    _one_line_error(r, 8, "onnx cannot run on dev", "pip install onnxruntime")
+    _one_line_error(r, 10, "onnx cannot run on dev", "pip install onnxruntime")
     r = run_cli("verify", str(bundle), *_device(sshd, tmp_path, python=py))
-    _one_line_error(r, 8, "can run none of this bundle's targets", "pip install executorch",
+    _one_line_error(r, 10, "can run none of this bundle's targets", "pip install executorch",
                     "pip install ai-edge-litert")
     assert list((tmp_path / "device-tmp").iterdir()) == []
 
