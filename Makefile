@@ -59,7 +59,7 @@ test-slow: $(STAMP) data ssh-tools arm-tools
 # QAT builds, early exits on ExecuTorch/LiteRT, 2-process training, drop-in files and their agreement, the
 # torch-free device venv, the Kotlin vectors, timm parity on three families (a CNN, a ViT, a reparameterised
 # MobileCLIP tower), EfficientNet-Lite0's real photos. Chosen from per-file CPU times so that the whole .ci/run
-# fits in an hour on a 2-core machine (docs/getting-started.md#ci). Left to `make test-slow`: the other timm
+# fits in an hour on a 2-core machine (docs/getting-started.md, "CI"). Left to `make test-slow`: the other timm
 # families, the bench zoo (a benchmark, not a test) and the window demo under Xvfb.
 SLOW_CI := tests/exits tests/export/test_quantize_build.py tests/export/test_quantize.py \
 	tests/benchmarks/test_int8_floor.py tests/distill tests/export/test_dropin.py \
