@@ -31,6 +31,18 @@ HERE = Path(__file__).resolve().parent
 N_IMAGES = 512
 N_EXECUTORCH = 48
 GUEST_SDK, GUEST_TESTS, GUEST_BUNDLE, GUEST_WORK = "/pocketvit-sdk", "/pocketvit-tests", "/data/bundle", "/data/work"
+EVIDENCE = ROOT / "runs" / "test-arm" / "arm-results.json"  # what each check found (docs/results/arm-emulated.json)
+
+
+def record(key: str, value: object) -> None:
+    """Add one check's findings to the run's evidence file (rewritten after each test, so a partial run keeps its
+    part). Emulated timings in it are the emulator's, never a device latency."""
+    data = json.loads(EVIDENCE.read_text()) if EVIDENCE.is_file() else {}
+    data.setdefault("note", "qemu user mode on an x86-64 host, Cortex-A72 CPU model: agreement and install results; "
+                            "any timing here measures the emulator, not a Raspberry Pi")
+    data[key] = value
+    EVIDENCE.parent.mkdir(parents=True, exist_ok=True)
+    EVIDENCE.write_text(json.dumps(data, indent=2, default=str))
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +54,9 @@ def pi_image() -> Path:
         pytest.skip(r.stderr.strip().splitlines()[-1])
     assert r.returncode == 0, r.stderr[-4000:]
     image = Path(r.stdout.strip().splitlines()[-1])
-    print(f"\nemulated Raspberry Pi: {image} ({(image / 'mode').read_text().strip()} mode); "
-          f"costs {json.loads((image / 'costs.json').read_text())}")
+    costs = json.loads((image / "costs.json").read_text())
+    print(f"\nemulated Raspberry Pi: {image} ({(image / 'mode').read_text().strip()} mode); costs {costs}")
+    record("image", {"mode": (image / "mode").read_text().strip(), "costs": costs})
     return image
 
 
@@ -107,17 +120,20 @@ def _load(path: Path) -> dict:
     return out
 
 
-def _agreement(pi: dict, x86: dict, targets: list[str], tol: float) -> list[str]:
-    lines, bad = [], []
+def _agreement(pi: dict, x86: dict, targets: list[str], tol: float, key: str) -> list[str]:
+    lines, bad, found = [], [], {}
     for t in targets:
         a, b = pi[f"scores:{t}"], x86[f"scores:{t}"]
         same = int((a.argmax(1) == b.argmax(1)).sum())
         diff = float(np.abs(a.astype(np.float64) - b).max())
+        found[t] = {"images": len(a), "same_top1": same, "max_abs_score_diff": diff,
+                    "aarch64_module": pi["meta"]["modules"][t], "x86_module": x86["meta"]["modules"][t]}
         lines.append(f"  {t:<14} {same}/{len(a)} same top-1 as x86, max |Δ score| {diff:.2e} "
                      f"(aarch64: {pi['meta']['modules'][t]}; x86: {x86['meta']['modules'][t]})")
         if same != len(a) or diff > tol:
             bad.append(t)
     print("\n".join(lines))
+    record(key, {"pi": pi["meta"], "targets": found, "tolerance": tol})
     assert not bad, f"targets differing from x86: {bad}"
     return lines
 
@@ -133,7 +149,7 @@ def test_torch_free_runtime_agrees_with_x86(pi_image, arm_bundle, tmp_path):
     print(f"\n(a) torch-free pocketvit.runtime on the emulated Pi ({meta['machine']}, Python {meta['python']}, numpy "
           f"{meta['numpy']}, torch importable: {meta['torch_importable']}) vs this x86 machine, {N_IMAGES} "
           "Fashion-MNIST test images:")
-    _agreement(pi, x86, targets, 1e-5)
+    _agreement(pi, x86, targets, 1e-5, "a_torch_free_runtime")
     assert meta["machine"] == "aarch64" and meta["numpy"].startswith("1.")
     assert not meta["torch_importable"] and not meta["torch_imported"]
     assert meta["modules"]["litert"] == "tflite_runtime.interpreter"  # the fallback a Pi has
@@ -147,7 +163,7 @@ def test_executorch_wheel_on_arm(pi_image, arm_bundle, tmp_path):
     costs = json.loads((pi_image / "costs.json").read_text())["et"]
     print(f"\n(b) ExecuTorch on the emulated Pi (numpy {pi['meta']['numpy']}), {N_EXECUTORCH} images; installing "
           f"{costs['requirements']} there: {costs['download_mb']} MB downloaded, {costs['installed_mb']} MB installed")
-    _agreement(pi, x86, ["executorch"], 1e-5)
+    _agreement(pi, x86, ["executorch"], 1e-5, "b_executorch")
 
 
 def _write_video(path: Path, n: int = 20) -> None:
@@ -198,6 +214,7 @@ def test_install_script_on_the_pi(pi_image, arm_bundle, tmp_path):
     x86 = [json.loads(x)["label"] for x in (tmp_path / "x86-demo" / "frames.jsonl").read_text().splitlines()]
     assert [x["label"] for x in lines] == x86
     print(f"    the demo installed by install.sh: {len(lines)} frames, written, same labels as the x86 demo")
+    record("c_install_sh", {"exit": 0, "demo_frames": len(lines), "same_labels_as_x86": True})
 
 
 @pytest.fixture(scope="module")
@@ -243,5 +260,8 @@ def test_bench_and_verify_on_the_emulated_pi_over_ssh(pi_sshd, arm_bundle, tmp_p
     for t, row in v["vs_local"].items():
         print(f"    verify on the Pi, {t}: vs eager max |Δ| {v['targets'][t]['max_abs_diff']:.2e}, vs x86 runtime "
               f"max |Δ| {row['max_abs_diff']:.2e}, top-1 agreement {row['top1_agreement']:.3f}")
+    record("d_device_over_ssh", {"device": d, "emulated_medians_ms": {t: dev[t]["median_ms"] for t in dev
+                                                                       if dev[t].get("median_ms")},
+                                 "verify_vs_x86_runtime": v["vs_local"]})
     r = run_cli("bench", str(arm_bundle), *ssh, "--target", "executorch", "--runs", "50", "--no-local")
     assert r.returncode == 10 and "pip install executorch" in r.stderr and "Traceback" not in r.stderr
