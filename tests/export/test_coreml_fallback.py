@@ -60,3 +60,37 @@ def test_export_to_bundle_says_it_once(tmp_path):
     assert len(notes) == 1 and notes[0].startswith("coreml, coreml-dropin:") and "alias" in notes[0]
     assert "torch.export failed" in result["targets"]["coreml"]["summary"]
     assert {"model.mlpackage", "model-dropin.mlpackage"} <= {p.name for p in (tmp_path / "bundle").iterdir()}
+
+
+class _PadToWindow(torch.nn.Module):
+    """Swin's window padding: a branch on the input's size. torch.export fixes it for the static shape; under
+    torch.jit.trace the size is a tensor, so pocketvit refuses the trace (it would freeze the branch)."""
+
+    def forward(self, x):
+        h = x.shape[2]
+        if h % 3:
+            x = torch.nn.functional.pad(x, (0, 0, 0, 3 - h % 3))
+        return x
+
+
+def swin_like():
+    """ghost_like (an aten.alias under torch.export) behind a Swin-style size branch: neither torch.export (alias)
+    nor the trace (refused) converts it; the torch.export program without its alias nodes does."""
+    from timm.models.ghostnet import GhostModule
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), _PadToWindow(), GhostModule(8, 8), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, len(LABELS))).eval()
+
+
+def test_coreml_drops_alias_nodes_when_the_trace_is_refused(tmp_path):
+    from pocketvit.export.coreml import export_coreml
+    from pocketvit.export.coreml_image import export_coreml_image
+
+    f = export_coreml(swin_like(), torch.zeros(1, 3, 16, 16), tmp_path / "m.mlpackage", model_name="swin")
+    assert f.info["frontend"] == "torch.export" and f.info["rewrite"] == "alias-as-identity"
+    assert f.info["aliases_dropped"] >= 1 and "alias" in f.info["fallback_reason"]
+    assert "tensor values" in f.info["trace_refused"] and f.info["spec_check"]["ok"]
+    d = export_coreml_image(swin_like(), SPEC, LABELS, tmp_path, model_name="swin")
+    assert d.info["rewrite"] == "alias-as-identity" and d.info["spec_check"]["ok"], d.info["spec_check"]

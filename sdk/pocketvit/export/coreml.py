@@ -106,14 +106,35 @@ def _trace(model, args):
     return traced
 
 
+def drop_aliases(ep) -> int:
+    """Replace every aten.alias node of an exported program by its input (an alias is the identity on an inference
+    graph; coremltools 9.0's torch.export frontend has no conversion for it, coremltools#2517). An alias that is a
+    graph output stays (the signature names it). Returns how many were dropped."""
+    import torch
+
+    dropped = 0
+    for node in list(ep.graph.nodes):
+        if node.op == "call_function" and node.target == torch.ops.aten.alias.default \
+                and not any(u.op == "output" for u in node.users):
+            node.replace_all_uses_with(node.args[0])
+            ep.graph.erase_node(node)
+            dropped += 1
+    if dropped:
+        ep.graph_module.recompile()
+    return dropped
+
+
 def convert_with_fallback(model, args, convert, model_name: str, stage: str, target: str = TARGET):
     """(mlmodel, info): `convert(source)` on the torch.export program, or, when that route fails (GhostNet:
-    "Unsupported fx node alias", TOOLCHAINS.md), on a torch.jit.trace of the model. info["frontend"] says which;
-    after a fallback info["fallback_reason"] holds why torch.export failed. Both failing raises an ExportError
-    that names the operator and both reasons."""
+    "Unsupported fx node alias", TOOLCHAINS.md), on a torch.jit.trace of the model; when the trace is refused too
+    (Swin: its graph branches on tensor values) and torch.export failed on aten.alias, on the torch.export program
+    with its alias nodes dropped (``alias-as-identity``). info["frontend"] says which route; after a fallback
+    info["fallback_reason"] holds why torch.export failed. Every route failing raises an ExportError that names the
+    operator and the reasons."""
     import torch
 
     first_exc: Exception | None = None
+    ep = None
     try:
         with quiet_coremltools(), torch.no_grad():
             ep = torch.export.export(model, args).run_decompositions({})
@@ -124,12 +145,24 @@ def convert_with_fallback(model, args, convert, model_name: str, stage: str, tar
         with quiet_coremltools(), torch.no_grad():
             mlmodel = convert(_trace(model, args))
     except Exception as exc:
-        err = lowering_error(model_name, target, first_exc, stage)
-        if offending_op(str(first_exc)) is None and offending_op(str(exc)):
-            err = lowering_error(model_name, target, exc, f"{stage} (torch.jit.trace route)")
-        err.args = (f"{err.args[0]}\n(The torch.jit.trace route failed too: {short_reason(exc)})",)
-        raise err from first_exc
-    return mlmodel, {"frontend": "torch.jit.trace", "fallback_reason": short_reason(first_exc)}
+        trace_exc = exc
+    else:
+        return mlmodel, {"frontend": "torch.jit.trace", "fallback_reason": short_reason(first_exc)}
+    if ep is not None and offending_op(str(first_exc)) == "alias":
+        try:
+            with quiet_coremltools(), torch.no_grad():
+                dropped = drop_aliases(ep)
+                mlmodel = convert(ep)
+            return mlmodel, {"frontend": "torch.export", "rewrite": "alias-as-identity", "aliases_dropped": dropped,
+                             "fallback_reason": short_reason(first_exc),
+                             "trace_refused": short_reason(trace_exc)}
+        except Exception as exc:  # noqa: BLE001 — reported below with the other routes' reasons
+            trace_exc = RuntimeError(f"{short_reason(trace_exc)}; without its alias nodes: {short_reason(exc)}")
+    err = lowering_error(model_name, target, first_exc, stage)
+    if offending_op(str(first_exc)) is None and offending_op(str(trace_exc)):
+        err = lowering_error(model_name, target, trace_exc, f"{stage} (torch.jit.trace route)")
+    err.args = (f"{err.args[0]}\n(The torch.jit.trace route failed too: {short_reason(trace_exc)})",)
+    raise err from first_exc
 
 
 def _mil_ops(spec) -> dict:

@@ -34,8 +34,9 @@ KNOWN_ISSUES: tuple[ToolchainIssue, ...] = (
         "the torch.export frontend has no conversion for aten.alias (GhostNet's channel slice that keeps every "
         "channel becomes one)",
         "https://github.com/apple/coremltools/issues/2517",
-        "pocketvit converts such a model through torch.jit.trace instead (automatic; the export info says "
-        "frontend torch.jit.trace) and spec-checks the result"),
+        "pocketvit converts such a model through torch.jit.trace instead, or, where it refuses the trace (Swin: the "
+        "graph branches on tensor values), through torch.export with the alias nodes dropped (alias-as-identity); "
+        "automatic, said once, the export info names the route, the result is spec-checked"),
     ToolchainIssue(
         "litert", r"tfl\.mul'? op operands don't have broadcast-compatible shapes", "litert-torch 0.10",
         "the converter rejects a graph where one multiply broadcasts implicitly and the next through expand_as "

@@ -209,12 +209,19 @@ def _save_reference(model: Any, path: Path) -> None:
 
 def route_notes(exported: list[ExportedFile]) -> list[str]:
     """One note for every file that took a fallback route (Core ML through torch.jit.trace), said once."""
+    notes = []
     traced = [f for f in exported if f.info.get("frontend") == "torch.jit.trace"]
-    if not traced:
-        return []
-    return [f"{', '.join(f.target for f in traced)}: torch.export could not take this model "
-            f"({traced[0].info.get('fallback_reason', '?')}); converted through torch.jit.trace instead and "
-            "spec-checked"]
+    if traced:
+        notes.append(f"{', '.join(f.target for f in traced)}: torch.export could not take this model "
+                     f"({traced[0].info.get('fallback_reason', '?')}); converted through torch.jit.trace instead and "
+                     "spec-checked")
+    unaliased = [f for f in exported if f.info.get("rewrite") == "alias-as-identity"]
+    if unaliased:
+        notes.append(f"{', '.join(f.target for f in unaliased)}: torch.export could not take this model "
+                     f"({unaliased[0].info.get('fallback_reason', '?')}) and the torch.jit.trace route was refused "
+                     f"({unaliased[0].info.get('trace_refused', '?')}); converted the torch.export program with its "
+                     "alias nodes dropped (alias-as-identity) and spec-checked")
+    return notes
 
 
 def works_instead(failed: dict[str, str], worked: Iterable[str]) -> dict[str, str]:

@@ -131,6 +131,8 @@ def classify(target: str, r: dict[str, Any]) -> dict[str, Any]:
     workarounds = []
     if info.get("frontend") == "torch.jit.trace":
         workarounds.append(f"torch.jit.trace route ({info.get('fallback_reason', '')})")
+    if info.get("rewrite") == "alias-as-identity":
+        workarounds.append(f"alias nodes dropped, torch.jit.trace refused ({info.get('trace_refused', '')})")
     workarounds += [f"rewrite {n}" for n in (info.get("rewrites") or {}) if n in ENABLING_REWRITES]
     if workarounds:
         cell["workarounds"] = workarounds
