@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 pytest.importorskip("litert_torch")
 
-# maxpool-edge-pad and linear-attention-broadcast have their own tests
+# maxpool-edge-pad, linear-attention-broadcast and nearest-resize-as-gather have their own tests
 LITERT = [r.name for r in REWRITES if "litert" in r.targets
-          and r.name not in ("maxpool-edge-pad", "linear-attention-broadcast")]
+          and r.name not in ("maxpool-edge-pad", "linear-attention-broadcast", "nearest-resize-as-gather")]
 
 
 def convnext_like():
@@ -185,3 +185,40 @@ def test_linear_attention_broadcast_makes_mobilevitv2_attention_convert(tmp_path
     assert apply_rewrites(rewritten, "litert") == {"linear-attention-broadcast": 1}
     for inputs in (x, torch.randn(2, 3, 32, 32)):  # the same arithmetic
         np.testing.assert_array_equal(eager(rewritten, inputs), eager(model, inputs))
+
+
+def test_nearest_resize_as_gather_gives_ghostnetv2_attention_torch_pixels(tmp_path):
+    """GhostNetV2's DFC attention upsamples its gate from 3 x 3 to a 7 x 7 map with nearest interpolation; litert-torch's
+    RESIZE_NEAREST_NEIGHBOR (half-pixel centers) picks other pixels there, so the raw file misses parity. Rewritten
+    as two index selects it matches eager, at odd and even sizes; the gather equals F.interpolate everywhere."""
+    from pocketvit.export.litert import export_litert
+    from pocketvit.export.rewrites_litert import nearest_resize_gather
+    from timm.models.ghostnet import GhostModuleV2
+    from torch import nn
+
+    for n_in in range(1, 12):
+        for n_out in range(1, 30):
+            t = torch.randn(1, 2, n_in, n_in + 1)
+            assert torch.equal(nearest_resize_gather(t, (n_out, n_out + 3)),
+                               torch.nn.functional.interpolate(t, size=(n_out, n_out + 3), mode="nearest"))
+
+    class Net(nn.Module):
+        def __init__(self, c: int = 8):
+            super().__init__()
+            self.stem, self.ghost, self.head = nn.Conv2d(3, c, 4, stride=4), GhostModuleV2(c, c), nn.Linear(c, 5)
+
+        def forward(self, x):
+            y = self.ghost(self.stem(x))
+            return self.head(y.flatten(2).transpose(1, 2)).flatten(1)  # every position's scores, not a mean
+
+    torch.manual_seed(0)
+    model = Net().eval()
+    for size in (28, 32):  # 7 x 7 maps (3 -> 7, non-integer scale) and 8 x 8 (4 -> 8)
+        x = torch.randn(1, 3, size, size)
+        ref = eager(model, x)
+        raw = export_litert(model, x, tmp_path / f"raw{size}.tflite", disabled_rewrites=("nearest-resize-as-gather",))
+        f = export_litert(model, x, tmp_path / f"m{size}.tflite")
+        assert f.info["rewrites"].get("nearest-resize-as-gather") == 1
+        np.testing.assert_allclose(run_tflite(f.path, x), ref, atol=1e-5)
+        raw_diff = np.abs(run_tflite(raw.path, x) - ref).max()
+        assert (raw_diff > 1e-3) if size == 28 else (raw_diff < 1e-5)  # the toolchain's error, at odd sizes only

@@ -180,15 +180,18 @@ def export_dropin(
     check_dropin_spec(spec, model_name)
     # prepare the inner model (re-parameterisation, non-fused attention, ...) once, then wrap it
     inner = prepare_for_export(model, unfused_attention=(runtime == "executorch"))
+    applied: dict[str, int] = {}
     if runtime in ("executorch", "litert"):
         from pocketvit.export.rewrites import apply_rewrites
 
-        apply_rewrites(inner, runtime, disabled_rewrites)
+        applied = apply_rewrites(inner, runtime, disabled_rewrites)
     wrapped = wrap(inner, spec, task)
     t0 = time.perf_counter()
     f = export_model(wrapped, example_pixels(spec, input_dtype), runtime, Path(out_dir),
                      name=f"{name}{DROPIN_SUFFIX}", model_name=f"{model_name} (drop-in)", prepare=False)
     info = dict(f.info)
+    if applied:  # applied to the inner model above; the export of the wrapper finds none left to apply
+        info["rewrites"] = {**applied, **(info.get("rewrites") or {})}
     info.update(
         input_form=FORM_OF_DTYPE[input_dtype],
         file_outputs="probabilities" if task == "classify" else "embedding",

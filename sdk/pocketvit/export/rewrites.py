@@ -28,6 +28,7 @@ from pocketvit.export.rewrites_litert import (
     layernorm_keepdim,
     linear_attention_broadcast,
     maxpool_edge_pad,
+    nearest_resize_as_gather,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -257,6 +258,9 @@ REWRITES: tuple[Rewrite, ...] = (
     Rewrite("linear-attention-broadcast", "MobileViTv2 linear attention's multiplies broadcast implicitly (no "
             "expand_as): litert-torch fails to convert the mixed form (tfl.mul broadcast)",
             ("litert", "litert-int8"), linear_attention_broadcast),
+    Rewrite("nearest-resize-as-gather", "GhostNetV2's nearest upsampling of its attention gate as two index "
+            "selects: LiteRT's RESIZE_NEAREST_NEIGHBOR picks other pixels at non-integer scales (7 x 7 maps)",
+            ("litert", "litert-int8"), nearest_resize_as_gather),
     Rewrite("hardswish-as-hardtanh-mul", "hardswish as x * hardtanh(x + 3, 0, 6) / 6: XNNPACK takes no int8 HARD_SWISH",
             ("litert-int8",), hardswish_as_hardtanh_mul),
     Rewrite("depthwise7-as-core-ring", "stride-1 7x7 depthwise conv as a 5x5 core + two dilated border convs (49 taps)",

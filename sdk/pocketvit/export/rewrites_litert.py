@@ -15,6 +15,12 @@ linear-attention-broadcast: MobileViTv2's separable self-attention (timm `Linear
 the graph ("'tfl.mul' op operands don't have broadcast-compatible shapes") when one of those multiplies broadcasts
 implicitly and the other through expand: written with plain broadcasting for both (no expand_as) it converts, with
 the same arithmetic. Measured on the module alone and on mobilevitv2_050 (tests/export/test_rewrites_litert.py).
+
+nearest-resize-as-gather: litert-torch 0.10 lowers `F.interpolate(mode="nearest")` to RESIZE_NEAREST_NEIGHBOR with
+half-pixel centers, which picks other source pixels than torch's `floor(dst * in / out)` whenever the scale is not
+an integer (3 -> 7: torch repeats pixel 0 three times, LiteRT twice). GhostNetV2's DFC attention upsamples its gate
+that way at odd map sizes (7 x 7 at 224 x 224 input), so its LiteRT file missed fp32 parity (max abs diff 0.024).
+The rewrite picks the rows and columns torch picks, with two index_selects over constant indices (exact).
 """
 
 from __future__ import annotations
@@ -137,6 +143,55 @@ def maxpool_edge_pad(model: torch.nn.Module) -> int:
     return replace_modules(model, padded, EdgePadMaxPool)
 
 
+
+
+def nearest_indices(n_in: int, n_out: int) -> list[int]:
+    """The source index torch's nearest interpolation reads for each output index: floor(d * (in / out)) in float32
+    (aten's nearest_idx), clamped to the last pixel."""
+    import numpy as np
+
+    scale = np.float32(n_in) / np.float32(n_out)
+    return [min(int(np.floor(np.float32(d) * scale)), n_in - 1) for d in range(n_out)]
+
+
+def nearest_resize_gather(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """F.interpolate(x, size, mode="nearest") of an NCHW map as two index_selects (static shapes)."""
+    import torch
+
+    h, w = x.shape[-2:]
+    if (h, w) == tuple(size):
+        return x
+    rows = torch.tensor(nearest_indices(h, size[0]), dtype=torch.long, device=x.device)
+    cols = torch.tensor(nearest_indices(w, size[1]), dtype=torch.long, device=x.device)
+    return x.index_select(2, rows).index_select(3, cols)
+
+
+def nearest_resize_as_gather(model: torch.nn.Module) -> int:
+    """timm GhostNetV2 `GhostModuleV2` (DFC attention) with its gate upsampled by nearest_resize_gather instead of
+    F.interpolate: LiteRT's RESIZE_NEAREST_NEIGHBOR picks other pixels at non-integer scales."""
+    try:
+        from timm.models.ghostnet import GhostModuleV2
+    except ImportError:
+        return 0
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class GatherGhostModuleV2(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = self.inner
+            res = m.short_conv(F.avg_pool2d(x, kernel_size=2, stride=2))
+            x1 = m.primary_conv(x)
+            out = torch.cat([x1, m.cheap_operation(x1)], dim=1)
+            return out[:, :m.out_chs, :, :] * nearest_resize_gather(m.gate_fn(res), (out.shape[-2], out.shape[-1]))
+
+    needed = ("short_conv", "primary_conv", "cheap_operation", "gate_fn", "out_chs")
+    return replace_modules(model, lambda m: type(m) is GhostModuleV2 and all(hasattr(m, n) for n in needed),
+                           GatherGhostModuleV2)
 
 
 def linear_attention_broadcast(model: torch.nn.Module) -> int:
