@@ -1,7 +1,8 @@
-"""Does an ExecuTorch rewrite pay? One model exported with every rewrite and once per rewrite switched off,
-timed against ONNX Runtime (the reference) in one run:
+"""Does an ExecuTorch (or LiteRT) rewrite pay? One model exported with every rewrite and once per rewrite switched
+off, timed against ONNX Runtime (the reference) in one run:
 
     python -m benchmarks.executorch_ab convnext_atto --rewrite layernorm2d-as-conv --threads 1 --runs 60
+    python -m benchmarks.executorch_ab ghostnetv2_100 --runtime litert --rewrite nearest-resize-as-gather
     python -m benchmarks.executorch_ab --kernels   # one depthwise conv per kernel size: ExecuTorch vs ONNX
 
 Per timm model (random weights, BatchNorm re-estimated, as bench-zoo): ``onnx``, ``executorch`` (every
@@ -20,19 +21,22 @@ from pathlib import Path
 from typing import Any
 
 
-def ab_model(name: str, rewrites: list[str], work: Path, *, runs: int, threads: int, size: int = 224) -> dict[str, Any]:
+def ab_model(name: str, rewrites: list[str], work: Path, *, runs: int, threads: int, size: int = 224,
+             runtime: str = "executorch") -> dict[str, Any]:
     import torch
     from pocketvit.bench.zoo import zoo_inputs
     from pocketvit.export import export_model
     from pocketvit.export.executorch import export_executorch
+    from pocketvit.export.litert import export_litert
 
+    export, ext = {"executorch": (export_executorch, "pte"), "litert": (export_litert, "tflite")}[runtime]
     torch.set_num_threads(threads)
     model, x, _, ref = zoo_inputs(name, size)
     files = {"onnx": export_model(model, x[:1], "onnx", work, name="model", model_name=name),
-             "executorch": export_executorch(model, x[:1], work / "all.pte", model_name=name)}
+             runtime: export(model, x[:1], work / f"all.{ext}", model_name=name)}
     for r in rewrites:
-        files[f"executorch-no-{r}"] = export_executorch(model, x[:1], work / f"no-{r}.pte", model_name=name,
-                                                        disabled_rewrites=(r,))
+        files[f"{runtime}-no-{r}"] = export(model, x[:1], work / f"no-{r}.{ext}", model_name=name,
+                                            disabled_rewrites=(r,))
     row: dict[str, Any] = {"model": name, "threads": threads, "runs": runs,
                            "variants": check_files(files, x, ref, threads, ("outside_ops", "rewrites"))}
     times = time_files(files, x[:1].numpy(), runs, threads)
@@ -51,8 +55,9 @@ def check_files(files: dict[str, Any], x, ref, threads: int, keys: tuple[str, ..
         b = open_backend(f.runtime, f.path, num_threads=threads)
         out[variant] = {"parity": parity(b.run(x.numpy()), ref)}
         b.close()
-        if f.runtime == "executorch":
-            out[variant] |= {k: f.info.get(k) for k in ("delegate_calls", "nodes_outside", *keys)}
+        if f.runtime in ("executorch", "litert"):  # LiteRT says ops_outside where ExecuTorch says nodes_outside
+            out[variant] |= {k: f.info.get(k) for k in ("delegate_calls", "nodes_outside", "ops_outside", *keys)
+                             if k in f.info}
     return out
 
 
@@ -79,7 +84,8 @@ def table(rows: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         for v, e in r["variants"].items():
-            deleg = f"{e['delegate_calls']} / {e['nodes_outside']}" if "delegate_calls" in e else "—"
+            outside = e.get("nodes_outside", e.get("ops_outside"))
+            deleg = f"{e['delegate_calls']} / {outside}" if "delegate_calls" in e else "—"
             lines.append(f"| {r['model']} | {r['threads']} | {v} | {e['wall_vs_onnx']:.3f}x | {e['cpu_vs_onnx']:.3f}x "
                          f"| {deleg} | {e['parity']['max_abs_diff']:.1e} | {e['parity']['top1_agreement']:.2f} |")
     return "\n".join(lines)
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("models", nargs="*", help="timm model names")
     p.add_argument("--kernels", action="store_true", help="time single depthwise convs (3x3, 5x5, 7x7) instead")
     p.add_argument("--rewrite", action="append", default=[], help="rewrite to switch off in a variant (repeatable)")
+    p.add_argument("--runtime", choices=("executorch", "litert"), default="executorch", help="whose rewrites")
+    p.add_argument("--size", type=int, default=224, help="input height and width")
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the rows here")
@@ -105,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name in a.models:
         with tempfile.TemporaryDirectory() as tmp:
-            rows.append(ab_model(name, a.rewrite, Path(tmp), runs=a.runs, threads=a.threads))
+            rows.append(ab_model(name, a.rewrite, Path(tmp), runs=a.runs, threads=a.threads, size=a.size,
+                                 runtime=a.runtime))
         print(table(rows[-1:]), flush=True)
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))

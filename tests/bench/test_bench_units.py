@@ -42,6 +42,31 @@ def test_tolerance_per_precision_and_overrides():
     assert precision_class("onnx", {"precision": "fp32"}) == "fp32"
 
 
+def test_probabilities_are_compared_as_log_probabilities():
+    """A drop-in file outputs a softmax: an error of 0.024 in 1,000 logits (GhostNetV2's LiteRT file before
+    nearest-resize-as-gather) is ~2e-5 in probability, under the fp32 tolerance; as log-probabilities it is the
+    logits' own 0.024 and fails. Probabilities that underflow to 0 in both files compare equal, not as nan."""
+    from pocketvit.bench.measure import parity
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 0.5, (4, 1000))
+    off = logits + rng.uniform(-0.024, 0.024, logits.shape)
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+    as_probs = parity(softmax(off).astype(np.float32), softmax(logits))
+    assert as_probs["max_abs_diff"] < 1e-4  # what the old check saw: a pass
+    figures = parity(softmax(off).astype(np.float32), softmax(logits), "probabilities")
+    assert 0.02 < figures["max_abs_diff"] < 0.05 and figures["top1_agreement"] >= 0.75
+    r = _row("litert-dropin", "fp32", figures["max_abs_diff"], figures["cosine"], 1.0)
+    check(r, tolerances()["fp32"])
+    assert r.status == "fail" and r.failures[0].startswith("max abs diff 0.0")
+    same = softmax(logits).astype(np.float32)
+    same[0, :3] = 0.0  # underflowed in the file and in eager
+    exact = parity(same, same.astype(np.float64), "probabilities")
+    assert exact["max_abs_diff"] == 0.0 and np.isfinite(exact["cosine"])
+
+
 def test_nan_output_fails():
     r = _row("onnx", "fp32", float("nan"), float("nan"), 1.0)
     check(r, tolerances()["fp32"])

@@ -205,13 +205,13 @@ def verify_on_device(
             row.status, row.failures = "fail", [f"could not run on the device: {got['error']}"]
         else:
             out = outputs[dev["keys"][t]]
-            fill(row, out, ref(got["outputs"]), tols[precision_class(t, e)])
+            fill(row, out, ref(got["outputs"]), tols[precision_class(t, e)], got["outputs"])
             p, note = open_target(bundle, t, threads, False)
             if p is None:
                 vs_local[t] = {"note": f"not run here: {note}"}
             else:
                 try:
-                    vs_local[t] = parity(out, target_outputs(p, ref.spec, ref.crops, ref.images)) | {
+                    vs_local[t] = parity(out, target_outputs(p, ref.spec, ref.crops, ref.images), got["outputs"]) | {
                         "module": runtime_module(p),
                         "device_module": got.get("module")}
                 finally:

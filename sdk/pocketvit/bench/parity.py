@@ -116,11 +116,12 @@ class EagerReference:
         return self._refs[outputs]
 
 
-def fill(row: TargetParity, out: np.ndarray, ref: np.ndarray, tol: Tolerance) -> None:
-    """A target's figures against the eager reference, then pass / fail against ``tol``."""
+def fill(row: TargetParity, out: np.ndarray, ref: np.ndarray, tol: Tolerance, outputs: str = "logits") -> None:
+    """A target's figures against the eager reference (probabilities as log-probabilities), then pass / fail
+    against ``tol``."""
     from pocketvit.bench.measure import parity
 
-    figures = parity(out, ref.reshape(len(ref), -1))
+    figures = parity(out, ref.reshape(len(ref), -1), outputs)
     row.max_abs_diff = figures["max_abs_diff"]
     row.cosine = figures["cosine"]
     row.top1_agreement = figures["top1_agreement"]
@@ -164,7 +165,7 @@ def verify_bundle(
             row.runtime_info = p.runtime_info()
         finally:
             p.close()
-        fill(row, out, ref(p.outputs), tols[precision_class(t, info)])
+        fill(row, out, ref(p.outputs), tols[precision_class(t, info)], p.outputs)
         rows.append(row)
     if exits:  # early-exit programs: the runtime's segment chain vs the eager exit model (exits/verify.py)
         from pocketvit.exits.verify import exit_rows

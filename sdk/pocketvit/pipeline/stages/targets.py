@@ -89,7 +89,7 @@ def verify_stage_fn(
         entry["test_top1"] = float((out.argmax(1) == labels).mean()) if splits.labeled else None
         entry["eager_test_top1"] = float((eager.argmax(1) == labels).mean()) if splits.labeled else None
         agreement_with_teacher(entry, out, eager, splits)
-        entry["parity"] = parity(out, eager)
+        entry["parity"] = parity(out, eager, info.get("file_outputs", "logits"))
         entry["runtime_info"] = backend.describe()
         for fb in backend.fallbacks:
             log(f"  [yellow]{target}: fallback[/yellow] — {fb}")
