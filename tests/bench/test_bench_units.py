@@ -133,6 +133,25 @@ def test_coreml_is_reported_converted_never_a_number(tiny_all, tmp_path):
     raise_on_failure(only, allow_unrun=True)  # unless the user accepts that
 
 
+def test_a_file_its_runtime_cannot_load_fails_alone(tiny_all, tmp_path):
+    """A checksummed file the runtime refuses (here a truncated .pte; in the zoo an int8 TinyViT whose XNNPACK pad
+    node does not compile) is that target's failure: the other targets are still checked, and verify exits 6."""
+    from tests.bench.testkit import update_entry
+
+    bundle = copy_bundle(tiny_all, tmp_path / "b")
+    pte = bundle / json.loads((bundle / "manifest.json").read_text())["files"]["executorch"]["path"]
+    pte.write_bytes(pte.read_bytes()[: pte.stat().st_size // 2])
+    update_entry(bundle, "executorch")
+    result = verify_bundle(bundle, n_inputs=4)
+    et = result["targets"]["executorch"]
+    assert et["status"] == "fail" and et["failures"][0].startswith("does not run on executorch: ") and et["run_error"]
+    assert et["max_abs_diff"] is None and not result["passed"]
+    assert {t: r["status"] for t, r in result["targets"].items() if t != "executorch"} == {
+        "onnx": "pass", "litert": "pass", "litert-dropin": "pass"}
+    with pytest.raises(VerifyError, match="executorch \\(executorch, fp32\\): does not run on executorch"):
+        raise_on_failure(result)
+
+
 def test_bench_without_source_block_skips_eager(tiny_all, tmp_path):
     bundle = copy_bundle(tiny_all, tmp_path / "bundle")
     m = json.loads((bundle / "manifest.json").read_text())

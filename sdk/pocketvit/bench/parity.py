@@ -27,7 +27,7 @@ from pocketvit.bench._common import (
     random_images,
     target_outputs,
 )
-from pocketvit.errors import NotRunError, VerifyError
+from pocketvit.errors import BundleError, NotRunError, OutputError, VerifyError
 
 
 @dataclass
@@ -69,6 +69,7 @@ class TargetParity:
     failures: list[str] = field(default_factory=list)
     note: str | None = None
     runtime_info: dict[str, Any] | None = None  # provider / delegate / threads and the fallbacks taken
+    run_error: str | None = None  # the runtime could not load or run the file (status "fail")
 
 
 def parity_failures(figures: dict[str, Any], max_abs_diff: float | None, cosine: float | None,
@@ -153,20 +154,24 @@ def verify_bundle(
     for t in chosen:
         info = bundle.file_info(t)
         row = TargetParity(t, info["runtime"], str(info.get("precision", "fp32")), "not run")
-        p, note = open_target(bundle, t, threads, explicit)
-        if p is None:
-            row.note = note
-            rows.append(row)
-            continue
-        try:
-            if p.input_spec is not spec and images is None:
-                images = random_images(spec, n_inputs, seed)
-            out = target_outputs(p, spec, crops, images)
-            row.runtime_info = p.runtime_info()
-        finally:
-            p.close()
-        fill(row, out, ref(p.outputs), tols[precision_class(t, info)], p.outputs)
         rows.append(row)
+        try:  # a file its runtime cannot load or run fails on its own; the other targets are still checked
+            p, note = open_target(bundle, t, threads, explicit)
+            if p is None:
+                row.note = note
+                continue
+            try:
+                if p.input_spec is not spec and images is None:
+                    images = random_images(spec, n_inputs, seed)
+                out = target_outputs(p, spec, crops, images)
+                row.runtime_info = p.runtime_info()
+            finally:
+                p.close()
+        except (BundleError, OutputError) as e:
+            row.run_error = str(e).splitlines()[0]
+            row.status, row.failures = "fail", [f"does not run on {row.runtime}: {row.run_error}"]
+            continue
+        fill(row, out, ref(p.outputs), tols[precision_class(t, info)], p.outputs)
     if exits:  # early-exit programs: the runtime's segment chain vs the eager exit model (exits/verify.py)
         from pocketvit.exits.verify import exit_rows
 

@@ -251,7 +251,7 @@ def export(
             + "\n".join(result["failed"].values())
         )
     if result["parity_failed"]:
-        raise VerifyError(f"bundle {out_dir} written, but {', '.join(result['parity_failed'])} do(es) not match "
-                          "eager torch within tolerance (see the table); check with `pocketvit verify`")
+        raise VerifyError(f"bundle {out_dir} written, but {', '.join(result['parity_failed'])} do(es) not run or not "
+                          "match eager torch within tolerance (see the table); check with `pocketvit verify`")
     if not as_json:
         err_console.print(f"[bold green]done[/bold green]: bundle {out_dir} ({', '.join(ok)})")

@@ -48,12 +48,14 @@ def measure_bundle(bundle_dir: Path | str, targets: list[str], n_inputs: int = P
     for t in targets:
         row = ver["targets"][t]
         out[t] = {"status": row["status"], "note": row.get("note")}
-        if row["status"] != "not run":
+        if row.get("run_error"):  # its runtime could not load or run it: a failure, nothing to time
+            out[t] |= {"run_error": row["run_error"], "parity": {"inputs": n_inputs, "failures": row["failures"]}}
+        elif row["status"] != "not run":
             out[t]["parity"] = {"inputs": n_inputs, "max_abs_diff": row["max_abs_diff"], "cosine": row["cosine"],
                                 "top1_agreement": row["top1_agreement"], "tolerance": row["tolerance"],
                                 "failures": row["failures"]}
             out[t]["runtime_info"] = row.get("runtime_info")
-    ran = [t for t in targets if out[t]["status"] != "not run"]
+    ran = [t for t in targets if out[t]["status"] != "not run" and not out[t].get("run_error")]
     if ran:
         for t, lat in time_targets(bundle_dir, ran, runs, threads, warmup=3).items():
             out[t]["latency_ms"] = lat

@@ -147,7 +147,7 @@ def classify(target: str, r: dict[str, Any]) -> dict[str, Any]:
         cell["checked"] = "converted + spec check (Core ML cannot run on Linux)"
         if not check.get("ok"):
             cell["reason"] = f"spec check: {check.get('problems')}"
-    elif r["status"] == "parity failed" and target.endswith("-int8"):
+    elif r["status"] == "parity failed" and target.endswith("-int8") and not r.get("run_error"):
         # random weights and random calibration images: int8 agreement says little about a real model
         cell.update(status="runs", reason="; ".join(parity.get("failures") or []) if parity else "")
     else:

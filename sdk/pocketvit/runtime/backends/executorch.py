@@ -95,11 +95,15 @@ class ExecuTorchBackend(Backend):
         if name not in self._methods:
             if name not in self.method_names:
                 raise self._unknown_method(name)
+            before = len(self.load_log)
             try:
                 with quiet(self.load_log):  # the first method load starts the thread pool (cpuinfo lines)
                     method = self.program.load_method(name)
             except Exception as e:  # noqa: BLE001 - the pybind loader raises RuntimeError or ValueError
-                raise BundleError(f"{self.path}: ExecuTorch cannot load method {name!r} ({e})") from None
+                # the runtime's own first "failed" line says why ("Failed to create StaticConstantPad node ...")
+                why = next((line.strip() for line in self.load_log[before:] if "fail" in line.lower()), "")
+                raise BundleError(f"{self.path}: ExecuTorch cannot load method {name!r} ({e})"
+                                  + (f": {why}" if why else "")) from None
             meta = method.metadata
             wants = []
             for i in range(meta.num_inputs()):
