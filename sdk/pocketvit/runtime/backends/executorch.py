@@ -126,7 +126,10 @@ class ExecuTorchBackend(Backend):
             if want is not None and x.dtype != want:
                 x = x.astype(want)
             tensors.append(from_numpy(np.ascontiguousarray(x)))
-        outs = method.execute(tensors)
+        try:
+            outs = method.execute(tensors)
+        except RuntimeError as e:  # a delegate that fails at run time ("method->execute() failed with error 0x1")
+            raise BundleError(f"{self.path}: ExecuTorch failed running method {name!r} ({e})") from None
         # Outputs can alias the method's planned memory: copy before the next call reuses it.
         return [o.detach().cpu().numpy().copy() if hasattr(o, "numpy") else np.asarray(o) for o in outs]
 
