@@ -120,7 +120,7 @@ bench: $(STAMP)
 bench-zoo: $(STAMP)
 	$(VENV)/bin/pocketvit bench-zoo --out runs/bench-zoo
 
-# `make test-zoo`: every target (fp32, drop-in, int8) on the smallest timm model of 50-odd families, each file checked on
+# `make test-zoo`: every target (fp32, drop-in, int8) on the smallest timm model of 54 families, each file checked on
 # its runtime; writes the coverage matrix to docs/results/zoo-coverage.json (+ .md) and the table in docs/zoo.md.
 # Resumable (rows are written as each model finishes); ZOO_SIZE=224 adds the 224 x 224 rows, ZOO_ARGS passes more
 # options (e.g. ZOO_ARGS="-t executorch,litert,onnx,coreml"). Hours on a 2-core machine (docs/zoo.md says how long).
