@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pocketvit.bench._common import COREML_NOTE, precision_class
 from pocketvit.bench.latency import bench_bundle, interleaved, machine_peak_gflops
+from pocketvit.bench.measure import CONSTANT_OUTPUT, parity
 from pocketvit.bench.parity import TargetParity, check, raise_on_failure, tolerances, verify_bundle
 from pocketvit.errors import BundleError, NotRunError, VerifyError
 
@@ -40,6 +41,28 @@ def test_tolerance_per_precision_and_overrides():
     assert precision_class("onnx-int8", {}) == "int8"
     assert precision_class("coreml", {"precision": "fp16"}) == "fp16"
     assert precision_class("onnx", {"precision": "fp32"}) == "fp32"
+
+
+def test_a_file_that_ignores_its_input_fails_whatever_its_figures():
+    """Two int8 files of the zoo gave all zeros (cosine 0) and passed as merely inaccurate; a constant output
+    close to eager's average can even meet the int8 cosine and top-1 tolerances. Both fail, named."""
+    from pocketvit.bench.parity import fill
+
+    rng = np.random.default_rng(0)
+    eager = np.tile(rng.normal(0, 3, 10), (8, 1)) + rng.normal(0, 0.05, (8, 10))  # one strong class, small spread
+    near = np.tile(eager.mean(0), (8, 1)).astype(np.float32)
+    r = _row("executorch-int8", "int8", None, None, None)
+    fill(r, near, eager, tolerances()["int8"])
+    assert r.cosine > 0.99 and r.top1_agreement == 1.0  # the tolerances alone would pass it
+    assert r.status == "fail" and r.failures == [f"{CONSTANT_OUTPUT} (all 8 inputs give the same output)"]
+    r = _row("litert-int8", "int8", None, None, None)
+    fill(r, np.zeros((8, 10), np.float32), eager, tolerances()["int8"])
+    assert r.status == "fail" and r.failures[0] == f"{CONSTANT_OUTPUT} (every value is 0)"
+    assert r.constant_output == r.failures[0]
+    one = parity(np.zeros((1, 10), np.float32), eager[:1])  # one input: all zeros is still broken
+    assert one["constant_output"].endswith("(every value is 0)")
+    for out, ref in ((eager.astype(np.float32), eager), (near, near.astype(np.float64)), (near[:1], eager[:1])):
+        assert "constant_output" not in parity(out, ref)  # varies, or eager is constant too, or one non-zero row
 
 
 def test_probabilities_are_compared_as_log_probabilities():

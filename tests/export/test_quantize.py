@@ -160,3 +160,94 @@ def test_coreml_palettized_weights_convert_and_shrink(tiny_vit, tmp_path):
     for op in luts:  # a 2**4-entry fp16 table per weight, indexed by packed 4-bit codes
         dims = op.attributes["lut"].type.tensorType.dimensions
         assert np.prod([d.constant.size for d in dims]) == 16 and "indices" in op.attributes
+
+
+def window_padded_block():
+    """TinyViT's window attention on a map that is not a multiple of the window (7 x 7, window 4): the block
+    pads the int8 residual stream before partitioning, as TinyViT-5M and Swin-T do at 64 x 64."""
+    from timm.models.tiny_vit import TinyVitBlock
+
+    class Windowed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 16, 3, stride=2, padding=1)
+            self.block = TinyVitBlock(16, 2, window_size=4)
+            self.head = torch.nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.head(self.block(self.stem(x).permute(0, 2, 3, 1)).mean((1, 2)))
+
+    torch.manual_seed(0)
+    return Windowed().eval(), torch.randn(1, 3, 13, 13), torch.randn(16, 3, 13, 13)
+
+
+def test_int8_pad_keeps_its_input_scale_so_xnnpack_loads_the_file(tmp_path, monkeypatch):
+    """A constant pad of an int8 tensor shares its input's quantization parameters (quantize.pt2e): XNNPACK's
+    static pad takes one scale in and out. Left to PT2E (the pad unannotated, float between a dequantize and the
+    next op's quantize) the .pte is written but does not load ('Failed to create StaticConstantPad node')."""
+    import pocketvit.export.quantize.pt2e as pt2e
+    from pocketvit.errors import BundleError
+    from pocketvit.export.quantize import config_for, quantize_export
+
+    model, x, calib = window_padded_block()
+    f = quantize_export(model, x, calib, config_for("executorch"), tmp_path / "shared.pte")
+    agree, cos = _agreement("executorch", f.path, model, torch.cat([x, calib[:7]]))
+    assert agree >= 0.85 and cos >= 0.99, (agree, cos)
+    assert f.info["quantizer_mends"] == {"pad-shares-scale": 1}
+    monkeypatch.setattr(pt2e, "share_pad_qparams", lambda graph: 0)
+    raw = quantize_export(model, x, calib, config_for("executorch"), tmp_path / "raw.pte")
+    with pytest.raises((BundleError, RuntimeError), match="(?i)failed to load|StaticConstantPad"):
+        _agreement("executorch", raw.path, model, x)
+
+
+def test_symbolic_sizes_are_not_observed_so_litert_calibrates_swin(tmp_path, monkeypatch):
+    """Swin's shifted windows under a symbolic batch: litert-torch's quantizer annotated an arithmetic op on
+    symbolic sizes like activations, and calibration stopped ("'int' object has no attribute 'numel'"); specs on
+    values that are not float tensors are dropped (quantize.pt2e.drop_non_float), and the file runs."""
+    from timm.models.swin_transformer import SwinTransformerBlock
+
+    import pocketvit.export.quantize.pt2e as pt2e
+    from pocketvit.errors import ExportError
+    from pocketvit.export.quantize import config_for, quantize_export
+
+    class SwinLike(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 16, 3, stride=2, padding=1)
+            self.block = SwinTransformerBlock(16, (8, 8), num_heads=2, window_size=4, shift_size=2)
+            self.head = torch.nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.head(self.block(self.stem(x).permute(0, 2, 3, 1)).mean((1, 2)))
+
+    torch.manual_seed(0)
+    model, calib = SwinLike().eval(), torch.randn(16, 3, 16, 16)
+    f = quantize_export(model, calib[:1], calib, config_for("litert"), tmp_path / "m.tflite")
+    agree, cos = _agreement("litert", f.path, model, calib)
+    assert agree >= 0.85 and cos >= 0.98, (agree, cos)
+    assert f.info["quantizer_mends"].get("drop-non-float", 0) > 0
+    monkeypatch.setattr(pt2e, "drop_non_float", lambda graph: 0)
+    with pytest.raises(ExportError, match="numel"):
+        quantize_export(model, calib[:1], calib, config_for("litert"), tmp_path / "raw.tflite")
+
+
+def test_integer_scalars_of_float_arithmetic_become_floats():
+    """quantize.pt2e.float_scalars: `2 * torch.div(t, 2, rounding_mode="floor")` (EdgeNeXt's and XCiT's Fourier
+    encodings) keeps its value with a float operand; litert-torch's quantizer made the int an int64 constant and
+    observed it ('"histogram_cpu" not implemented for 'Long'')."""
+    from pocketvit.export.quantize.pt2e import export_graph, float_scalars
+
+    class Fourier(torch.nn.Module):
+        def forward(self, x):
+            t = torch.arange(8, dtype=torch.float32)
+            return x * (2 * torch.div(t, 2, rounding_mode="floor") + 1) - 3
+
+    x = torch.randn(2, 8)
+    graph, _ = export_graph(Fourier(), x)
+    ref = graph(x)
+    assert float_scalars(graph) == 3  # 2 *, + 1, - 3 (div's own 2 is a tensor operand of div.Tensor_mode)
+    graph.recompile()
+    arithmetic = [n for n in graph.graph.nodes if str(n.target) in ("aten.mul.Tensor", "aten.add.Tensor",
+                                                                     "aten.sub.Tensor")]
+    assert len(arithmetic) == 4 and not any(type(a) is int for n in arithmetic for a in n.args)
+    assert torch.equal(graph(x), ref)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pocketvit.bench.measure import CONSTANT_OUTPUT
 from pocketvit.pipeline.zoo_coverage import COLUMNS, ZOO, classify, merge, run_coverage, with_known_issues
 from pocketvit.report.zoo_coverage import render, totals, write_evidence
 
@@ -31,6 +32,9 @@ def test_cells_from_export_results():
     assert rewritten["workarounds"] == ["rewrite linear-attention-broadcast"]  # speed rewrites are not workarounds
     int8 = classify("onnx-int8", {"status": "parity failed", "parity": {"cosine": 0.9, "failures": ["cosine 0.9"]}})
     assert int8["status"] == "runs"  # random weights and calibration: ran, outside the int8 tolerance
+    zeros = classify("litert-int8", {"status": "parity failed", "parity": {"cosine": 0.0, "failures": [
+        f"{CONSTANT_OUTPUT} (every value is 0)", "cosine 0.000000 < 0.98"]}})
+    assert zeros["status"] == "failed" and zeros["reason"].startswith(CONSTANT_OUTPUT)  # broken, not inaccurate
     fp32 = classify("onnx", {"status": "parity failed", "parity": {"cosine": 0.9, "failures": ["cosine 0.9"]}})
     assert fp32 == {**fp32, "status": "failed", "reason": "cosine 0.9"}
 

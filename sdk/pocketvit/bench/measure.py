@@ -18,18 +18,39 @@ PROBABILITY_FLOOR = 1e-4
 
 
 def parity(runtime_out: np.ndarray, eager_out: np.ndarray, outputs: str = "logits") -> dict[str, float]:
-    """max |runtime - eager|, the smallest per-image cosine and top-1 agreement. outputs="probabilities" (a drop-in
-    file's softmax) compares log-probabilities: over 1,000 classes a softmax maps a 0.02 error in the logits to
-    ~2e-5, far under any absolute tolerance, where the log keeps it 0.02 (the same figure as the float file's)."""
+    """max |runtime - eager|, the smallest per-image cosine and top-1 agreement, and `constant_output` (a failure
+    message) when the file ignores its input. outputs="probabilities" (a drop-in file's softmax) compares
+    log-probabilities: over 1,000 classes a softmax maps a 0.02 error in the logits to ~2e-5, far under any
+    absolute tolerance, where the log keeps it 0.02 (the same figure as the float file's)."""
     a, b = runtime_out.reshape(len(runtime_out), -1).astype(np.float64), eager_out.reshape(len(eager_out), -1)
     if outputs == "probabilities":
         a, b = (np.log(np.maximum(v.astype(np.float64), PROBABILITY_FLOOR)) for v in (a, b))
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-    return {
+    figures = {
         "max_abs_diff": float(np.abs(a - b).max()),
         "cosine": float(cos.min()),
         "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
     }
+    broken = constant_output(runtime_out, eager_out)
+    return figures | ({"constant_output": broken} if broken else {})
+
+
+CONSTANT_OUTPUT = "the file's output does not depend on its input"
+
+
+def constant_output(runtime_out: np.ndarray, eager_out: np.ndarray) -> str | None:
+    """A failure when the file gives every input the same output (all zeros, say) where eager torch does not: a
+    broken file, not an inaccurate one, whatever its cosine (an int8 file's looser tolerance must not pass it)."""
+    a = runtime_out.reshape(len(runtime_out), -1)
+    b = eager_out.reshape(len(eager_out), -1)
+    if a.shape != b.shape or np.array_equal(a, b) or not (np.isfinite(a).all() and np.ptp(a, axis=0).max(initial=0.0) == 0.0):
+        return None
+    if len(a) > 1 and np.ptp(b, axis=0).max(initial=0.0) == 0.0:
+        return None  # eager is constant on these inputs too
+    if len(a) == 1 and (a != 0).any():
+        return None  # one input: only an all-zero output is plainly broken
+    what = "every value is 0" if not a.any() else f"all {len(a)} inputs give the same output"
+    return f"{CONSTANT_OUTPUT} ({what})"
 
 
 def runtime_inputs(splits: Splits, spec: dict[str, Any], form: str = "float-nchw") -> np.ndarray:

@@ -70,13 +70,15 @@ class TargetParity:
     note: str | None = None
     runtime_info: dict[str, Any] | None = None  # provider / delegate / threads and the fallbacks taken
     run_error: str | None = None  # the runtime could not load or run the file (status "fail")
+    constant_output: str | None = None  # the file gives every input the same output (status "fail")
 
 
 def parity_failures(figures: dict[str, Any], max_abs_diff: float | None, cosine: float | None,
                     top1: float | None) -> list[str]:
     """Each figure outside its tolerance, as `pocketvit verify` prints it ("cosine 0.93 < 0.999"); a None
-    tolerance (or a figure the check does not have) is not checked. The build's verify stages use it too."""
-    fails = []
+    tolerance (or a figure the check does not have) is not checked. The build's verify stages use it too. A file
+    whose output does not depend on its input (measure.constant_output) fails whatever the tolerances."""
+    fails = [figures["constant_output"]] if figures.get("constant_output") else []
     v = figures.get("max_abs_diff")
     if max_abs_diff is not None and v is not None and not v <= max_abs_diff:
         fails.append(f"max abs diff {v:.3g} > {max_abs_diff:g}")
@@ -119,13 +121,14 @@ class EagerReference:
 
 def fill(row: TargetParity, out: np.ndarray, ref: np.ndarray, tol: Tolerance, outputs: str = "logits") -> None:
     """A target's figures against the eager reference (probabilities as log-probabilities), then pass / fail
-    against ``tol``."""
+    against ``tol``; a file whose output does not depend on its input fails whatever its figures."""
     from pocketvit.bench.measure import parity
 
     figures = parity(out, ref.reshape(len(ref), -1), outputs)
     row.max_abs_diff = figures["max_abs_diff"]
     row.cosine = figures["cosine"]
     row.top1_agreement = figures["top1_agreement"]
+    row.constant_output = figures.get("constant_output")
     check(row, tol)
 
 

@@ -80,6 +80,7 @@ def exit_rows(bundle, targets: list[str], crops, spec, tols, threads, explicit: 
         ref = np.stack(eager)[taken, np.arange(len(taken))]
         figures = parity(np.concatenate(outs), ref)
         row.max_abs_diff, row.cosine = figures["max_abs_diff"], figures["cosine"]
+        row.constant_output = figures.get("constant_output")
         agreement = float((eager_at == taken).mean())
         row.top1_agreement = min(figures["top1_agreement"], agreement)
         hist = np.bincount(taken, minlength=len(names))

@@ -115,6 +115,7 @@ def zoo_entry(name: str) -> ZooModel:
 
 def classify(target: str, r: dict[str, Any]) -> dict[str, Any]:
     """One matrix cell from export_to_bundle's result row of `target`."""
+    from pocketvit.bench.measure import CONSTANT_OUTPUT
     from pocketvit.export._common import offending_op
     from pocketvit.export.known_issues import known_issue
 
@@ -134,6 +135,7 @@ def classify(target: str, r: dict[str, Any]) -> dict[str, Any]:
     if info.get("rewrite") == "alias-as-identity":
         workarounds.append(f"alias nodes dropped, torch.jit.trace refused ({info.get('trace_refused', '')})")
     workarounds += [f"rewrite {n}" for n in (info.get("rewrites") or {}) if n in ENABLING_REWRITES]
+    workarounds += [f"int8 quantizer mend {n}" for n in (info.get("quantizer_mends") or {})]
     if workarounds:
         cell["workarounds"] = workarounds
     parity = r.get("parity")
@@ -147,8 +149,10 @@ def classify(target: str, r: dict[str, Any]) -> dict[str, Any]:
         cell["checked"] = "converted + spec check (Core ML cannot run on Linux)"
         if not check.get("ok"):
             cell["reason"] = f"spec check: {check.get('problems')}"
-    elif r["status"] == "parity failed" and target.endswith("-int8") and not r.get("run_error"):
-        # random weights and random calibration images: int8 agreement says little about a real model
+    elif (r["status"] == "parity failed" and target.endswith("-int8") and not r.get("run_error")
+          and not any(f.startswith(CONSTANT_OUTPUT) for f in (parity or {}).get("failures") or [])):
+        # random weights and random calibration images: int8 agreement says little about a real model (but an
+        # output that ignores the input is a broken file, whatever the weights)
         cell.update(status="runs", reason="; ".join(parity.get("failures") or []) if parity else "")
     else:
         cell.update(status="failed", reason=(r.get("note") or "; ".join((parity or {}).get("failures") or [])

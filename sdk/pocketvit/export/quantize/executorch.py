@@ -31,7 +31,7 @@ def quantize_executorch(model: torch.nn.Module, example: torch.Tensor, calib: to
                         config: ExecuTorchInt8, path: Path, *, float_layers: Sequence[str] = (),
                         model_name: str = "model") -> ExportedFile:
     from pocketvit.export.executorch import lower_program, torch_export, write_program
-    from pocketvit.export.quantize.pt2e import quantized_graph, xnnpack_quantizer
+    from pocketvit.export.quantize.pt2e import quantized_graph, quantizer_mends, xnnpack_quantizer
     from pocketvit.export.rewrites import apply_rewrites
 
     require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch", _WHY)
@@ -56,6 +56,7 @@ def quantize_executorch(model: torch.nn.Module, example: torch.Tensor, calib: to
     info = dict(summaries["forward"])
     info["methods"] = ["forward"]
     info["rewrites"] = rewrites
+    info["quantizer_mends"] = quantizer_mends(converted)
     info["float_layers"] = list(float_layers)
     info["float_depthwise"] = len(depthwise)
     return ExportedFile(target=config.target, path=path, runtime="executorch", precision="int8", info=info)

@@ -23,7 +23,7 @@ def quantize_litert(model: torch.nn.Module, example: torch.Tensor, calib: torch.
     import torch
 
     from pocketvit.export.litert import DEFAULT_SIGNATURE, quiet_litert, written_file
-    from pocketvit.export.quantize.pt2e import litert_quantizer, quantized_graph
+    from pocketvit.export.quantize.pt2e import litert_quantizer, quantized_graph, quantizer_mends
 
     litert_torch = require("litert_torch", "litert", _WHY)
     from litert_torch.quantize.quant_config import QuantConfig
@@ -42,4 +42,5 @@ def quantize_litert(model: torch.nn.Module, example: torch.Tensor, calib: torch.
     f = written_file(edge, path, model_name, signature=DEFAULT_SIGNATURE)
     f.target, f.precision = config.target, "int8"
     f.info["rewrites"] = rewrites
+    f.info["quantizer_mends"] = quantizer_mends(converted)
     return f

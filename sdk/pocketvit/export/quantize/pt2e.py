@@ -33,7 +33,7 @@ def xnnpack_quantizer(mode: str = "static", per_channel: bool = True, is_qat: bo
 
         cfg = get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=mode == "dynamic",
                                                 is_qat=is_qat)
-        q = XNNPACKQuantizer()
+        q = _mended(XNNPACKQuantizer, "executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils")()
         if only is not None:
             # Not set_module_name: its filter must pass every node of a pattern, and a conv's pattern holds its
             # weight, a get_attr that BatchNorm folding (prepare_pt2e) creates without module metadata, so a
@@ -49,6 +49,107 @@ def xnnpack_quantizer(mode: str = "static", per_channel: bool = True, is_qat: bo
         return q
 
     return make
+
+
+_PAD_OPS = ("aten.pad.default", "aten.constant_pad_nd.default")
+_SCALAR_OPS = ("aten.add.Tensor", "aten.mul.Tensor", "aten.sub.Tensor", "aten.div.Tensor")
+
+
+def _mended(base: type, utils_module: str) -> type:
+    """`base` quantizer (XNNPACKQuantizer, litert-torch's PT2EQuantizer) with three mends to its annotation:
+
+    - every constant pad of an int8 tensor keeps its input's scale and zero point (share_pad_qparams). Neither
+      quantizer annotates pad, so PT2E leaves it in float between a dequantize and the next op's quantize, with
+      other parameters after it than before; XNNPACK's static pad takes one scale in and out and refuses the .pte
+      at load ("Failed to create StaticConstantPad node ... xnn_status_invalid_parameter": TinyViT's and Swin's
+      window padding at 64 x 64). A zero pad is exact at the input's scale (zero is a quantization level).
+    - integer operands of a float add / mul are made float first (float_scalars): the quantizer turns a scalar
+      into a tensor constant and observes it, and an integer constant stops calibration ('"histogram_cpu" not
+      implemented for 'Long'': EdgeNeXt's and XCiT's Fourier position encodings).
+    - nothing that is not a float tensor is observed (drop_non_float): an add of two symbolic sizes (Swin's window
+      count times the batch) was annotated like activations ("'int' object has no attribute 'numel'")."""
+    import importlib
+
+    propagate = importlib.import_module(utils_module).propagate_annotation
+
+    class MendedQuantizer(base):
+        mends: dict[str, int]  # mend -> how many nodes it changed in the last graph annotated (file info)
+
+        def transform_for_annotation(self, model):
+            self.mends = {"float-scalars": float_scalars(model)}
+            return super().transform_for_annotation(model)
+
+        def annotate(self, model):
+            model = super().annotate(model)
+            self.mends = getattr(self, "mends", {}) | {"drop-non-float": drop_non_float(model)}
+            self.mends["pad-shares-scale"] = share_pad_qparams(model)
+            if self.mends["pad-shares-scale"]:
+                propagate(model)  # the views and permutes after a newly annotated pad share its parameters too
+            return model
+
+    MendedQuantizer.__name__ = MendedQuantizer.__qualname__ = f"{base.__name__}+pocketvit"
+    return MendedQuantizer
+
+
+def _is_float_tensor(node) -> bool:
+    val = getattr(node, "meta", {}).get("val")
+    return getattr(val, "is_floating_point", lambda: False)()
+
+
+def float_scalars(model) -> int:
+    """Python int operands of add / sub / mul / div nodes whose result is a float tensor become floats (the same
+    arithmetic). Returns how many it changed."""
+    count = 0
+    for node in model.graph.nodes:
+        if node.op != "call_function" or str(node.target) not in _SCALAR_OPS or not _is_float_tensor(node):
+            continue
+        ints = [i for i, a in enumerate(node.args) if isinstance(a, int) and not isinstance(a, bool)]
+        if ints:
+            node.args = tuple(float(a) if i in ints else a for i, a in enumerate(node.args))
+            count += len(ints)
+    return count
+
+
+def drop_non_float(model) -> int:
+    """Remove quantization specs from values that are not float tensors (symbolic sizes, integer tensors): the
+    output spec of such a node and the input specs on such operands. Returns how many specs it removed."""
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    count = 0
+    for node in model.graph.nodes:
+        ann = node.meta.get(Q_ANNOTATION_KEY)
+        if ann is None:
+            continue
+        if ann.output_qspec is not None and not _is_float_tensor(node):
+            ann.output_qspec = None
+            count += 1
+        for arg in [a for a in ann.input_qspec_map if not _is_float_tensor(a)]:
+            del ann.input_qspec_map[arg]
+            count += 1
+    return count
+
+
+def share_pad_qparams(model) -> int:
+    """Annotate each unannotated constant pad whose input carries an int8 output spec: input and output shared
+    with that input. Returns how many pads it annotated."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    count = 0
+    for node in model.graph.nodes:
+        if node.op != "call_function" or str(node.target) not in _PAD_OPS or not node.args:
+            continue
+        mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+        source = node.args[0]
+        given = getattr(source, "meta", {}).get(Q_ANNOTATION_KEY)
+        own = node.meta.get(Q_ANNOTATION_KEY)
+        if mode != "constant" or given is None or given.output_qspec is None or (own is not None and own._annotated):
+            continue
+        shared = SharedQuantizationSpec(source)
+        node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map={source: shared}, output_qspec=shared,
+                                                             _annotated=True)
+        count += 1
+    return count
 
 
 def _under_modules(names: Sequence[str]) -> Callable:
@@ -79,7 +180,7 @@ def litert_quantizer(mode: str = "static", per_channel: bool = True) -> Quantize
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 
         cfg = get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=mode == "dynamic")
-        q = PT2EQuantizer()
+        q = _mended(PT2EQuantizer, "litert_torch.quantize.pt2e_quantizer_utils")()
         if only is not None:
             for name in only:
                 q.module_name_config[_litert_module_key(name)] = cfg
@@ -117,7 +218,8 @@ def export_graph(model: torch.nn.Module, example: torch.Tensor, dynamic_batch: b
 
 def calibrate_and_convert(graph, quantizer, calib: torch.Tensor, batched: bool, batch_size: int = 64,
                           fold: bool = True):
-    """prepare_pt2e(graph, quantizer), run the calibration images through the observers, convert_pt2e."""
+    """prepare_pt2e(graph, quantizer), run the calibration images through the observers, convert_pt2e (the
+    quantizer's mends recorded in the graph's meta, see quantizer_mends)."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -126,7 +228,14 @@ def calibrate_and_convert(graph, quantizer, calib: torch.Tensor, batched: bool, 
     with torch.no_grad():
         for i in range(0, len(calib), step):
             prepared(calib[i:i + step])
-    return convert_pt2e(prepared, fold_quantize=fold)
+    converted = convert_pt2e(prepared, fold_quantize=fold)
+    converted.meta["quantizer_mends"] = {k: v for k, v in getattr(quantizer, "mends", {}).items() if v}
+    return converted
+
+
+def quantizer_mends(converted) -> dict[str, int]:
+    """The mends the quantizer applied to this converted graph (_mended): name -> nodes changed, only those used."""
+    return dict(getattr(converted, "meta", {}).get("quantizer_mends") or {})
 
 
 def quantized_graph(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor,
