@@ -129,9 +129,24 @@ class ExecuTorchBackend(Backend):
         try:
             outs = method.execute(tensors)
         except RuntimeError as e:  # a delegate that fails at run time ("method->execute() failed with error 0x1")
-            raise BundleError(f"{self.path}: ExecuTorch failed running method {name!r} ({e})") from None
+            raise BundleError(f"{self.path}: ExecuTorch failed running method {name!r} ({e})"
+                              + self._execute_reason(method, tensors)) from None
         # Outputs can alias the method's planned memory: copy before the next call reuses it.
         return [o.detach().cpu().numpy().copy() if hasattr(o, "numpy") else np.asarray(o) for o in outs]
+
+    def _execute_reason(self, method, tensors) -> str:
+        """The runtime's own words for a failed run: the same call again with its log captured (a failure is
+        deterministic, and capturing every call would add to the timed path). ": Attempted to resize a static
+        tensor. Expected shape (1, 128, 8, 8), but received (1, 8, 8, 128)", or ""."""
+        log: list[str] = []
+        try:
+            with quiet(log):
+                method.execute(tensors)
+        except RuntimeError:
+            pass
+        lines = [line.split("] ", 1)[-1].strip().rstrip(".") for line in log
+                 if any(w in line.lower() for w in ("fail", "attempt", "error", "expected"))]
+        return f": {'; '.join(lines[:2])}" if lines else ""
 
     def _run_forward(self, x: np.ndarray) -> np.ndarray:
         if self.forward_method is None:
