@@ -113,3 +113,41 @@ def test_attention_as_bmm_on_fastvit_map_attention(tmp_path):
     assert with_it.info["nodes_outside"] == 0 < without.info["nodes_outside"]
     assert with_it.info["delegate_calls"] == 1
     assert float(np.abs(RUNNERS["executorch"](with_it.path, x) - ref).max()) < 1e-4
+
+
+def test_qkv_bias_into_linear_lets_eva_attention_quantize_for_executorch(tmp_path):
+    """timm's EvaAttention concatenates its q/k/v biases on every call: with the bias computed at run time the
+    int8 linear's weight dequantize stays outside XNNPACK and ExecuTorch has no kernel for it. Folded into the
+    qkv layer once, the outputs are the same and the int8 .pte is written and runs."""
+    torch = pytest.importorskip("torch")
+    from timm.models.eva import EvaAttention
+
+    from pocketvit.export.prepare import prepare_for_export
+    from pocketvit.export.quantize import config_for, quantize_export
+
+    class Tokens(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Linear(8, 32)
+            self.attn = EvaAttention(32, num_heads=2, qkv_bias=True, scale_norm=False)
+            self.head = torch.nn.Linear(32, 10)
+
+        def forward(self, x):
+            return self.head(self.attn(self.embed(x)).mean(1))
+
+    torch.manual_seed(0)
+    model = Tokens().eval()
+    with torch.no_grad():
+        model.attn.q_bias.normal_()
+        model.attn.v_bias.normal_()
+    x, calib = torch.randn(1, 6, 8), torch.randn(16, 6, 8)
+    rewritten = prepare_for_export(model)
+    assert apply_rewrites(rewritten, "executorch-int8") == {"qkv-bias-into-linear": 1}
+    np.testing.assert_allclose(eager(rewritten, calib), eager(model, calib), atol=1e-6)
+    f = quantize_export(model, x, calib, config_for("executorch"), tmp_path / "int8.pte")
+    assert f.info["rewrites"].get("qkv-bias-into-linear") == 1
+    out, ref = RUNNERS["executorch"](f.path, x), eager(model, x)
+    assert np.dot(out.ravel(), ref.ravel()) / (np.linalg.norm(out) * np.linalg.norm(ref)) > 0.95
+    with pytest.raises(ExportError, match="dequantize_per_channel"):
+        quantize_export(model, x, calib, config_for("executorch", no_rewrite=("qkv-bias-into-linear",)),
+                        tmp_path / "raw.pte")

@@ -35,6 +35,30 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
+def qkv_bias_into_linear(model: torch.nn.Module) -> int:
+    """timm EVA / BEiT attention keeps q, k (zeros) and v biases apart and concatenates them on every call into
+    `F.linear(x, qkv.weight, bias=cat(...))`; the concatenation is moved into the qkv layer's own bias once (the
+    same arithmetic). With a bias computed at run time XNNPACK does not take the int8 linear: its weight's
+    per-channel dequantize stayed outside the delegate, and ExecuTorch has no kernel for it ("Missing out
+    variants: {'quantized_decomposed::dequantize_per_channel'}": EVA-02 int8)."""
+    import torch
+    from torch import nn
+
+    def match(m: nn.Module) -> bool:
+        return (type(m).__module__.startswith("timm.") and isinstance(getattr(m, "qkv", None), nn.Linear)
+                and m.qkv.bias is None and all(isinstance(getattr(m, f"{p}_bias", None), torch.Tensor) for p in "qkv")
+                and not getattr(m, "qkv_bias_separate", False))
+
+    def fold(m: nn.Module) -> nn.Module:
+        with torch.no_grad():
+            bias = torch.cat((m.q_bias, m.k_bias, m.v_bias)).detach().clone()
+        m.qkv.bias = nn.Parameter(bias, requires_grad=False)
+        m.q_bias = m.k_bias = m.v_bias = None  # timm's forward then calls self.qkv(x)
+        return m
+
+    return replace_modules(model, match, fold)
+
+
 def _layernorm_as_linear(model: torch.nn.Module) -> int:
     """nn.LayerNorm over the last dim → mean/variance as linear layers (XNNPACK leaves native_layer_norm out)."""
     import torch
@@ -243,6 +267,9 @@ REWRITES: tuple[Rewrite, ...] = (
             ("executorch", "executorch-int8"), _timm_attention_as_bmm),
     Rewrite("prefix-tokens", "timm ViT class token concatenated without expand, token pooling as a slice (batch 1)",
             ("executorch", "executorch-int8"), _vit_prefix_tokens),
+    Rewrite("qkv-bias-into-linear", "EVA / BEiT attention's q/k/v biases concatenated once into the qkv linear's "
+            "bias: XNNPACK takes no int8 linear whose bias is computed at run time", ("executorch-int8",),
+            qkv_bias_into_linear),
     Rewrite("layernorm2d-as-conv", "channels-first LayerNorm2d statistics as 1x1 convs (no permutes, no layer norm)",
             ("executorch", "executorch-int8"), layernorm2d_as_conv),
     Rewrite("se-gate-into-conv", "squeeze-excite hardsigmoid gate folded into its conv, a clamp XNNPACK fuses",

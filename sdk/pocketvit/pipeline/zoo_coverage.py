@@ -35,7 +35,8 @@ COLUMNS = FLOAT + DROPIN + INT8
 SMALL = 64
 EVIDENCE = "zoo-coverage"
 # rewrites that make a target work at all (not only faster): a cell that needed one is "ok, worked around"
-ENABLING_REWRITES = ("linear-attention-broadcast", "addcmul-as-mul-add", "nearest-resize-as-gather")
+ENABLING_REWRITES = ("linear-attention-broadcast", "addcmul-as-mul-add", "nearest-resize-as-gather",
+                     "qkv-bias-into-linear")
 
 
 @dataclass(frozen=True)
