@@ -222,3 +222,35 @@ def test_nearest_resize_as_gather_gives_ghostnetv2_attention_torch_pixels(tmp_pa
         np.testing.assert_allclose(run_tflite(f.path, x), ref, atol=1e-5)
         raw_diff = np.abs(run_tflite(raw.path, x) - ref).max()
         assert (raw_diff > 1e-3) if size == 28 else (raw_diff < 1e-5)  # the toolchain's error, at odd sizes only
+
+
+def test_cascaded_attention_transposed_matmul_lets_efficientvit_m_quantize_for_litert(tmp_path):
+    """litert-torch's int8 conversion of EfficientViT-M0 built for 64 x 64 fails in its CascadedGroupAttention
+    ("'tfl.batch_matmul' op found invalid output rank, expected 3 but got 4"; smaller configurations convert);
+    with the value product transposed it converts and runs, and the rewritten model gives eager's outputs."""
+    from pocketvit.bench.measure import parity
+    from pocketvit.errors import ExportError
+    from pocketvit.export.prepare import prepare_for_export, recalibrate_batchnorm
+    from pocketvit.export.quantize import config_for, quantize_export
+    from pocketvit.runtime.backends import open_backend
+
+
+    torch.manual_seed(0)
+    model = timm.create_model("efficientvit_m0", img_size=64, num_classes=10)
+    recalibrate_batchnorm(model, (16, 3, 64, 64))  # random weights: statistics that keep activations in range
+    model.eval()
+    calib = torch.randn(16, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    rewritten = prepare_for_export(model)
+    assert apply_rewrites(rewritten, "litert-int8") == {"cascaded-attention-transposed-matmul": 6}
+    assert "cascaded-attention-transposed-matmul" not in apply_rewrites(prepare_for_export(model), "litert")
+    np.testing.assert_allclose(eager(rewritten, calib[:4]), eager(model, calib[:4]), rtol=1e-4, atol=1e-4)  # matmul order
+    f = quantize_export(model, calib[:1], calib, config_for("litert"), tmp_path / "m.tflite")
+    assert f.info["rewrites"].get("cascaded-attention-transposed-matmul") == 6
+    b = open_backend("litert", f.path, num_threads=1)
+    out, ref = b.run(calib[:4].numpy()), eager(model, calib[:4])
+    b.close()
+    figures = parity(out, ref)  # random weights: int8 moves them far, but the file follows its input
+    assert "constant_output" not in figures and figures["cosine"] > 0.5, figures
+    with pytest.raises(ExportError, match="batch_matmul"):
+        quantize_export(model, calib[:1], calib, config_for("litert", no_rewrite=("cascaded-attention-transposed-matmul",)),
+                        tmp_path / "raw.tflite")

@@ -24,6 +24,7 @@ from pocketvit.export.rewrites_conv import (
 )
 from pocketvit.export.rewrites_coreml import addcmul_as_mul_add
 from pocketvit.export.rewrites_litert import (
+    cascaded_attention_transposed_matmul,
     depthwise7_as_5x5,
     layernorm_keepdim,
     linear_attention_broadcast,
@@ -288,6 +289,9 @@ REWRITES: tuple[Rewrite, ...] = (
     Rewrite("nearest-resize-as-gather", "GhostNetV2's nearest upsampling of its attention gate as two index "
             "selects: LiteRT's RESIZE_NEAREST_NEIGHBOR picks other pixels at non-integer scales (7 x 7 maps)",
             ("litert", "litert-int8"), nearest_resize_as_gather),
+    Rewrite("cascaded-attention-transposed-matmul", "EfficientViT-M attention's value product as (attn @ v^T)^T: "
+            "litert-torch's int8 conversion folds the reshape after v @ attn^T into a rank-4 batch matmul",
+            ("litert-int8",), cascaded_attention_transposed_matmul),
     Rewrite("hardswish-as-hardtanh-mul", "hardswish as x * hardtanh(x + 3, 0, 6) / 6: XNNPACK takes no int8 HARD_SWISH",
             ("litert-int8",), hardswish_as_hardtanh_mul),
     Rewrite("depthwise7-as-core-ring", "stride-1 7x7 depthwise conv as a 5x5 core + two dilated border convs (49 taps)",

@@ -21,6 +21,11 @@ half-pixel centers, which picks other source pixels than torch's `floor(dst * in
 an integer (3 -> 7: torch repeats pixel 0 three times, LiteRT twice). GhostNetV2's DFC attention upsamples its gate
 that way at odd map sizes (7 x 7 at 224 x 224 input), so its LiteRT file missed fp32 parity (max abs diff 0.024).
 The rewrite picks the rows and columns torch picks, with two index_selects over constant indices (exact).
+
+cascaded-attention-transposed-matmul (LiteRT int8 only): EfficientViT-M's CascadedGroupAttention computes
+`v @ attn^T` and reshapes the product to a map; in int8 litert-torch 0.10 folds that reshape into the
+BATCH_MATMUL and fails ("'tfl.batch_matmul' op found invalid output rank, expected 3 but got 4"). Written as
+`(attn @ v^T)^T` (the same dot products) the product is transposed before the reshape and the model converts.
 """
 
 from __future__ import annotations
@@ -222,3 +227,46 @@ def linear_attention_broadcast(model: torch.nn.Module) -> int:
     needed = ("qkv_proj", "embed_dim", "attn_drop", "out_proj", "out_drop")
     return replace_modules(model, lambda m: type(m) is LinearSelfAttention and all(hasattr(m, n) for n in needed),
                            BroadcastLinearSelfAttention)
+
+
+def cascaded_attention_transposed_matmul(model: torch.nn.Module) -> int:
+    """timm EfficientViT-M `CascadedGroupAttention` with its value product as `(attn @ v^T)^T` instead of
+    `v @ attn^T` (the same dot products): litert-torch's int8 conversion folds the reshape after `v @ attn^T`
+    into the batch matmul and refuses the rank-4 result."""
+    try:
+        from timm.models.efficientvit_msra import CascadedGroupAttention
+    except ImportError:
+        return 0
+    import torch
+    from torch import nn
+
+    class TransposedCascadedGroupAttention(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
+            self.resolution = inner.resolution  # timm's LocalWindowAttention reads it
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a = self.inner
+            B, C, H, W = x.shape
+            feats_in = x.chunk(len(a.qkvs), dim=1)
+            feats_out = []
+            feat = feats_in[0]
+            attn_bias = a.attention_biases[:, a.attention_bias_idxs]
+            for head_idx, (qkv, dws) in enumerate(zip(a.qkvs, a.dws)):
+                if head_idx > 0:
+                    feat = feat + feats_in[head_idx]
+                feat = qkv(feat)
+                q, k, v = feat.view(B, -1, H, W).split([a.key_dim, a.key_dim, a.val_dim], dim=1)
+                q = dws(q)
+                q, k, v = q.flatten(2), k.flatten(2), v.flatten(2)
+                attn = ((q * a.scale).transpose(-2, -1) @ k + attn_bias[head_idx]).softmax(dim=-1)
+                feat = (attn @ v.transpose(-2, -1)).transpose(-2, -1)  # timm: v @ attn.transpose(-2, -1)
+                feat = feat.reshape(B, a.val_dim, H, W)
+                feats_out.append(feat)
+            return a.proj(torch.cat(feats_out, 1))
+
+    needed = ("qkvs", "dws", "attention_biases", "attention_bias_idxs", "key_dim", "val_dim", "scale", "proj",
+              "resolution")
+    return replace_modules(model, lambda m: type(m) is CascadedGroupAttention and all(hasattr(m, n) for n in needed),
+                           TransposedCascadedGroupAttention)

@@ -36,7 +36,7 @@ SMALL = 64
 EVIDENCE = "zoo-coverage"
 # rewrites that make a target work at all (not only faster): a cell that needed one is "ok, worked around"
 ENABLING_REWRITES = ("linear-attention-broadcast", "addcmul-as-mul-add", "nearest-resize-as-gather",
-                     "qkv-bias-into-linear")
+                     "qkv-bias-into-linear", "cascaded-attention-transposed-matmul")
 
 
 @dataclass(frozen=True)
