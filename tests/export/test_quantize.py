@@ -185,9 +185,8 @@ def test_int8_pad_keeps_its_input_scale_so_xnnpack_loads_the_file(tmp_path, monk
     """A constant pad of an int8 tensor shares its input's quantization parameters (quantize.pt2e): XNNPACK's
     static pad takes one scale in and out. Left to PT2E (the pad unannotated, float between a dequantize and the
     next op's quantize) the .pte is written but does not load ('Failed to create StaticConstantPad node')."""
-    import pocketvit.export.quantize.pt2e as pt2e
     from pocketvit.errors import BundleError
-    from pocketvit.export.quantize import config_for, quantize_export
+    from pocketvit.export.quantize import config_for, pt2e, quantize_export
 
     model, x, calib = window_padded_block()
     f = quantize_export(model, x, calib, config_for("executorch"), tmp_path / "shared.pte")
@@ -204,11 +203,9 @@ def test_symbolic_sizes_are_not_observed_so_litert_calibrates_swin(tmp_path, mon
     """Swin's shifted windows under a symbolic batch: litert-torch's quantizer annotated an arithmetic op on
     symbolic sizes like activations, and calibration stopped ("'int' object has no attribute 'numel'"); specs on
     values that are not float tensors are dropped (quantize.pt2e.drop_non_float), and the file runs."""
-    from timm.models.swin_transformer import SwinTransformerBlock
-
-    import pocketvit.export.quantize.pt2e as pt2e
     from pocketvit.errors import ExportError
-    from pocketvit.export.quantize import config_for, quantize_export
+    from pocketvit.export.quantize import config_for, pt2e, quantize_export
+    from timm.models.swin_transformer import SwinTransformerBlock
 
     class SwinLike(torch.nn.Module):
         def __init__(self):

@@ -120,10 +120,9 @@ def test_qkv_bias_into_linear_lets_eva_attention_quantize_for_executorch(tmp_pat
     int8 linear's weight dequantize stays outside XNNPACK and ExecuTorch has no kernel for it. Folded into the
     qkv layer once, the outputs are the same and the int8 .pte is written and runs."""
     torch = pytest.importorskip("torch")
-    from timm.models.eva import EvaAttention
-
     from pocketvit.export.prepare import prepare_for_export
     from pocketvit.export.quantize import config_for, quantize_export
+    from timm.models.eva import EvaAttention
 
     class Tokens(torch.nn.Module):
         def __init__(self):

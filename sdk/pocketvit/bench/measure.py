@@ -4,13 +4,13 @@ verify stages, exits and zero-shot."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from pocketvit.data.datasets import Splits
 from pocketvit.progress import progress_bar
-
 
 # probabilities are compared as log-probabilities (the logits up to a constant per image), floored here: above
 # float16's smallest normal number (6.1e-5), so a Core ML fp16 file's underflowed classes are not read as errors

@@ -248,7 +248,7 @@ def cascaded_attention_transposed_matmul(model: torch.nn.Module) -> int:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             a = self.inner
-            B, C, H, W = x.shape
+            B, _, H, W = x.shape
             feats_in = x.chunk(len(a.qkvs), dim=1)
             feats_out = []
             feat = feats_in[0]
