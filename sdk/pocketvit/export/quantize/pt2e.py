@@ -58,7 +58,7 @@ _SCALAR_OPS = ("aten.add.Tensor", "aten.mul.Tensor", "aten.sub.Tensor", "aten.di
 def _mended(base: type, utils_module: str) -> type:
     """`base` quantizer (XNNPACKQuantizer, litert-torch's PT2EQuantizer) with three mends to its annotation:
 
-    - every constant pad of an int8 tensor keeps its input's scale and zero point (share_pad_qparams). Neither
+    - every zero pad of an int8 tensor keeps its input's scale and zero point (share_pad_qparams). Neither
       quantizer annotates pad, so PT2E leaves it in float between a dequantize and the next op's quantize, with
       other parameters after it than before; XNNPACK's static pad takes one scale in and out and refuses the .pte
       at load ("Failed to create StaticConstantPad node ... xnn_status_invalid_parameter": TinyViT's and Swin's
@@ -129,9 +129,22 @@ def drop_non_float(model) -> int:
     return count
 
 
+def _zero_pad(node) -> bool:
+    """aten.pad in constant mode, or constant_pad_nd, padding with 0 (exact at any scale)."""
+    args, kw = list(node.args), node.kwargs
+    if str(node.target) == "aten.constant_pad_nd.default":
+        value = args[2] if len(args) > 2 else kw.get("value", 0)
+    else:
+        mode = args[2] if len(args) > 2 else kw.get("mode", "constant")
+        value = args[3] if len(args) > 3 else kw.get("value")
+        if mode != "constant":
+            return False
+    return value is None or value == 0
+
+
 def share_pad_qparams(model) -> int:
-    """Annotate each unannotated constant pad whose input carries an int8 output spec: input and output shared
-    with that input. Returns how many pads it annotated."""
+    """Annotate each unannotated zero pad whose input carries an int8 output spec: input and output shared with
+    that input. Returns how many pads it annotated."""
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
     from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
@@ -139,11 +152,11 @@ def share_pad_qparams(model) -> int:
     for node in model.graph.nodes:
         if node.op != "call_function" or str(node.target) not in _PAD_OPS or not node.args:
             continue
-        mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
         source = node.args[0]
         given = getattr(source, "meta", {}).get(Q_ANNOTATION_KEY)
         own = node.meta.get(Q_ANNOTATION_KEY)
-        if mode != "constant" or given is None or given.output_qspec is None or (own is not None and own._annotated):
+        if (not _zero_pad(node) or given is None or given.output_qspec is None
+                or (own is not None and own._annotated)):
             continue
         shared = SharedQuantizationSpec(source)
         node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map={source: shared}, output_qspec=shared,
