@@ -35,6 +35,9 @@ def test_cells_from_export_results():
     zeros = classify("litert-int8", {"status": "parity failed", "parity": {"cosine": 0.0, "failures": [
         f"{CONSTANT_OUTPUT} (every value is 0)", "cosine 0.000000 < 0.98"]}})
     assert zeros["status"] == "failed" and zeros["reason"].startswith(CONSTANT_OUTPUT)  # broken, not inaccurate
+    mended = classify("executorch-int8", {"status": "ok", "backend": {"quantizer_mends": {"pad-shares-scale": 2}},
+                                          "parity": {"max_abs_diff": 0.1, "cosine": 0.99, "top1_agreement": 1.0}})
+    assert mended["mends"] == ["pad-shares-scale"] and "workarounds" not in mended  # listed apart, not as ok†
     fp32 = classify("onnx", {"status": "parity failed", "parity": {"cosine": 0.9, "failures": ["cosine 0.9"]}})
     assert fp32 == {**fp32, "status": "failed", "reason": "cosine 0.9"}
 
@@ -64,7 +67,8 @@ def test_evidence_and_docs_table(tmp_path):
     ok = {t: {"status": "ok"} for t in COLUMNS}
     rows = [_row("a", 64, ok), _row("b", 64, {**ok, "litert": classify("litert", {"status": "failed",
                                                                                "error": TFL_MUL})}),
-            _row("b", 224, ok), _row("c", 224, {**ok, "coreml": {"status": "ok", "workarounds": ["torch.jit.trace"]}})]
+            _row("b", 224, {**ok, "litert-int8": {"status": "ok", "mends": ["drop-non-float"]}}),
+            _row("c", 224, {**ok, "coreml": {"status": "ok", "workarounds": ["torch.jit.trace"]}})]
     small = {"b": 64, "a": 64, "c": 224}  # c accepts nothing smaller than 224: its 224 row is its small one
     t = totals(rows[:2])
     assert t["litert"] == {"ok": 1, "worked_around": 0, "ran": 0, "failed": 1, "models": 2}
@@ -73,6 +77,7 @@ def test_evidence_and_docs_table(tmp_path):
     assert small_table.index("| b |") < small_table.index("| a |") and "| c |" in small_table
     assert "fails [1]" in small_table and "works instead: executorch, onnx" in small_table
     assert "ok†" in big_table and "† Worked around" in big_table
+    assert "- litert-int8: drop-non-float: b\n" in big_table and "| b | B | 224 |" in big_table
     page = tmp_path / "zoo.md"
     page.write_text("# Zoo\n\nintro\n<!-- zoo-coverage:start -->\nold\n<!-- zoo-coverage:end -->\nafter\n")
     write_evidence(rows, tmp_path, page, small)

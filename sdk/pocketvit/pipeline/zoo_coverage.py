@@ -136,7 +136,8 @@ def classify(target: str, r: dict[str, Any]) -> dict[str, Any]:
     if info.get("rewrite") == "alias-as-identity":
         workarounds.append(f"alias nodes dropped, torch.jit.trace refused ({info.get('trace_refused', '')})")
     workarounds += [f"rewrite {n}" for n in (info.get("rewrites") or {}) if n in ENABLING_REWRITES]
-    workarounds += [f"int8 quantizer mend {n}" for n in (info.get("quantizer_mends") or {})]
+    if info.get("quantizer_mends"):  # listed apart: a mend counts the nodes it changed, needed or not
+        cell["mends"] = sorted(info["quantizer_mends"])
     if workarounds:
         cell["workarounds"] = workarounds
     parity = r.get("parity")

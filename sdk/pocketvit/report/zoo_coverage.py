@@ -98,6 +98,15 @@ def table(rows: list[dict[str, Any]]) -> str:
                 by.setdefault(f"{t}: {w.split(' (')[0]}", []).append(r["model"])
     if by:
         text += "\n† Worked around:\n\n" + "".join(f"- {k}: {', '.join(v)}\n" for k, v in sorted(by.items()))
+    mends: dict[str, list[str]] = {}
+    for r in rows:
+        for t, c in r["targets"].items():
+            for m in c.get("mends", []):
+                mends.setdefault(f"{t}: {m}", []).append(r["model"])
+    if mends:
+        text += ("\nint8 quantizer mends that changed the file ([Targets](targets.md#mends-to-the-pt2e-quantizers); not "
+                 "marked †, as a mend may change a graph the toolchain would have taken anyway):\n\n"
+                 + "".join(f"- {k}: {', '.join(v)}\n" for k, v in sorted(mends.items())))
     return text
 
 
