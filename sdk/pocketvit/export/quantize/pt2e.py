@@ -96,6 +96,23 @@ def _is_float_tensor(node) -> bool:
     return getattr(val, "is_floating_point", lambda: False)()
 
 
+def _is_other_value(node, model) -> bool:
+    """The node's value is known and is not a float tensor (a symbolic size, an integer tensor)."""
+    val = getattr(node, "meta", {}).get("val")
+    if val is None and getattr(node, "op", None) == "get_attr":
+        val = _attribute(model, node.target)
+    return val is not None and not getattr(val, "is_floating_point", lambda: False)()
+
+
+def _attribute(model, target: str):
+    obj = model
+    for part in str(target).split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
 def float_scalars(model) -> int:
     """Python int operands of add / sub / mul / div nodes whose result is a float tensor become floats (the same
     arithmetic). Returns how many it changed."""
@@ -111,8 +128,9 @@ def float_scalars(model) -> int:
 
 
 def drop_non_float(model) -> int:
-    """Remove quantization specs from values that are not float tensors (symbolic sizes, integer tensors): the
-    output spec of such a node and the input specs on such operands. Returns how many specs it removed."""
+    """Remove quantization specs from values known not to be float tensors (symbolic sizes, integer tensors and
+    constants): the output spec of such a node and the input specs on such operands; a value whose type the graph
+    does not record keeps its spec. Returns how many specs it removed."""
     from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
     count = 0
@@ -120,10 +138,10 @@ def drop_non_float(model) -> int:
         ann = node.meta.get(Q_ANNOTATION_KEY)
         if ann is None:
             continue
-        if ann.output_qspec is not None and not _is_float_tensor(node):
+        if ann.output_qspec is not None and _is_other_value(node, model):
             ann.output_qspec = None
             count += 1
-        for arg in [a for a in ann.input_qspec_map if not _is_float_tensor(a)]:
+        for arg in [a for a in ann.input_qspec_map if _is_other_value(a, model)]:
             del ann.input_qspec_map[arg]
             count += 1
     return count
