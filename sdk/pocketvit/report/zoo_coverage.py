@@ -75,6 +75,17 @@ def _failure_text(cell: dict[str, Any]) -> str:
     return text.replace("|", "/")
 
 
+def _models_by(rows: list[dict[str, Any]], key: str) -> dict[str, list[str]]:
+    """"target: item" -> the models whose cell lists that item under `key` (workarounds, mends); an item's
+    parenthesised detail is left out."""
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        for t, c in r["targets"].items():
+            for item in c.get(key, []):
+                out.setdefault(f"{t}: {item.split(' (')[0]}", []).append(r["model"])
+    return out
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown matrix of `rows` (one size), its totals, failure notes and workarounds."""
     notes: list[str] = []
@@ -91,18 +102,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     text = "\n".join(lines) + "\n"
     if notes:
         text += "\nFailures:\n\n" + "".join(f"{i}. {n}\n" for i, n in enumerate(notes, 1))
-    by: dict[str, list[str]] = {}
-    for r in rows:
-        for t, c in r["targets"].items():
-            for w in c.get("workarounds", []):
-                by.setdefault(f"{t}: {w.split(' (')[0]}", []).append(r["model"])
+    by = _models_by(rows, "workarounds")
     if by:
         text += "\n† Worked around:\n\n" + "".join(f"- {k}: {', '.join(v)}\n" for k, v in sorted(by.items()))
-    mends: dict[str, list[str]] = {}
-    for r in rows:
-        for t, c in r["targets"].items():
-            for m in c.get("mends", []):
-                mends.setdefault(f"{t}: {m}", []).append(r["model"])
+    mends = _models_by(rows, "mends")
     if mends:
         text += ("\nint8 quantizer mends that changed the file ([Targets](targets.md#mends-to-the-pt2e-quantizers); not "
                  "marked †, as a mend may change a graph the toolchain would have taken anyway):\n\n"
