@@ -87,6 +87,16 @@ def test_evidence_and_docs_table(tmp_path):
     body = page.read_text()
     assert "old" not in body and body.startswith("# Zoo\n\nintro\n") and body.endswith("after\n")
     assert "| b |" in body and (tmp_path / "zoo-coverage.md").read_text().startswith("# Zoo coverage")
+    # the Targets link resolves from where each text is written: the page beside targets.md, the evidence in
+    # docs/results one level down, and evidence written outside the docs names the page instead of linking it
+    assert "](targets.md#mends-to-the-pt2e-quantizers)" in body
+    results = tmp_path / "results"
+    write_evidence(rows, results, page, small)
+    assert "](../targets.md#mends-to-the-pt2e-quantizers)" in (results / "zoo-coverage.md").read_text()
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-runs"
+    write_evidence(rows, elsewhere, page, small)
+    outside = (elsewhere / "zoo-coverage.md").read_text()
+    assert "targets.md#" not in outside and 'docs/targets.md, "Mends to the PT2E quantizers"' in outside
 
 
 @pytest.mark.slow

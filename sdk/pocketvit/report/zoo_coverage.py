@@ -8,6 +8,7 @@ calibration images) or a numbered failure with its reason, the toolchain's known
 
 from __future__ import annotations
 
+import os
 import platform
 from collections import Counter
 from importlib import metadata
@@ -86,8 +87,12 @@ def _models_by(rows: list[dict[str, Any]], key: str) -> dict[str, list[str]]:
     return out
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    """The markdown matrix of `rows` (one size), its totals, failure notes and workarounds."""
+MENDS_ANCHOR = "#mends-to-the-pt2e-quantizers"
+
+
+def table(rows: list[dict[str, Any]], targets: str | None = "targets.md") -> str:
+    """The markdown matrix of `rows` (one size), its totals, failure notes and workarounds; `targets` is the link to
+    the Targets page from where the text is written (None: named, not linked)."""
     notes: list[str] = []
     head = "| model | family | size | params (M) | " + " | ".join(COLUMNS) + " | seconds |"
     lines = [head, "|---|---|---|---:|" + "---|" * len(COLUMNS) + "---:|"]
@@ -107,7 +112,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         text += "\n† Worked around:\n\n" + "".join(f"- {k}: {', '.join(v)}\n" for k, v in sorted(by.items()))
     mends = _models_by(rows, "mends")
     if mends:
-        text += ("\nint8 quantizer mends that changed the file ([Targets](targets.md#mends-to-the-pt2e-quantizers); not "
+        where = f"[Targets]({targets}{MENDS_ANCHOR})" if targets else "docs/targets.md, \"Mends to the PT2E quantizers\""
+        text += (f"\nint8 quantizer mends that changed the file ({where}; not "
                  "marked †, as a mend may change a graph the toolchain would have taken anyway):\n\n"
                  + "".join(f"- {k}: {', '.join(v)}\n" for k, v in sorted(mends.items())))
     return text
@@ -130,9 +136,10 @@ def groups(rows: list[dict[str, Any]], small: dict[str, int] | None = None) -> d
     return {k: v for k, v in out.items() if v}
 
 
-def render(rows: list[dict[str, Any]], small: dict[str, int] | None = None) -> str:
-    """The small-size table, then the 224 x 224 one."""
-    return "\n".join(f"### {TITLES[k]}\n\n{table(g)}" for k, g in groups(rows, small).items())
+def render(rows: list[dict[str, Any]], small: dict[str, int] | None = None,
+           targets: str | None = "targets.md") -> str:
+    """The small-size table, then the 224 x 224 one (`targets`: as in `table`)."""
+    return "\n".join(f"### {TITLES[k]}\n\n{table(g, targets)}" for k, g in groups(rows, small).items())
 
 
 def write_evidence(rows: list[dict[str, Any]], out: Path, page: Path | None = None,
@@ -145,9 +152,14 @@ def write_evidence(rows: list[dict[str, Any]], out: Path, page: Path | None = No
             "command": "make test-zoo (pocketvit zoo-coverage); make test-zoo ZOO_SIZE=224"}
     write_json(out / f"{EVIDENCE}.json", {"meta": meta, "totals": {k: totals(g) for k, g in by.items()},
                                           "models": rows})
-    text = render(rows, small)
+    # the evidence table links the Targets page only when it is written inside the docs beside `page`
+    docs = page.parent.resolve() if page is not None else None
+    here = out.resolve()
+    inside = docs is not None and (here == docs or docs in here.parents)
+    evidence = render(rows, small, os.path.relpath(docs / "targets.md", here) if inside else None)
     with atomic_path(out / f"{EVIDENCE}.md") as tmp:
-        tmp.write_text(f"# Zoo coverage (`make test-zoo`)\n\n{text}")
+        tmp.write_text(f"# Zoo coverage (`make test-zoo`)\n\n{evidence}")
+    text = render(rows, small)
     if page is not None and page.is_file():
         body = page.read_text()
         if START in body and END in body:
