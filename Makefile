@@ -99,7 +99,7 @@ fashion-mnist-50: $(STAMP) data
 	$(VENV)/bin/pocketvit build recipes/fashion-mnist-50.yaml
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check sdk tests
+	$(VENV)/bin/ruff check sdk tests apps benchmarks
 
 # `make docs`: the MkDocs site (mkdocs.yml, docs/) into site/; --strict turns every warning (a broken link) into an error.
 docs: $(STAMP)

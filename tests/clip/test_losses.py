@@ -33,7 +33,9 @@ def _hand_affinity(sa, sb, ta, tb, scale):
             total -= sum(b * math.log(a) for a, b in zip(ps, pt))
         return total / len(logits)
 
-    transpose = lambda m: [list(r) for r in zip(*m)]
+    def transpose(m):
+        return [list(r) for r in zip(*m)]
+
     return 0.5 * ce(s, t) + 0.5 * ce(transpose(s), transpose(t))
 
 
@@ -79,7 +81,9 @@ def test_similarity_kd_is_zero_for_a_perfect_student_and_averages_the_ensemble()
     t = [(10.0 * x @ txt.t()).double() for x in (t1, t2)]
     i2t = (t[0].softmax(-1) + t[1].softmax(-1)) / 2
     t2i = (t[0].t().softmax(-1) + t[1].t().softmax(-1)) / 2
-    kl = lambda p, logits: float((p * (p.log() - logits.log_softmax(-1))).sum(-1).mean())
+    def kl(p, logits):
+        return float((p * (p.log() - logits.log_softmax(-1))).sum(-1).mean())
+
     assert abs(ens - 0.5 * (kl(i2t, s) + kl(t2i, s.t()))) < 1e-5
 
 

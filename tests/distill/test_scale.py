@@ -104,7 +104,9 @@ def test_fabric_path_in_one_process_trains_and_resumes(tmp_path):
     data, settings = dist_worker.splits(), TrainSettings(epochs=1, lr=3e-3, weight_decay=0.05, steps_per_epoch=3)
     write_cache(dist_worker.model(1).eval(), data, dist_worker.AUG, 5, 1, 3, 16, tmp_path / "cache")
     reader = TeacherCache(tmp_path / "cache", dist_worker.N)
-    batches = lambda e: reader.batches(data, dist_worker.AUG, e, 32, 0)
+    def batches(e):
+        return reader.batches(data, dist_worker.AUG, e, 32, 0)
+
     fp32 = train(dist_worker.model(2), batches, sparse_soft_cross_entropy, settings, tmp_path / "fp32", "fp32")
     dist = setup(ScaleConfig(accelerator="cpu", precision="bf16-mixed"))
     try:

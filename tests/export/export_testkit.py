@@ -112,7 +112,7 @@ def build_tiny_models():
 
 # --- runners: each executes a written file on its own runtime ----------------------------------------
 
-def run_onnx(path: Path, x: "torch.Tensor") -> np.ndarray:
+def run_onnx(path: Path, x: torch.Tensor) -> np.ndarray:
     ort = pytest.importorskip("onnxruntime")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input"]
@@ -120,7 +120,7 @@ def run_onnx(path: Path, x: "torch.Tensor") -> np.ndarray:
     return sess.run(None, {"input": x.numpy()})[0]
 
 
-def run_tflite(path: Path, x: "torch.Tensor", signature: str | None = None) -> np.ndarray:
+def run_tflite(path: Path, x: torch.Tensor, signature: str | None = None) -> np.ndarray:
     interp_mod = pytest.importorskip("ai_edge_litert.interpreter")
     interp = interp_mod.Interpreter(model_path=str(path))
     if signature is None:
@@ -134,7 +134,7 @@ def run_tflite(path: Path, x: "torch.Tensor", signature: str | None = None) -> n
     return next(iter(out.values()))
 
 
-def run_pte(path: Path, x: "torch.Tensor", method: str = "forward") -> np.ndarray:
+def run_pte(path: Path, x: torch.Tensor, method: str = "forward") -> np.ndarray:
     rt = pytest.importorskip("executorch.runtime")
     program = rt.Runtime.get().load_program(str(path))
     out = program.load_method(method).execute([x])
@@ -144,7 +144,7 @@ def run_pte(path: Path, x: "torch.Tensor", method: str = "forward") -> np.ndarra
 RUNNERS = {"onnx": run_onnx, "litert": run_tflite, "executorch": run_pte}
 
 
-def eager(model: nn.Module, x: "torch.Tensor") -> np.ndarray:
+def eager(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return model(x).numpy()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,7 +11,7 @@ from pocketvit.cli.common import DebugOpt, VerboseOpt, err_console, handle_error
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/ and the README's recipe reference).")]
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", help="Override a recipe value, e.g. --set distill.epochs=3 (repeatable; value parsed as YAML)."),
 ]
 
@@ -19,11 +19,11 @@ SetOpt = Annotated[
 @handle_errors
 def build(
     recipe: RecipeArg,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Build directory (default: runs/<recipe name>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Build directory (default: runs/<recipe name>).")] = None,
     set_: SetOpt = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore finished stages and recompute everything.")] = False,
     until: Annotated[
-        Optional[str], typer.Option("--until", help="Stop after this stage (teacher, teacher_cache, cache_bench, distill, baseline, exits).")
+        str | None, typer.Option("--until", help="Stop after this stage (teacher, teacher_cache, cache_bench, distill, baseline, exits).")
     ] = None,
     debug: DebugOpt = False,
     verbose: VerboseOpt = False,

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -36,9 +36,9 @@ def photos(
 def fashion_mnist_small(
     folder: Annotated[Path, typer.Argument(help="Folder to write labeled/, unlabeled/ and test/ into.")],
     per_class: Annotated[int, typer.Option(help="Labeled training images per class.", min=1)] = 50,
-    unlabeled: Annotated[Optional[int], typer.Option(help="At most this many unlabeled images (default: the rest "
+    unlabeled: Annotated[int | None, typer.Option(help="At most this many unlabeled images (default: the rest "
                                                      "of the training split).", min=0)] = None,
-    test_per_class: Annotated[Optional[int], typer.Option(help="At most this many test images per class (default: "
+    test_per_class: Annotated[int | None, typer.Option(help="At most this many test images per class (default: "
                                                           "all 1,000).", min=1)] = None,
     root: Annotated[Path, typer.Option(help="Folder of the Fashion-MNIST idx files.")] = Path(
         "/usr/share/datasets/fashion-mnist"),

@@ -69,7 +69,9 @@ class ReinforcedData:
         missing = [f for f in FILES if not (self.folder / f).is_file()]
         if missing:
             raise PocketVitError(f"reinforced dataset {self.folder}: missing {missing}; rebuild it with --fresh")
-        load = lambda name: np.load(self.folder / name, mmap_mode="r", allow_pickle=False)
+        def load(name: str) -> np.ndarray:
+            return np.load(self.folder / name, mmap_mode="r", allow_pickle=False)
+
         self.index, self.seeds, self.image_emb = load("index.npy"), load("seeds.npy"), load("image_emb.npy")
         self.captions, self.caption_emb = load("captions.npy"), np.asarray(load("caption_emb.npy"), np.float32)
 

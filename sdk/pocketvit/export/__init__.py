@@ -36,8 +36,8 @@ __all__ = [
 
 
 def export_model(
-    model: "torch.nn.Module",
-    example: "torch.Tensor",
+    model: torch.nn.Module,
+    example: torch.Tensor,
     target: str,
     out_dir: Path | str,
     name: str = "model",

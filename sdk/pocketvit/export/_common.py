@@ -13,7 +13,7 @@ import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from pocketvit.errors import ExportError, MissingExtraError
 from pocketvit.runtime.targets import RUNTIMES, runtime_info

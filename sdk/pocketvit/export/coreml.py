@@ -206,8 +206,8 @@ def spec_check(path: Path | str, input_shape, outputs: list[str]) -> dict:
 
 
 def export_coreml(
-    model: "torch.nn.Module",
-    example: "torch.Tensor",
+    model: torch.nn.Module,
+    example: torch.Tensor,
     path: Path | str,
     *,
     model_name: str = "model",

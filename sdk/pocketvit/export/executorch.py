@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from pocketvit.errors import ExportError
 from pocketvit.export._common import ExportedFile, atomic_path, lowering_error, require
@@ -105,8 +106,8 @@ def write_program(et, path: Path, model_name: str) -> None:
 
 
 def export_executorch(
-    model: "torch.nn.Module",
-    example: "torch.Tensor | tuple",
+    model: torch.nn.Module,
+    example: torch.Tensor | tuple,
     path: Path | str,
     *,
     model_name: str = "model",
@@ -144,7 +145,7 @@ def export_executorch(
 
 
 def export_executorch_methods(
-    methods: Mapping[str, tuple["torch.nn.Module", tuple]],
+    methods: Mapping[str, tuple[torch.nn.Module, tuple]],
     path: Path | str,
     *,
     model_name: str = "model",

@@ -13,7 +13,8 @@ import contextlib
 import io
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from pocketvit.errors import ExportError, MissingExtraError
 from pocketvit.export._common import ExportedFile, atomic_path, env_override, lowering_error, require
@@ -72,8 +73,8 @@ def _write(edge_model, path: Path, model_name: str) -> None:
 
 
 def export_litert(
-    model: "torch.nn.Module",
-    example: "torch.Tensor | tuple",
+    model: torch.nn.Module,
+    example: torch.Tensor | tuple,
     path: Path | str,
     *,
     model_name: str = "model",
@@ -112,7 +113,7 @@ def export_litert(
     return f
 
 
-def _convert(model: "torch.nn.Module", args: tuple, model_name: str):
+def _convert(model: torch.nn.Module, args: tuple, model_name: str):
     import torch
 
     litert_torch = require("litert_torch", "litert", _WHY)
@@ -124,7 +125,7 @@ def _convert(model: "torch.nn.Module", args: tuple, model_name: str):
 
 
 def export_litert_signatures(
-    methods: Mapping[str, tuple["torch.nn.Module", tuple]],
+    methods: Mapping[str, tuple[torch.nn.Module, tuple]],
     path: Path | str,
     *,
     model_name: str = "model",

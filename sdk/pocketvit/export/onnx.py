@@ -63,8 +63,8 @@ def _export_torchscript(model, args, tmp: Path, opset: int) -> None:
 
 
 def export_onnx(
-    model: "torch.nn.Module",
-    example: "torch.Tensor | tuple",
+    model: torch.nn.Module,
+    example: torch.Tensor | tuple,
     path: Path | str,
     *,
     model_name: str = "model",

@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -36,7 +37,7 @@ def _deepcopy_or_same(obj):
         return obj, False
 
 
-def reparameterize(model: "torch.nn.Module") -> "torch.nn.Module":
+def reparameterize(model: torch.nn.Module) -> torch.nn.Module:
     """Fuse re-parameterisable branches in place (module.fuse() / reparameterize() / switch_to_deploy()).
 
     Returns the model (a child with `fuse()` is replaced by what `fuse()` returns).
@@ -74,7 +75,7 @@ def reparameterize(model: "torch.nn.Module") -> "torch.nn.Module":
     return model
 
 
-def unfuse_attention(model: "torch.nn.Module") -> int:
+def unfuse_attention(model: torch.nn.Module) -> int:
     """Switch timm attention modules to their explicit matmul + softmax path. Returns how many changed.
 
     timm reads `use_fused_attn()` once, when a module is built, into `module.fused_attn`; flipping the
@@ -109,11 +110,11 @@ def fused_attn_disabled() -> Iterator[None]:
 
 
 def prepare_for_export(
-    model: "torch.nn.Module",
+    model: torch.nn.Module,
     *,
     unfused_attention: bool = False,
     copy_model: bool = True,
-) -> "torch.nn.Module":
+) -> torch.nn.Module:
     """A CPU, eval-mode, re-parameterised copy of `model` ready for tracing. The caller's model is untouched.
 
     unfused_attention: switch timm attention to matmul + softmax (helps ExecuTorch's XNNPACK delegate).
@@ -124,8 +125,8 @@ def prepare_for_export(
 
 
 def prepare_many(
-    models: Sequence["torch.nn.Module"], *, unfused_attention: bool = False
-) -> list["torch.nn.Module"]:
+    models: Sequence[torch.nn.Module], *, unfused_attention: bool = False
+) -> list[torch.nn.Module]:
     """Prepare several modules with one deep copy, so parameters they share stay shared."""
     copied, _ = _deepcopy_or_same(list(models))
     return [_prepare_in_place(m, unfused_attention=unfused_attention) for m in copied]
@@ -141,12 +142,12 @@ def _prepare_in_place(model, *, unfused_attention: bool):
 
 
 def recalibrate_batchnorm(
-    model: "torch.nn.Module",
+    model: torch.nn.Module,
     shape: Sequence[int],
     batches: int = 4,
     *,
     seed: int = 0,
-) -> "torch.nn.Module":
+) -> torch.nn.Module:
     """Re-estimate every BatchNorm's running mean/var on `batches` random normal inputs of `shape`.
 
     `shape` is the full input shape including the batch dimension (use a batch of 2 or more, e.g.

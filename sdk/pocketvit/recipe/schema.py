@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -35,7 +35,7 @@ class AugmentSection(Section):
     hflip: bool = Field(True, description="random horizontal flip")
     erase_prob: float = Field(0.0, ge=0, le=1, description="probability of random erasing")
     erase_max: float = Field(0.3, gt=0, le=1, description="max side of the erased box, fraction of the image")
-    crop_scale: Optional[tuple[float, float]] = Field(
+    crop_scale: tuple[float, float] | None = Field(
         None, description="random resized crop: area fraction range, e.g. [0.25, 1.0]; replaces shift (photos)")
     crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="random resized crop: aspect ratio range")
     randaug_ops: int = Field(0, ge=0, le=3, description="RandAugment-style ops per view (rotate, shear, brightness, "
@@ -45,7 +45,7 @@ class AugmentSection(Section):
 
     @field_validator("crop_scale", "crop_ratio")
     @classmethod
-    def _range(cls, v: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:
+    def _range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
         if v is not None and not (0 < v[0] <= v[1]):
             raise ValueError(f"give [low, high] with 0 < low <= high, got {list(v)}")
         return v
@@ -65,23 +65,23 @@ class DataSection(Section):
     image_size: int = Field(64, ge=8, le=1024, description="image-folder: images resized and centre-cropped to this")
     views: int = Field(1, ge=1, le=4096, description="image-folder: samples per training file (each its own "
                        "augmented crop per epoch) and fixed augmented crops per held-out file")
-    held_out_views: Optional[int] = Field(None, ge=1, le=4096, description="image-folder: fixed augmented crops per "
+    held_out_views: int | None = Field(None, ge=1, le=4096, description="image-folder: fixed augmented crops per "
                                           "held-out file (val and test); default data.views")
     holdout: Literal["files", "views"] = Field(
         "files", description="image-folder: hold out whole files (unseen photos) or fresh crops of every file")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="image-folder: fraction of files for validation")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="image-folder: fraction of files for the test split")
-    unlabeled: Optional[str] = Field(
+    unlabeled: str | None = Field(
         None, description="image-folder: a folder of images without labels (searched recursively) that the teacher "
         "labels softly in the cache and the student learns from, beside the labeled training images; `loose`: the "
         "images directly in data.root, outside the class folders")
-    unlabeled_limit: Optional[int] = Field(None, ge=1, description="use only this many unlabeled images (a seeded "
+    unlabeled_limit: int | None = Field(None, ge=1, description="use only this many unlabeled images (a seeded "
                                            "random choice)")
-    test_root: Optional[str] = Field(
+    test_root: str | None = Field(
         None, description="image-folder: a separate labeled folder (the same class folders) that is the test split; "
         "data.root then gives only train and val (test_fraction is not used)")
-    train_limit: Optional[int] = Field(None, ge=1, description="use only this many training images (tests)")
-    test_limit: Optional[int] = Field(None, ge=1, description="use only this many test images (tests)")
+    train_limit: int | None = Field(None, ge=1, description="use only this many training images (tests)")
+    test_limit: int | None = Field(None, ge=1, description="use only this many test images (tests)")
     augment: AugmentSection = AugmentSection()
 
 
@@ -101,22 +101,22 @@ class TrainSection(Section):
     lr: float = Field(2e-3, gt=0, description="peak learning rate (a fine-tuned teacher: of the linear probe's head)")
     weight_decay: float = Field(0.05, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
-    steps: Optional[int] = STEPS
+    steps: int | None = STEPS
     min_steps: int = MINIMUM_STEPS
-    patience: Optional[int] = Field(None, ge=1, description="early stopping: stop after this many epochs without a "
+    patience: int | None = Field(None, ge=1, description="early stopping: stop after this many epochs without a "
                                     "better val top-1 and keep the best epoch's weights (null: every epoch; a "
                                     "fine-tuned teacher still keeps its best epoch)")
-    precision: Optional[Literal["auto", "fp32", "bf16"]] = Field(
+    precision: Literal["auto", "fp32", "bf16"] | None = Field(
         None, description="training compute precision: bf16 autocast or fp32; auto = bf16 where the CPU (AMX / "
         "AVX-512 BF16) or GPU computes it natively; null = auto when fine-tuning a pretrained teacher, fp32 when "
         "training pocketvit's own teacher from scratch")
     probe_epochs: int = Field(2, ge=0, description="fine-tuning: augmented passes whose frozen features train the new "
                               "head alone (linear probe) before the whole network; 0 skips the probe")
-    finetune_lr: Optional[float] = Field(None, gt=0, description="fine-tuning: peak learning rate of the whole "
+    finetune_lr: float | None = Field(None, gt=0, description="fine-tuning: peak learning rate of the whole "
                                          "network after the probe (default lr / 10)")
-    layer_decay: Optional[float] = Field(None, gt=0, le=1, description="fine-tuning: layer-wise LR decay, each "
+    layer_decay: float | None = Field(None, gt=0, le=1, description="fine-tuning: layer-wise LR decay, each "
                                          "layer below the head gets this factor more (e.g. 0.8); null: one LR")
-    trainable_layers: Optional[int] = Field(None, ge=0, description="fine-tuning: train only the top N layers below "
+    trainable_layers: int | None = Field(None, ge=0, description="fine-tuning: train only the top N layers below "
                                             "the head (blocks, counted as layer_decay counts them) and the head; the "
                                             "rest stays pretrained, BatchNorm statistics included: a faster step and "
                                             "less to overfit on few images; null: the whole network")
@@ -130,13 +130,13 @@ class ModelSection(Section):
 class TeacherSource(ModelSection):
     """One teacher used as it comes (models/teachers.py): an ensemble member."""
 
-    checkpoint: Optional[str] = Field(None, description="safetensors weights")
+    checkpoint: str | None = Field(None, description="safetensors weights")
 
 
 class TeacherSection(ModelSection):
     added_fields = ("pretrained", "ensemble", "head", "init")
     arch: str = "pocketvit-resnet"
-    checkpoint: Optional[str] = Field(None, description="safetensors weights; trained from scratch when absent")
+    checkpoint: str | None = Field(None, description="safetensors weights; trained from scratch when absent")
     finetune: bool = Field(False, description="train the checkpoint further with teacher.train; with "
                            "teacher.pretrained: fine-tune it on the data's classes (a new head, linear probe, then "
                            "the whole network)")
@@ -145,7 +145,7 @@ class TeacherSection(ModelSection):
         False, description="use the teacher as it comes: its own weights, classes and preprocessing (timm:NAME + "
         "checkpoint, efficientnet-lite:lite0's ImageNet weights); implied by open_clip:, hf:FOLDER, a build directory "
         "and ensemble")
-    ensemble: Optional[list[TeacherSource]] = Field(
+    ensemble: list[TeacherSource] | None = Field(
         None, description="several teachers used as they come; their probabilities are averaged")
     head: Literal["auto", "keep", "new"] = Field(
         "auto", description="a pretrained teacher's classifier when fine-tuning: new (a head for the data's classes), "
@@ -157,7 +157,7 @@ class TeacherSection(ModelSection):
 
     @field_validator("ensemble")
     @classmethod
-    def _members(cls, v: Optional[list[TeacherSource]]) -> Optional[list[TeacherSource]]:
+    def _members(cls, v: list[TeacherSource] | None) -> list[TeacherSource] | None:
         if v is not None and not v:
             raise ValueError("list at least one teacher, or drop ensemble")
         return v
@@ -184,9 +184,9 @@ class DistillSection(Section):
     weight_decay: float = Field(0.05, ge=0)
     temperature: float = Field(1.0, gt=0, le=20, description="KD temperature T: teacher re-tempered from the "
                                "cache, student logits / T, loss x T^2 (1 = TinyViT's plain soft cross-entropy)")
-    steps: Optional[int] = STEPS
+    steps: int | None = STEPS
     min_steps: int = MINIMUM_STEPS
-    patience: Optional[int] = Field(None, ge=1, description="early stopping on val top-1 (val teacher agreement on "
+    patience: int | None = Field(None, ge=1, description="early stopping on val top-1 (val teacher agreement on "
                                     "label-free data): stop after this many epochs without a better score and keep "
                                     "the best epoch (null: every epoch)")
     baseline: bool = Field(True, description="also train the student on labels only, same budget")
@@ -209,7 +209,7 @@ class DistillSection(Section):
 class ExportSection(Section):
     added_fields = ("teacher", "baseline")
     targets: list[TargetName] = Field(default_factory=lambda: ["executorch"])
-    dropin: Optional[list[Literal[RUNTIMES]]] = Field(
+    dropin: list[Literal[RUNTIMES]] | None = Field(
         None, description="runtimes that also get a drop-in file (NHWC pixels in, normalization and softmax inside; "
         "Core ML: image input + classifier; target <runtime>-dropin); default: litert and coreml for those among "
         "the targets; [] for none")
@@ -280,7 +280,7 @@ class QuantizeSection(Section):
 class ExitsStage1(Section):
     epochs: int = Field(2, ge=0, description="end-to-end epochs, weighted sum of every exit's distillation loss")
     lr: float = Field(1e-3, gt=0)
-    weights: Optional[list[float]] = Field(
+    weights: list[float] | None = Field(
         None, description="loss weight per exit, final head last; default i/(E+1) for exit i and 1 for the final"
     )
 
@@ -294,7 +294,7 @@ class ExitsStage2(Section):
 
 class ExitsSection(Section):
     after_blocks: list[int] = Field(..., min_length=1, description="an exit after each of these blocks (1-based)")
-    heads: Union[Literal["auto"], list[Literal["local", "global"]]] = Field(
+    heads: Literal["auto"] | list[Literal["local", "global"]] = Field(
         "auto", description="exit head per exit; auto = local perception in the first half, global aggregation after"
     )
     batch_size: int = Field(128, gt=0)
@@ -303,11 +303,11 @@ class ExitsSection(Section):
     stage2: ExitsStage2 = ExitsStage2()
     budget: float = Field(0.005, ge=0, lt=1, description="largest allowed top-1 drop vs the full model (0.005 = 0.5 pt)")
     margin: float = Field(0.0, ge=0, lt=1, description="calibrate to budget - margin on the validation split")
-    confidence: Optional[float] = Field(
+    confidence: float | None = Field(
         0.95, ge=0.5, lt=1, description="the budget must hold as a one-sided bound at this confidence (measured val "
         "drop + z * its standard error); null: the val drop alone"
     )
-    targets: Optional[list[TargetName]] = Field(
+    targets: list[TargetName] | None = Field(
         None, description="targets that get the segmented exit program; default: every fp32 export target"
     )
 
@@ -316,7 +316,7 @@ class ScaleSection(Section):
     """Where training and the teacher cache run (Lightning Fabric); results do not depend on it (same global batch)."""
 
     accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = Field("auto", description="auto: CUDA when present")
-    devices: Union[int, Literal["auto"]] = Field(
+    devices: int | Literal["auto"] = Field(
         1, description="processes per node: GPUs, or CPU processes; auto = every visible GPU; torchrun's "
         "--nproc-per-node wins when launched by torchrun")
     num_nodes: int = Field(1, ge=1, description="machines; torchrun's --nnodes wins when launched by torchrun")
@@ -327,7 +327,7 @@ class ScaleSection(Section):
 
     @field_validator("devices")
     @classmethod
-    def _positive(cls, v: Union[int, str]) -> Union[int, str]:
+    def _positive(cls, v: int | str) -> int | str:
         if isinstance(v, int) and v < 1:
             raise ValueError("must be >= 1 or auto")
         return v
@@ -337,23 +337,23 @@ class TextStudentSection(Section):
     """TinyCLIP on text: a smaller encoder inherited from the text teacher, distilled on real sentences."""
 
     layers: int = Field(3, ge=1, description="layers kept, evenly spaced (first and last included)")
-    heads: Optional[int] = Field(None, ge=1, description="leading attention heads kept (width = heads x head size)")
-    intermediate: Optional[int] = Field(None, ge=1, description="leading FFN channels kept")
+    heads: int | None = Field(None, ge=1, description="leading attention heads kept (width = heads x head size)")
+    intermediate: int | None = Field(None, ge=1, description="leading FFN channels kept")
     epochs: int = Field(3, gt=0)
     batch_size: int = Field(64, gt=0)
     lr: float = Field(3e-4, gt=0)
     affinity_weight: float = Field(1.0, ge=0, description="weight of TinyCLIP affinity mimicking (scale 50)")
     cosine_weight: float = Field(1.0, ge=0, description="weight of 1 - cos(student, teacher)")
     random_baseline: bool = Field(True, description="also train a randomly initialised student of the same shape")
-    train_limit: Optional[int] = Field(None, ge=8, description="use only this many training sentences")
-    heldout_limit: Optional[int] = Field(None, ge=8, description="use only this many held-out sentences")
+    train_limit: int | None = Field(None, ge=8, description="use only this many training sentences")
+    heldout_limit: int | None = Field(None, ge=8, description="use only this many held-out sentences")
 
 
 class ClipSection(Section):
     """CLIP-style distillation (clip/build.py): the student becomes an image tower in the text teacher's space."""
 
     text_teacher: str = Field("minilm", description="minilm, hf:/path/to/folder or open_clip:ARCH")
-    text_checkpoint: Optional[str] = Field(None, description="safetensors checkpoint of an open_clip text teacher")
+    text_checkpoint: str | None = Field(None, description="safetensors checkpoint of an open_clip text teacher")
     image_teachers: list[str] = Field(
         default_factory=lambda: ["weights/fashion-mnist-teacher.safetensors"], min_length=1,
         description="checkpoints (teacher.arch/options) whose features get a LiT projection each, or `open_clip` "
@@ -365,16 +365,16 @@ class ClipSection(Section):
     lit_lr: float = Field(3e-3, gt=0)
     scale: float = Field(100.0, gt=0, description="logit scale of CLIP and KD losses (MobileCLIP: 100)")
     kd_weight: float = Field(1.0, ge=0, description="lambda of the similarity-matrix KD loss (MobileCLIP small: 1.0)")
-    text_student: Optional[TextStudentSection] = None
+    text_student: TextStudentSection | None = None
     # typed prompts on the device (clip/text_bundle.py): the bundle carries this text encoder + its vocabulary
-    text_encoder_in_bundle: Optional[Literal["teacher", "student"]] = Field(
+    text_encoder_in_bundle: Literal["teacher", "student"] | None = Field(
         None, description="put a text encoder in the zero-shot bundle: the text teacher (which made the class "
         "embeddings) or the TinyCLIP text student (needs text_student); null = class embeddings only")
     text_encoder_max_tokens: int = Field(64, ge=3, le=512, description="tokens per prompt in the bundle's text "
                                          "encoder, [CLS] and [SEP] included (longer prompts are cut)")
     text_encoder_targets: list[Literal[TEXT_RUNTIMES]] = Field(
         default_factory=lambda: ["onnx"], min_length=1, description="runtimes the text encoder is exported for")
-    text_encoder_eval_sentences: Optional[int] = Field(
+    text_encoder_eval_sentences: int | None = Field(
         None, ge=1, description="held-out sentences for the text encoder's runtime-vs-eager cosine (null = all)")
 
 
@@ -388,13 +388,13 @@ class Recipe(Section):
     distill: DistillSection = DistillSection()
     export: ExportSection = ExportSection()
     verify: VerifySection = VerifySection()
-    exits: Optional[ExitsSection] = None
+    exits: ExitsSection | None = None
     quantize: QuantizeSection = QuantizeSection()
     scale: ScaleSection = ScaleSection()
-    clip: Optional[ClipSection] = None  # CLIP-style build (clip/build.py): zero-shot bundle
+    clip: ClipSection | None = None  # CLIP-style build (clip/build.py): zero-shot bundle
 
     @model_validator(mode="after")
-    def _baseline_to_export(self) -> "Recipe":
+    def _baseline_to_export(self) -> Recipe:
         if self.export.baseline and not self.distill.baseline:
             raise ValueError("export.baseline exports the labels-only student, which distill.baseline: false does "
                              "not train; set distill.baseline: true or drop export.baseline")
