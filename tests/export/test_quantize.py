@@ -199,6 +199,56 @@ def test_int8_pad_keeps_its_input_scale_so_xnnpack_loads_the_file(tmp_path, monk
         _agreement("executorch", raw.path, model, x)
 
 
+def coatnet_stage_entrance():
+    """CoAtNet's first transformer block (timm maxxvit): LayerNorm2d, a 2 x 2 pool, a 1 x 1 qkv conv split into
+    heads (the split stays outside XNNPACK, so the int8 residual stream leaves a delegate) and a pooled shortcut."""
+    from timm.layers import LayerNorm2d
+
+    class Entrance(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 16, 3, padding=1)
+            self.norm = LayerNorm2d(16)
+            self.qkv, self.proj = torch.nn.Conv2d(16, 48, 1), torch.nn.Conv2d(16, 16, 1)
+
+        def forward(self, x):
+            x = self.stem(x)
+            y = torch.nn.functional.avg_pool2d(self.norm(x), 2)
+            b, _, h, w = y.shape
+            q, k, v = self.qkv(y).view(b, 2, 24, -1).split([8, 8, 8], dim=2)
+            attn = (q.transpose(-2, -1) @ k).softmax(-1)
+            out = (v @ attn.transpose(-2, -1)).reshape(b, 16, h, w)
+            return torch.nn.functional.avg_pool2d(x, 2) + self.proj(out)
+
+    torch.manual_seed(0)
+    return Entrance().eval(), torch.randn(1, 3, 8, 8), torch.randn(16, 3, 8, 8)
+
+
+def test_each_dequantize_has_one_user_so_xnnpack_outputs_keep_their_layout(tmp_path, monkeypatch):
+    """A dequantize shared by a float op (layernorm2d-as-conv's channel statistics) and a delegate output: XNNPACK's
+    channels-last pass redirected both to its layout copy and the output came back channels-last ('Attempted to
+    resize a static tensor', CoAtNet int8 at 64 x 64). quantize.pt2e.one_dq_per_user gives each user its own."""
+    from pocketvit.errors import BundleError
+    from pocketvit.export.quantize import config_for, pt2e, quantize_export
+    from pocketvit.runtime.backends import open_backend
+
+    model, x, calib = coatnet_stage_entrance()
+    f = quantize_export(model, x, calib, config_for("executorch"), tmp_path / "mended.pte")
+    assert f.info["quantizer_mends"].get("dq-per-user", 0) > 0 and f.info["rewrites"] == {"layernorm2d-as-conv": 1}
+    b = open_backend("executorch", f.path, num_threads=1)
+    out = b.run(x.numpy())
+    b.close()
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert out.shape == ref.shape and np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.98
+    monkeypatch.setattr(pt2e, "one_dq_per_user", lambda graph: 0)
+    raw = quantize_export(model, x, calib, config_for("executorch"), tmp_path / "raw.pte")
+    b = open_backend("executorch", raw.path, num_threads=1)
+    with pytest.raises(BundleError, match="Attempted to resize a static tensor"):
+        b.run(x.numpy())
+    b.close()
+
+
 def test_symbolic_sizes_are_not_observed_so_litert_calibrates_swin(tmp_path, monkeypatch):
     """Swin's shifted windows under a symbolic batch: litert-torch's quantizer annotated an arithmetic op on
     symbolic sizes like activations, and calibration stopped ("'int' object has no attribute 'numel'"); specs on

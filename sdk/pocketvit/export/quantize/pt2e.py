@@ -33,7 +33,8 @@ def xnnpack_quantizer(mode: str = "static", per_channel: bool = True, is_qat: bo
 
         cfg = get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=mode == "dynamic",
                                                 is_qat=is_qat)
-        q = _mended(XNNPACKQuantizer, "executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils")()
+        q = _mended(XNNPACKQuantizer, "executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils",
+                    dq_per_user=True)()
         if only is not None:
             # Not set_module_name: its filter must pass every node of a pattern, and a conv's pattern holds its
             # weight, a get_attr that BatchNorm folding (prepare_pt2e) creates without module metadata, so a
@@ -55,8 +56,9 @@ _PAD_OPS = ("aten.pad.default", "aten.constant_pad_nd.default")
 _SCALAR_OPS = ("aten.add.Tensor", "aten.mul.Tensor", "aten.sub.Tensor", "aten.div.Tensor")
 
 
-def _mended(base: type, utils_module: str) -> type:
-    """`base` quantizer (XNNPACKQuantizer, litert-torch's PT2EQuantizer) with three mends to its annotation:
+def _mended(base: type, utils_module: str, dq_per_user: bool = False) -> type:
+    """`base` quantizer (XNNPACKQuantizer, litert-torch's PT2EQuantizer) with three mends to its annotation
+    (and, with `dq_per_user`, one to the converted graph: see one_dq_per_user):
 
     - every zero pad of an int8 tensor keeps its input's scale and zero point (share_pad_qparams). Neither
       quantizer annotates pad, so PT2E leaves it in float between a dequantize and the next op's quantize, with
@@ -86,6 +88,10 @@ def _mended(base: type, utils_module: str) -> type:
             if self.mends["pad-shares-scale"]:
                 propagate(model)  # the views and permutes after a newly annotated pad share its parameters too
             return model
+
+        def mend_converted(self, converted) -> None:
+            if dq_per_user:
+                self.mends["dq-per-user"] = one_dq_per_user(converted)
 
     MendedQuantizer.__name__ = MendedQuantizer.__qualname__ = f"{base.__name__}+pocketvit"
     return MendedQuantizer
@@ -183,6 +189,36 @@ def share_pad_qparams(model) -> int:
     return count
 
 
+def _requantized(node) -> bool:
+    """The op's result goes to a quantize (an int8 op in PT2E's q/dq form), not on in float."""
+    return any(str(u.target).startswith("quantized_decomposed.quantize_per_tensor") for u in node.users)
+
+
+def one_dq_per_user(converted) -> int:
+    """Give the float consumers of a shared activation dequantize their own copy (the same value) when int8 ops or
+    the graph's output read it too. PT2E copies a dequantize only for annotated users, so a float op (the channel
+    statistics of layernorm2d-as-conv) shares one with the int8 path; XNNPACK's channels-last pass, converting that
+    dequantize's layout for one consumer, redirects all of them, and a delegate output read by such a float op was
+    left channels-last ("Attempted to resize a static tensor. Expected shape (1, 128, 8, 8), but received
+    (1, 8, 8, 128)": CoAtNet int8 at 64 x 64). One copy for all the float consumers: each extra copy is one more
+    int8 -> float conversion at run time. Returns how many copies it made."""
+    graph, count = converted.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or str(node.target) != "quantized_decomposed.dequantize_per_tensor.default":
+            continue
+        floats = [u for u in node.users if u.op == "call_function" and not _requantized(u)]
+        if not floats or len(floats) == len(node.users):
+            continue
+        with graph.inserting_after(node):
+            twin = graph.node_copy(node)
+        for user in floats:
+            user.replace_input_with(node, twin)
+        count += 1
+    if count:
+        converted.recompile()
+    return count
+
+
 def _under_modules(names: Sequence[str]) -> Callable:
     """A PT2E node filter: true for ops that come from one of the module paths `names` (or below them),
     and for constants (get_attr / placeholder nodes carry no module metadata; a pattern is annotated only
@@ -260,6 +296,8 @@ def calibrate_and_convert(graph, quantizer, calib: torch.Tensor, batched: bool, 
         for i in range(0, len(calib), step):
             prepared(calib[i:i + step])
     converted = convert_pt2e(prepared, fold_quantize=fold)
+    if hasattr(quantizer, "mend_converted"):
+        quantizer.mend_converted(converted)
     converted.meta["quantizer_mends"] = {k: v for k, v in getattr(quantizer, "mends", {}).items() if v}
     return converted
 
