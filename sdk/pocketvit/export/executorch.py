@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from pocketvit.errors import ExportError
 from pocketvit.export._common import ExportedFile, atomic_path, lowering_error, require

@@ -13,8 +13,8 @@ import contextlib
 import io
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from pocketvit.errors import ExportError, MissingExtraError
 from pocketvit.export._common import ExportedFile, atomic_path, env_override, lowering_error, require

@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from typing import TYPE_CHECKING
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -159,11 +159,10 @@ def write_evidence(rows: list[dict[str, Any]], out: Path, page: Path | None = No
     evidence = render(rows, small, os.path.relpath(docs / "targets.md", here) if inside else None)
     with atomic_path(out / f"{EVIDENCE}.md") as tmp:
         tmp.write_text(f"# Zoo coverage (`make test-zoo`)\n\n{evidence}")
-    text = render(rows, small)
     if page is not None and page.is_file():
         body = page.read_text()
         if START in body and END in body:
             before, rest = body.split(START, 1)
             after = rest.split(END, 1)[1]
             with atomic_path(page) as tmp:
-                tmp.write_text(f"{before}{START}\n{text}\n{END}{after}")
+                tmp.write_text(f"{before}{START}\n{render(rows, small)}\n{END}{after}")

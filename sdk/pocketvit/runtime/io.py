@@ -11,8 +11,8 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from collections.abc import Iterator
+from typing import Any
 
 from pocketvit.errors import BundleError, OutputError
 
